@@ -1,0 +1,153 @@
+"""The one agent API of recgym (stable-baselines3 / d3rlpy style).
+
+Every agent:
+
+* is built as ``AgentClass(n_items, config=None, seed=0, **overrides)`` where ``config`` is the
+  agent's dataclass config (``AgentClass.Config``) whose defaults are the papers' values;
+* trains with ``fit(train, valid=None, **fit_kwargs)`` on ``SessionLog`` parts (torch agents go
+  through the shared loop in :mod:`agents.training`);
+* scores with ``scores(states, lengths) -> [B, n_items]`` on right-padded id tensors
+  (pad id = ``n_items``), higher = better;
+* recommends with ``recommend(histories, k)`` and acts in any env loop that takes an SB3 model
+  through ``predict(obs, deterministic=True) -> (action, None)``;
+* saves weights only (``save(path)`` / ``load(path)``; ``torch.load(weights_only=True)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from recgym.data import SessionLog
+
+
+@dataclass
+class AgentConfig:
+    """Hyper-parameters shared by all agents; subclasses add their own fields."""
+
+    state_len: int = 10
+    """History window the agent reads (items before the prediction point)."""
+
+
+class Agent:
+    """Base class. Subclasses set ``name``, ``Config`` and implement ``fit`` and ``scores``."""
+
+    name: ClassVar[str] = "agent"
+    Config: ClassVar[type[AgentConfig]] = AgentConfig
+
+    def __init__(self, n_items: int, config: AgentConfig | None = None, seed: int = 0, **overrides: Any) -> None:
+        if config is None:
+            config = self.Config()
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(config)}
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: unknown hyper-parameter(s) {sorted(unknown)}")
+        self.config = dataclasses.replace(config, **overrides)
+        self.n_items = int(n_items)
+        self.seed = int(seed)
+
+    # ----------------------------------------------------------------- API
+    @property
+    def state_len(self) -> int:
+        return self.config.state_len
+
+    @property
+    def pad_id(self) -> int:
+        return self.n_items
+
+    def fit(self, train: SessionLog, valid: SessionLog | None = None, **kwargs: Any) -> "Agent":
+        raise NotImplementedError
+
+    def scores(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Scores of every item. ``states`` int64 ``[B, L]`` right-padded with ``n_items``,
+        ``lengths`` int64 ``[B]`` (may be 0). Returns float ``[B, n_items]``."""
+        raise NotImplementedError
+
+    def probs(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The agent's policy ``π(a|s)`` as ``[B, n_items]`` (softmax of the scores by default)."""
+        return torch.softmax(self.scores(states, lengths).float(), dim=-1)
+
+    @torch.no_grad()
+    def recommend(self, histories: list[np.ndarray] | np.ndarray, k: int = 10, exclude_seen: bool = False) -> np.ndarray:
+        """Top-``k`` items for each history (lists of item ids, or a right-padded id matrix).
+        Returns int64 ``[B, k]``."""
+        states, lengths = self._as_states(histories)
+        s = self.scores(states, lengths).float().clone()
+        if exclude_seen:
+            mask = torch.zeros(s.shape[0], self.n_items + 1, dtype=torch.bool)
+            mask.scatter_(1, states, True)
+            s[mask[:, : self.n_items]] = -torch.inf
+        return torch.topk(s, k, dim=1).indices.numpy()
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True):
+        """SB3-style action for an env observation: a dict with ``"history"`` ids (right-padded)
+        and optionally ``"length"``, or a bare id matrix. Returns ``(actions, None)``."""
+        if isinstance(observation, dict):
+            hist = np.asarray(observation["history"])
+            length = observation.get("length")
+        else:
+            hist, length = np.asarray(observation), None
+        single = hist.ndim == 1
+        hist = np.atleast_2d(hist).astype(np.int64)
+        if length is None:
+            length = (hist != self.pad_id).sum(axis=1)
+        length = np.asarray(length, dtype=np.int64).reshape(-1)
+        with torch.no_grad():
+            s = self.scores(torch.from_numpy(hist[:, -self.state_len :] if hist.shape[1] > self.state_len else hist),
+                            torch.from_numpy(np.minimum(length, self.state_len)))
+        if deterministic:
+            a = s.argmax(dim=1).numpy()
+        else:
+            a = torch.distributions.Categorical(logits=s.float()).sample().numpy()
+        return (a[0] if single else a), None
+
+    # ----------------------------------------------------------------- io
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors to save (weights only). Torch agents return their modules' state."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def save(self, path: str | Path) -> Path:
+        """Save config (JSON) + weights (``torch.save`` of tensors only) atomically."""
+        from recgym.data.io import atomic_path
+
+        path = Path(path)
+        payload = {"weights": self.state_dict(), "config_json": json.dumps(self.config_dict()),
+                   "n_items": self.n_items, "agent": self.name}
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, **overrides: Any) -> "Agent":
+        payload = torch.load(path, weights_only=True, map_location="cpu")
+        cfg = cls.Config(**{**json.loads(payload["config_json"]), **overrides})
+        agent = cls(payload["n_items"], config=cfg)
+        agent.load_state_dict(payload["weights"])
+        return agent
+
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    # ----------------------------------------------------------------- helpers
+    def _as_states(self, histories: list[np.ndarray] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        from recgym.data import pad_sequences
+
+        if isinstance(histories, np.ndarray) and histories.ndim == 2:
+            lengths = (histories != self.pad_id).sum(axis=1)
+            return torch.from_numpy(histories.astype(np.int64)), torch.from_numpy(lengths.astype(np.int64))
+        seqs = [np.asarray(h, dtype=np.int64) for h in histories]
+        offsets = np.concatenate([[0], np.cumsum([len(h) for h in seqs])]).astype(np.int64)
+        flat = np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64)
+        ids, lengths = pad_sequences(flat, offsets, self.state_len, self.pad_id, "right")
+        return torch.from_numpy(ids), torch.from_numpy(lengths)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n_items={self.n_items}, config={self.config})"

@@ -1,0 +1,17 @@
+"""The offline-dataset interface: `SessionLog`, `Transitions`, splits and the source loaders."""
+
+from recgym.data.session_log import KIND_CLICK, KIND_PURCHASE, SessionLog, pad_sequences
+from recgym.data.splits import Split, split_by_session, split_leave_one_out
+from recgym.data.transitions import Transitions, return_to_go
+
+__all__ = [
+    "KIND_CLICK",
+    "KIND_PURCHASE",
+    "SessionLog",
+    "Split",
+    "Transitions",
+    "pad_sequences",
+    "return_to_go",
+    "split_by_session",
+    "split_leave_one_out",
+]
