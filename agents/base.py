@@ -79,9 +79,10 @@ class Agent:
         states, lengths = self._as_states(histories)
         s = self.scores(states, lengths).float().clone()
         if exclude_seen:
-            mask = torch.zeros(s.shape[0], self.n_items + 1, dtype=torch.bool)
-            mask.scatter_(1, states, True)
-            s[mask[:, : self.n_items]] = -torch.inf
+            # scatter -inf into the seen columns (pad ids go to an extra dropped column)
+            s = torch.cat([s, s.new_zeros(s.shape[0], 1)], dim=1)
+            s.scatter_(1, states, -torch.inf)
+            s = s[:, : self.n_items]
         return torch.topk(s, k, dim=1).indices.numpy()
 
     def predict(self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True):
@@ -97,9 +98,9 @@ class Agent:
         if length is None:
             length = (hist != self.pad_id).sum(axis=1)
         length = np.asarray(length, dtype=np.int64).reshape(-1)
+        states, lengths = right_window(hist, length, self.state_len, self.pad_id)
         with torch.no_grad():
-            s = self.scores(torch.from_numpy(hist[:, -self.state_len :] if hist.shape[1] > self.state_len else hist),
-                            torch.from_numpy(np.minimum(length, self.state_len)))
+            s = self.scores(torch.from_numpy(states), torch.from_numpy(lengths))
         if deterministic:
             a = s.argmax(dim=1).numpy()
         else:
@@ -151,3 +152,19 @@ class Agent:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_items={self.n_items}, config={self.config})"
+
+
+def right_window(hist: np.ndarray, lengths: np.ndarray, max_len: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """The last ``max_len`` valid items of right-padded rows ``hist`` ``[B, L]`` with ``lengths``.
+
+    Returns right-padded ``(ids int64 [B, max_len], lengths int64 [B])``.
+    """
+    hist = np.asarray(hist, dtype=np.int64)
+    lengths = np.minimum(np.asarray(lengths, dtype=np.int64), hist.shape[1])
+    new_len = np.minimum(lengths, max_len)
+    cols = np.arange(max_len)
+    src = (lengths - new_len)[:, None] + cols[None, :]
+    valid = cols[None, :] < new_len[:, None]
+    out = np.where(valid, np.take_along_axis(hist, np.minimum(src, max(hist.shape[1] - 1, 0)), axis=1) if hist.shape[1] else pad_id, pad_id)
+    return out.astype(np.int64), new_len
+

@@ -1,0 +1,21 @@
+"""recgym's Gymnasium environments: logged replay, the MF user simulator and the Next-K slate env.
+
+Ids (registered by ``import recgym``): ``recgym/Replay-{Synthetic,ML100K,YooChoose100K,RetailRocket,RC15}-v0``,
+``recgym/NetflixIAR-v0``, ``recgym/MFUser-{ML100K,Synthetic}-v0``,
+``recgym/SlateNextK-{ML1M,ML100K,Steam,Synthetic}-v0``. See ``docs/envs.md``.
+"""
+
+from envs.registration import env_ids, register_envs
+
+__all__ = ["env_ids", "register_envs"]
+
+
+def __getattr__(name: str):
+    # the env classes load lazily, so `import recgym` (which registers the ids) stays light
+    lazy = {"ReplayEnv": "envs.replay", "ReplayVectorEnv": "envs.replay", "SlateNextKEnv": "envs.slate_nextk",
+            "SlateNextKVectorEnv": "envs.slate_nextk", "MFUserEnv": "envs.mf_user", "SlateReward": "envs.rewards"}
+    if name in lazy:
+        import importlib
+
+        return getattr(importlib.import_module(lazy[name]), name)
+    raise AttributeError(f"module 'envs' has no attribute {name!r}")

@@ -1,0 +1,135 @@
+"""Shared pieces of the recgym environments: data loading (cached), observation spaces, padding."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from recgym.data import Split, split_by_session, split_leave_one_out
+from recgym.data.session_log import SessionLog
+
+_CACHE: dict[tuple, Split] = {}
+_CACHE_MAX = 8
+
+HOW_TO_GET_DATA = (
+    "Put the raw files of source {name!r} in {path} (see recgym/data/sources and the README), set "
+    "RECGYM_DATA_DIR to the folder that holds {name}/, or pass download=True to fetch them from "
+    "the owner's official address (when the licence allows it)."
+)
+
+
+def data_dir_of(data_dir: str | os.PathLike | None) -> Path:
+    """The data directory: argument, else ``$RECGYM_DATA_DIR``, else ``~/.cache/recgym``."""
+    if data_dir is not None:
+        return Path(data_dir)
+    return Path(os.environ.get("RECGYM_DATA_DIR", "~/.cache/recgym")).expanduser()
+
+
+def load_env_split(
+    source: str,
+    data: Split | SessionLog | None = None,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = False,
+    protocol: str | None = None,
+    seed: int = 0,
+    **params: Any,
+) -> Split:
+    """The split an env is built on.
+
+    ``data`` (a ``Split``, or a ``SessionLog`` that is split here: leave-one-out when it has one
+    session per user, else 80/10/10 by session with ``seed``) bypasses the loaders; it is how tests
+    and users plug in their own logs. Otherwise ``recgym.data.load_split(source, ...)`` is called
+    once per process and cached (envs built by ``make_vec`` share the arrays).
+    """
+    if isinstance(data, Split):
+        return data
+    if isinstance(data, SessionLog):
+        loo = protocol == "loo" or (protocol is None and data.users is not None
+                                    and len(np.unique(data.users)) == data.n_sessions)
+        return split_leave_one_out(data) if loo else split_by_session(data, seed=seed)
+    if data is not None:
+        raise TypeError(f"data must be a recgym Split or SessionLog, got {type(data).__name__}")
+    root = data_dir_of(data_dir)
+    key = (source, str(root), seed, tuple(sorted((k, repr(v)) for k, v in params.items())))
+    if key in _CACHE:
+        return _CACHE[key]
+    split = _load(source, root, download, seed, params)
+    if len(_CACHE) >= _CACHE_MAX:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = split
+    return split
+
+
+def _load(source: str, root: Path, download: bool, seed: int, params: dict[str, Any]) -> Split:
+    import recgym.data as rd
+
+    load_split = getattr(rd, "load_split", None)
+    if load_split is None:
+        # the source loaders are not installed (early checkout): only the embedded world works
+        if source != "synthetic":
+            raise RuntimeError(f"recgym.data.load_split is missing; cannot load source {source!r}")
+        from recgym.sim.world import make_synthetic_log
+
+        return split_by_session(make_synthetic_log(seed=seed, **params), seed=seed)
+    try:
+        return load_split(source, root, download=download, seed=seed, **params)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(
+            f"recgym: data for source {source!r} not found ({e}). "
+            + HOW_TO_GET_DATA.format(name=source, path=root / source)
+        ) from e
+
+
+# ---------------------------------------------------------------------------------------------
+# observation pieces
+# ---------------------------------------------------------------------------------------------
+def id_box(n_items: int, shape: tuple[int, ...]) -> spaces.Box:
+    """Item ids as an integer Box ``[0, n_items]`` (``n_items`` = padding); never MultiDiscrete,
+    which SB3 would one-hot into ``shape × n_items`` inputs."""
+    return spaces.Box(0, n_items, shape=shape, dtype=np.int64)
+
+
+def count_box(high: int) -> spaces.Box:
+    """A count ``[0, high]`` as a ``(1,)`` integer Box (SB3's flatten extractor needs a dim)."""
+    return spaces.Box(0, high, shape=(1,), dtype=np.int64)
+
+
+def window(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, L: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """The last ``L`` events of the flat ranges ``items[starts[b]:ends[b]]``, right-padded.
+
+    Returns ``(ids int64 [B, L], lengths int64 [B])`` — no Python loop over rows.
+    """
+    lengths = np.minimum(ends - starts, L).astype(np.int64)
+    j = np.arange(L)[None, :]
+    src = (ends - lengths)[:, None] + j
+    valid = j < lengths[:, None]
+    if len(items) == 0:
+        return np.full((len(starts), L), pad_id, dtype=np.int64), lengths
+    vals = items[np.minimum(src, len(items) - 1)]
+    return np.where(valid, vals, pad_id).astype(np.int64), lengths
+
+
+def contexts_of(log: SessionLog, L: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Leave-one-out contexts of every non-empty session: the session without its last event.
+
+    Returns ``(histories int64 [S, L], lengths int64 [S], targets int64 [S], session index [S])``.
+    """
+    keep = np.flatnonzero(log.lengths >= 1)
+    starts, ends = log.offsets[keep], log.offsets[keep + 1]
+    hist, lengths = window(log.items, starts, ends - 1, L, log.n_items)
+    return hist, lengths, log.items[ends - 1].astype(np.int64), keep
+
+
+def check_action(action: Any, n: int, name: str) -> int:
+    """An item id in ``[0, n)`` (numpy scalars / 0-d / 1-element arrays accepted) or ``ValueError``."""
+    a = np.asarray(action)
+    if a.size != 1 or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name}: action must be one integer item id in [0, {n}), got {action!r}")
+    a = int(a.reshape(()))
+    if not 0 <= a < n:
+        raise ValueError(f"{name}: action {a} is outside the action space Discrete({n})")
+    return a

@@ -1,0 +1,182 @@
+"""The MF user simulator (LPI's semi-synthetic Netflix setting): imputed rewards for any item.
+
+A Steck-style weighted MF (:mod:`recgym.sim.mf`) is fitted on the training part of a rating log
+(all users' sequences but their last two items). Each episode serves one held-out context: the
+user's last ``history_len`` (200) ratings before the held-out item. The action is an item; the
+reward is the imputed rating ``r̂(user, item)`` mapped with the source's reward scheme (iAR). ``info``
+has ``imputed_reward``, ``observed_reward`` (the logged reward when the action equals the logged
+next item, else 0: AR), ``logged_item`` and, on the Synthetic world, ``true_reward``.
+
+``horizon=1`` is the contextual bandit of the LPI paper; ``horizon>1`` appends each consumed item
+to the history (the logged next item only exists at the first step; later ``logged_item = -1``).
+On Synthetic, ``reward="true"`` serves the World's true expected reward instead of the imputed one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from envs.common import check_action, contexts_of, count_box, id_box, load_env_split
+from recgym.data import Split, split_leave_one_out
+from recgym.sim.mf import MFConfig, WeightedMF, _log_rows, rating_to_reward
+
+_MF_CACHE: dict[tuple, WeightedMF] = {}
+
+
+def _world_split(seed: int, params: dict[str, Any]) -> tuple[Split, Any]:
+    """The Synthetic rating data: the World's MNAR rating log, split leave-one-out."""
+    from recgym.sim.world import World
+
+    ratings_per_user = params.pop("ratings_per_user", None)
+    world = World(seed=seed, **params)
+    log = world.rating_log(ratings_per_user=ratings_per_user, reward_scheme="rating")
+    return split_leave_one_out(log), world
+
+
+class MFUserEnv(gym.Env):
+    """Contextual-bandit (or multi-step) user simulator with MF-imputed rewards.
+
+    Args:
+        source: ``"netflix"``, ``"ml-100k"``, ``"ml-1m"`` or ``"synthetic"`` (the World's MNAR rating
+            log; extra ``**params`` go to ``World``, plus ``ratings_per_user``).
+        split: ``"valid"`` or ``"test"`` contexts (``"train"`` also works: its leave-one-out contexts).
+        horizon: steps per episode (1 = contextual bandit).
+        history_len: history window (200, as LPI).
+        reward: ``"imputed"`` (iAR) or ``"true"`` (Synthetic only: the World's expected reward).
+        mf_config: :class:`recgym.sim.mf.MFConfig` of the imputer (its ``baseline`` defaults to
+            rating 1, or reward 0 for logs without ratings).
+        mf_path: an ``.npz`` of a fitted imputer: loaded when it exists, else written after fitting.
+        order: ``"random"`` (drawn contexts) or ``"sequential"`` (in order, cycling).
+        data, data_dir, download, seed, **params: see :func:`envs.common.load_env_split`.
+
+    Observation: ``{"history": int64 [L] (pad n_items), "length": int64 [1]}``; action ``Discrete(n_items)``.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, source: str = "synthetic", split: str = "test", horizon: int = 1, history_len: int = 200,
+                 reward: str = "imputed", mf_config: MFConfig | dict | None = None, mf_path: str | None = None,
+                 order: str = "random", data: Any = None, data_dir: Any = None, download: bool = False,
+                 seed: int = 0, **params: Any) -> None:
+        if split not in ("train", "valid", "test"):
+            raise ValueError(f"split must be 'train', 'valid' or 'test', got {split!r}")
+        if reward not in ("imputed", "true"):
+            raise ValueError(f"reward must be 'imputed' or 'true', got {reward!r}")
+        if order not in ("random", "sequential"):
+            raise ValueError(f"order must be 'random' or 'sequential', got {order!r}")
+        if horizon < 1 or history_len < 1:
+            raise ValueError(f"horizon and history_len must be >= 1, got {horizon}, {history_len}")
+        self.world = None
+        if source == "synthetic" and data is None:
+            sp, self.world = _world_split(seed, dict(params))
+        else:
+            sp = load_env_split(source, data=data, data_dir=data_dir, download=download, protocol="loo", seed=seed,
+                                **params)
+            if "world" in sp.train.meta:
+                from recgym.sim.world import World
+
+                self.world = World.from_log(sp.train)
+        if reward == "true" and self.world is None:
+            raise ValueError("reward='true' needs the Synthetic world (its log carries meta['world'])")
+        self.split_data, self.reward_kind, self.order = sp, reward, order
+        self.horizon, self.L = int(horizon), int(history_len)
+        train = sp.train
+        self.n_items = train.n_items
+        self.scheme = "rating" if train.ratings is not None else "identity"
+        self.mf = self._imputer(train, sp, mf_config, mf_path, seed)
+
+        log = getattr(sp, split)
+        self.hist, self.hlen, self.targets, sess = contexts_of(log, self.L)
+        self.target_rewards = log.rewards[log.offsets[sess + 1] - 1].astype(np.float64)
+        self.users = log.users[sess] if log.users is not None else sess
+        if len(self.targets) == 0:
+            raise ValueError(f"MFUserEnv: no {split} context in {log.name!r}")
+        if self.users.max() >= self.mf.n_users:
+            raise ValueError(f"MFUserEnv: {split} has users unseen by the imputer (max id {self.users.max()})")
+        self.n_contexts = len(self.targets)
+
+        self.observation_space = spaces.Dict({"history": id_box(self.n_items, (self.L,)), "length": count_box(self.L)})
+        self.action_space = spaces.Discrete(self.n_items)
+        self._cursor, self._c, self._t = 0, 0, 0
+        self._hist = np.full(self.L, self.n_items, dtype=np.int64)
+        self._hlen = 0
+
+    # ------------------------------------------------------------------ imputer
+    def _imputer(self, train, sp: Split, cfg: MFConfig | dict | None, mf_path: str | None, seed: int) -> WeightedMF:
+        if isinstance(cfg, dict):
+            cfg = MFConfig(**cfg)
+        if cfg is None:
+            cfg = MFConfig(seed=seed, baseline=1.0 if train.ratings is not None else 0.0)
+        if mf_path is not None and Path(mf_path).exists():
+            return WeightedMF.load(mf_path)
+        key = (id(train), dataclasses.astuple(cfg))
+        if key not in _MF_CACHE:
+            n_users = 1 + max(int(p.users.max()) if p.users is not None and p.n_sessions else p.n_sessions
+                              for p in sp)
+            rows = _log_rows(train)
+            vals = train.ratings if train.ratings is not None else train.rewards
+            _MF_CACHE.clear()  # one imputer at a time (they can be large)
+            _MF_CACHE[key] = WeightedMF(cfg).fit(rows, train.items, vals, n_users=n_users, n_items=self.n_items)
+        mf = _MF_CACHE[key]
+        if mf_path is not None:
+            mf.save(mf_path)
+        return mf
+
+    def imputed_reward(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """iAR reward of ``items`` [B] or [B, k] for ``users`` [B] (the scheme applied)."""
+        return rating_to_reward(self.mf.predict(users, items), self.scheme)
+
+    def report(self) -> dict[str, float]:
+        """Imputer diagnostics: held-out RMSE on the test targets, mean imputed rating of the
+        observed vs the unobserved cells (see :meth:`WeightedMF.imputation_report`)."""
+        test = self.split_data.test
+        h, l, t, sess = contexts_of(test, 1)
+        users = test.users[sess] if test.users is not None else sess
+        vals = (test.ratings if test.ratings is not None else test.rewards)[test.offsets[sess + 1] - 1]
+        return {"rmse_heldout": self.mf.rmse(users, t, vals), **self.mf.imputation_report()}
+
+    # ------------------------------------------------------------------ gym API
+    def _obs(self) -> dict[str, np.ndarray]:
+        return {"history": self._hist.copy(), "length": np.array([self._hlen])}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._cursor = 0
+        if options and "context" in options:
+            self._c = int(options["context"]) % self.n_contexts
+        elif self.order == "random":
+            self._c = int(self.np_random.integers(self.n_contexts))
+        else:
+            self._c, self._cursor = self._cursor, (self._cursor + 1) % self.n_contexts
+        self._hist = self.hist[self._c].copy()
+        self._hlen, self._t = int(self.hlen[self._c]), 0
+        return self._obs(), {"context": self._c, "user": int(self.users[self._c])}
+
+    def step(self, action: Any):
+        a = check_action(action, self.n_items, "MFUserEnv")
+        u = int(self.users[self._c])
+        imputed = float(self.imputed_reward(np.array([u]), np.array([a]))[0])
+        info: dict[str, Any] = {"imputed_reward": imputed, "user": u}
+        logged = int(self.targets[self._c]) if self._t == 0 else -1
+        info["logged_item"] = logged
+        info["observed_reward"] = float(self.target_rewards[self._c]) if a == logged else 0.0
+        info["hit"] = a == logged
+        if self.world is not None:
+            info["true_reward"] = float(self.world.expected_reward(
+                np.array([u]), self._hist[None], np.array([self._hlen]), np.array([a]))[0])
+        reward = info["true_reward"] if self.reward_kind == "true" else imputed
+        # the user consumes the item: it joins the history (window of the last L items)
+        if self._hlen < self.L:
+            self._hist[self._hlen] = a
+            self._hlen += 1
+        else:
+            self._hist = np.r_[self._hist[1:], a]
+        self._t += 1
+        return self._obs(), reward, self._t >= self.horizon, False, info
