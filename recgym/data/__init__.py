@@ -15,3 +15,8 @@ __all__ = [
     "split_by_session",
     "split_leave_one_out",
 ]
+
+# source loaders (recgym.data.registry): appended, the exports above are unchanged
+from recgym.data.registry import REWARD_SCHEMES, SOURCES, load, load_split  # noqa: E402
+
+__all__ += ["REWARD_SCHEMES", "SOURCES", "load", "load_split"]
