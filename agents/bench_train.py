@@ -1,0 +1,97 @@
+"""``train`` benchmark of the Q-learning family: ms per training step of ``sqn`` and ``ccql`` at
+batch 256, hidden 64, 70,852 items (RetailRocket's catalogue), SASRec encoder, next to the
+matmul-bound time of the same step: the time of the dense GEMMs against the item heads alone.
+
+Matmul-bound model of one step (``n`` items, ``B`` batch, ``d`` = encoder width), the dense
+GEMMs ``B×d×n`` the algorithm cannot avoid: the CE head's forward and its backward (weight and
+input gradients: 3 GEMMs) and the full-catalogue Q passes without gradient that the double-Q
+argmax needs: main and target on ``s'`` (SQN: 2), plus main and target on ``s`` for the
+negatives' bootstrap (SNQN/SA2C/CCQL: 4). Q with a gradient is only needed at the logged and
+negative actions (row-wise dot products, not a GEMM). Everything else (encoder, softmax,
+Adam over the ``2n·(d+1)`` head weights, sampling) is overhead.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def _time(fn, min_seconds: float = 1.0, warmup: int = 2) -> float:
+    """Median seconds per call of ``fn`` over at least ``min_seconds`` (and 3 calls)."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    t_end = time.perf_counter() + min_seconds
+    while time.perf_counter() < t_end or len(times) < 3:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def matmul_bound_seconds(n_items: int, batch: int, dim: int, q_only_passes: int, min_seconds: float = 1.0) -> float:
+    """Time of the step's head GEMMs alone (see the module docstring)."""
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(batch, dim, generator=g)
+    w = torch.randn(n_items, dim, generator=g)
+    grad = torch.randn(batch, n_items, generator=g)
+
+    def step() -> None:
+        torch.mm(h, w.T)  # CE head forward
+        torch.mm(grad.T, h)  # its weight gradient
+        torch.mm(grad, w)  # its input gradient
+        for _ in range(q_only_passes):
+            torch.mm(h, w.T)
+
+    return _time(step, min_seconds)
+
+
+def agent_step_seconds(name: str, n_items: int, batch: int, dim: int, state_len: int = 10,
+                       encoder: str = "sasrec", min_seconds: float = 2.0) -> float:
+    """Median seconds of ``agent.update`` on random replay rows (``name`` in ``sqn``, ``ccql`` ...)."""
+    from agents.qlearning import CCQLAgent, COAgent, SA2CAgent, SACAgent, SNQNAgent, SQNAgent
+
+    classes = {c.name: c for c in (SQNAgent, SACAgent, SNQNAgent, SA2CAgent, COAgent, CCQLAgent)}
+    agent = classes[name](n_items, seed=0, hidden=dim, batch_size=batch, state_len=state_len, encoder=encoder)
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(0, state_len + 1, batch)
+    cols = np.arange(state_len)[None, :]
+
+    def padded(lens: np.ndarray) -> torch.Tensor:
+        ids = rng.integers(0, n_items, (batch, state_len))
+        return torch.from_numpy(np.where(cols < lens[:, None], ids, n_items))
+
+    next_len = np.minimum(lengths + 1, state_len)
+    b = {
+        "state": padded(lengths), "state_len": torch.from_numpy(lengths),
+        "action": torch.from_numpy(rng.integers(0, n_items, batch)),
+        "reward": torch.from_numpy(rng.choice(np.float32([0.2, 1.0]), batch)),
+        "next_state": padded(next_len), "next_len": torch.from_numpy(next_len),
+        "done": torch.from_numpy((rng.random(batch) < 0.1).astype(np.float32)),
+    }  # fmt: skip
+    agent.set_training(True)
+    step = iter(range(10**9))
+    return _time(lambda: agent.update(b, next(step)), min_seconds)
+
+
+def bench_train(n_items: int = 70_852, batch: int = 256, dim: int = 64, agents: tuple[str, ...] = ("sqn", "ccql"),
+                min_seconds: float = 2.0, print_fn: Any = print) -> dict[str, dict[str, float]]:
+    """Print and return ms/step of each agent next to its matmul-bound time and their ratio
+    (target: ratio ≤ 2)."""
+    passes = {"sqn": 2, "sac": 2, "snqn": 4, "sa2c": 4, "co": 2, "ccql": 4}
+    out: dict[str, dict[str, float]] = {}
+    print_fn(f"train step, batch {batch}, d {dim}, {n_items:,} items, {torch.get_num_threads()} threads")
+    for name in agents:
+        step = agent_step_seconds(name, n_items, batch, dim, min_seconds=min_seconds) * 1e3
+        bound = matmul_bound_seconds(n_items, batch, dim, passes[name], min_seconds=min_seconds / 2) * 1e3
+        out[name] = {"ms_per_step": step, "matmul_bound_ms": bound, "ratio": step / bound}
+        print_fn(f"  {name:5s} {step:8.1f} ms/step   matmul-bound {bound:8.1f} ms   ratio {step / bound:4.2f}")
+    return out
+
+
+if __name__ == "__main__":
+    bench_train()

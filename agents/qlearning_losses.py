@@ -1,0 +1,152 @@
+"""Losses of the Q-learning family (SQN, SAC, SNQN, SA2C, SASRec-CO, SASRec-CCQL), as pure
+functions on tensors. Equation numbers refer to the CCQL paper
+(``papers/ccql_conservative_objectives.md``); SQN/SAC are Xin et al. (SIGIR 2020), SNQN/SA2C
+Xin et al. (WSDM 2022). Where the published code differs from the papers, the docstring says
+which one is followed (see ``REFERENCE.md``).
+
+Shapes: ``B`` = batch, ``n`` = items, ``K`` = negatives per transition.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+# ---------------------------------------------------------------------- TD learning (Eq. 1)
+def double_q_target(
+    reward: torch.Tensor, q_next_main: torch.Tensor, q_next_target: torch.Tensor, done: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """TD target of Eq. 1 with double Q-learning, as SQN codes it.
+
+    ``y = r + γ · Q_target(s', argmax_a Q_main(s', a)) · (1 − done)``: the network being trained
+    picks the action, the other one values it, and the bootstrap is zeroed on a session's last
+    event. reward/done ``[B]``, q_next_* ``[B, n]`` → ``[B]`` (no gradient)."""
+    a_star = q_next_main.argmax(dim=1, keepdim=True)
+    boot = q_next_target.gather(1, a_star).squeeze(1)
+    return (reward + gamma * boot * (1.0 - done)).detach()
+
+
+def td_loss(q_sa: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``mean(0.5 · (y − Q(s, a))²)`` — the squared TD error of Eq. 1 (SQN's 0.5 factor).
+    q_sa, target ``[B]`` → scalar; the target is treated as a constant."""
+    return (0.5 * (target.detach() - q_sa) ** 2).mean()
+
+
+def switch_networks(coin: float) -> bool:
+    """SQN's random main/target switch: with two networks A and B, every step a fair coin picks
+    which one is trained (``True`` → A is main and B is target); no Polyak averaging and no
+    periodic copy. ``coin`` is a uniform draw in [0, 1)."""
+    return coin < 0.5
+
+
+# ---------------------------------------------------------------------- negatives (SNQN, §3.2)
+def sample_negatives(
+    actions: torch.Tensor, n_items: int, n_neg: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``K = n_neg`` items per row drawn uniformly from the catalogue and re-drawn only where equal
+    to the row's logged action (as SNQN: duplicates among negatives are allowed).
+    actions int64 ``[B]`` → int64 ``[B, K]``."""
+    if n_items < 2:
+        raise ValueError(f"sample_negatives: need n_items >= 2 to draw a negative, got {n_items}")
+    neg = torch.randint(0, n_items, (actions.shape[0], n_neg), generator=generator, device=actions.device)
+    clash = neg == actions[:, None]
+    while clash.any():  # expected 1 + K/n redraws; vectorised over the clashing cells
+        neg[clash] = torch.randint(0, n_items, (int(clash.sum()),), generator=generator, device=actions.device)
+        clash = neg == actions[:, None]
+    return neg
+
+
+def negative_td_target(
+    neg_reward: float, q_cur_main: torch.Tensor, q_cur_target: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """TD target of a sampled negative action (SNQN, as coded in the WSDM'22 release).
+
+    An item the user ignored leaves the state unchanged, so the bootstrap is taken at the
+    *current* state ``s``: ``y⁻ = r⁻ + γ · Q_target(s, argmax_a Q_main(s, a))``, with no ``done``
+    zeroing (the session did not end because of the ignored item). q_cur_* ``[B, n]`` → ``[B]``."""
+    a_star = q_cur_main.argmax(dim=1, keepdim=True)
+    return (neg_reward + gamma * q_cur_target.gather(1, a_star).squeeze(1)).detach()
+
+
+def negative_td_loss(q_neg: torch.Tensor, target_neg: torch.Tensor) -> torch.Tensor:
+    """``mean_b Σ_k 0.5 · (y⁻_b − Q(s_b, a⁻_bk))²`` — SNQN sums the K negative TD losses.
+    q_neg ``[B, K]``, target_neg ``[B]`` → scalar."""
+    return (0.5 * (target_neg.detach()[:, None] - q_neg) ** 2).sum(dim=1).mean()
+
+
+# ---------------------------------------------------------------------- actor terms
+def ce_per_sample(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the logged action, per row. logits ``[B, n]``, actions ``[B]`` → ``[B]``."""
+    return F.cross_entropy(logits, actions, reduction="none")
+
+
+def q_weighted_ce(logits: torch.Tensor, actions: torch.Tensor, q_sa: torch.Tensor) -> torch.Tensor:
+    """SAC's actor loss: ``mean_b stopgrad(Q(s_b, a_b)) · CE_b``, **per sample**.
+
+    The CCQL release multiplies the batch mean of Q by the batch mean of CE, which throws the
+    per-transition weighting away; that is a bug and is not copied."""
+    return (q_sa.detach() * ce_per_sample(logits, actions)).mean()
+
+
+def advantage(q_pos: torch.Tensor, q_neg: torch.Tensor, clip: tuple[float, float] = (0.0, 10.0)) -> torch.Tensor:
+    """SA2C's advantage ``A = Q(s, a) − mean(Q(s, a), Q(s, a⁻_1..K))``, stop-gradient, clipped to
+    ``clip`` (default [0, 10] as the release). q_pos ``[B]``, q_neg ``[B, K]`` → ``[B]``."""
+    baseline = torch.cat([q_pos[:, None], q_neg], dim=1).mean(dim=1)
+    return (q_pos - baseline).detach().clamp(clip[0], clip[1])
+
+
+def propensity_weight(
+    pi_a: torch.Tensor, behaviour_a: torch.Tensor, smooth: float = 0.0, clip: tuple[float, float] = (0.1, 10.0)
+) -> torch.Tensor:
+    """SA2C's off-policy correction ``clip(π(a|s) / β(a), 0.1, 10) ** smooth`` (stop-gradient);
+    ``smooth = 0`` (the default of the release) turns it off (all ones). ``β`` = item popularity."""
+    ratio = (pi_a.detach() / behaviour_a.clamp(min=1e-12)).clamp(clip[0], clip[1])
+    return ratio**smooth
+
+
+def advantage_weighted_ce(
+    logits: torch.Tensor, actions: torch.Tensor, adv: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """SA2C's actor loss after its phase switch: ``mean_b A_b · w_b · CE_b`` (A, w constants)."""
+    w = adv.detach() if weight is None else adv.detach() * weight.detach()
+    return (w * ce_per_sample(logits, actions)).mean()
+
+
+# ---------------------------------------------------------------------- CQL (Eq. 2)
+def cql_loss(q_pos: torch.Tensor, q_neg: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Conservative term of Eq. 2 over the logged and the sampled negative actions:
+
+    ``mean_b [ τ · log Σ_{a ∈ {a_b} ∪ negatives_b} exp(Q(s_b, a) / τ) − Q(s_b, a_b) ]``.
+
+    As the paper says, the log-sum-exp runs over explicit negative actions instead of CQL's
+    random ones. ``τ = temperature`` (0.5 in the CCQL release; τ → 0 gives max − Q(s, a)). The
+    release puts an item *index* into the logsumexp: a bug, not copied. The α weight is applied
+    by the caller (Eq. 4). q_pos ``[B]``, q_neg ``[B, K]`` → scalar ≥ 0 when τ·log(K+1) ≥ 0."""
+    logits = torch.cat([q_pos[:, None], q_neg], dim=1) / temperature
+    return (temperature * torch.logsumexp(logits, dim=1) - q_pos).mean()
+
+
+# ---------------------------------------------------------------------- InfoNCE (Eq. 3)
+def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.07, symmetric: bool = False) -> torch.Tensor:
+    """Eq. 3 with cosine similarity and in-batch negatives.
+
+    Row ``j`` of ``z1`` and row ``j`` of ``z2`` are two augmented views of the same sequence (the
+    positive pair); the other rows of ``z2`` are its ``K = M − 1`` negatives:
+    ``−1/M Σ_j log exp(f(x_j, y_j)) / Σ_k exp(f(x_j, y_k))`` with ``f = cos / temperature``.
+    ``symmetric`` averages both directions (z1→z2 and z2→z1). z1, z2 ``[M, d]`` → scalar."""
+    if z1.shape != z2.shape or z1.dim() != 2:
+        raise ValueError(f"info_nce: views must both be [M, d], got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    sim = F.normalize(z1, dim=1) @ F.normalize(z2, dim=1).T / temperature  # [M, M]
+    labels = torch.arange(z1.shape[0], device=z1.device)
+    loss = F.cross_entropy(sim, labels)
+    if symmetric:
+        loss = 0.5 * (loss + F.cross_entropy(sim.T, labels))
+    return loss
+
+
+__all__ = [
+    "advantage", "advantage_weighted_ce", "ce_per_sample", "cql_loss", "double_q_target", "info_nce",
+    "negative_td_loss", "negative_td_target", "propensity_weight", "q_weighted_ce", "sample_negatives",
+    "switch_networks", "td_loss",
+]  # fmt: skip

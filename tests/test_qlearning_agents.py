@@ -1,0 +1,139 @@
+"""The Q-learning agents on tiny synthetic data: every agent x encoder pair trains and
+evaluates; the two-network switch, the phase switch and the diagnostics behave."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from agents.qlearning import CCQLAgent, COAgent, SA2CAgent, SACAgent, SNQNAgent, SQNAgent
+from recgym.data import split_by_session
+from recgym.sim.world import make_synthetic_log
+
+AGENTS = [SQNAgent, SACAgent, SNQNAgent, SA2CAgent, COAgent, CCQLAgent]
+ENCODERS = ["sasrec", "gru", "caser", "nextitnet"]
+TINY = dict(hidden=8, batch_size=32, state_len=5, diag_rows=128)
+
+
+@pytest.fixture(scope="module")
+def split():
+    log = make_synthetic_log(120, seed=0, n_items=40, n_users=40)
+    return split_by_session(log, seed=0)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # the tests are tiny; extra threads only add contention on shared CI machines
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("encoder", ENCODERS)
+@pytest.mark.parametrize("cls", AGENTS, ids=lambda c: c.name)
+def test_every_agent_and_encoder_trains_200_steps_and_evaluates(cls, encoder, split):
+    agent = cls(split.n_items, seed=0, encoder=encoder, steps=200, eval_every=200, switch_step=100, **TINY)
+    agent.fit(split.train, split.valid, progress=False, log=lambda m: None)
+    last = agent.curves[-1]
+    assert last["step"] == 200
+    for key in ("loss", "hr@20", "ndcg@20_purchase", "q_logged", "q_random"):
+        assert math.isfinite(last[key]), key
+    assert 0.0 <= last["ndcg@20"] <= last["hr@20"] <= 1.0
+    s = agent.scores(*agent._as_states([np.array([1, 2, 3]), np.array([], dtype=np.int64)]))
+    assert s.shape == (2, split.n_items) and torch.isfinite(s).all()
+
+
+def _flat(module: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in module.parameters()])
+
+
+def test_one_step_trains_exactly_one_network_and_both_get_trained(split):
+    agent = SQNAgent(split.n_items, seed=0, encoder="gru", **TINY)
+    tr = agent.make_transitions(split.train)
+    agent.set_training(True)
+    trained = []
+    for step in range(12):
+        before = (_flat(agent.q1).clone(), _flat(agent.q2).clone())
+        agent.update(tr.sample(32, agent.rng), step)
+        changed = [not torch.equal(b, _flat(m)) for b, m in zip(before, (agent.q1, agent.q2))]
+        assert sum(changed) == 1
+        trained.append(changed[0])
+    assert any(trained) and not all(trained)  # the coin picked each network at least once
+
+
+def test_sa2c_switches_to_a_fresh_optimizer(split):
+    agent = SA2CAgent(split.n_items, seed=0, encoder="gru", steps=20, switch_step=10, **TINY)
+    agent.fit(split.train, None, progress=False, log=lambda m: None)
+    opts = agent.optimizers()
+    assert set(opts) == {"opt_q1", "opt_q2", "opt2_q1", "opt2_q2"}
+    assert opts["opt2_q1"].param_groups[0]["lr"] == 0.001
+    steps1 = sum(int(s["step"]) for o in ("opt_q1", "opt_q2") for s in [next(iter(opts[o].state.values()))])
+    steps2 = sum(int(s["step"]) for o in ("opt2_q1", "opt2_q2") for s in [next(iter(opts[o].state.values()))])
+    assert (steps1, steps2) == (10, 10)
+
+
+def test_same_seed_same_run_and_save_load_round_trip(split, tmp_path):
+    kw = dict(encoder="gru", steps=30, eval_every=30, switch_step=15, **TINY)
+    a = CCQLAgent(split.n_items, seed=3, **kw).fit(split.train, split.valid, progress=False, log=lambda m: None)
+    b = CCQLAgent(split.n_items, seed=3, **kw).fit(split.train, split.valid, progress=False, log=lambda m: None)
+    assert a.curves == b.curves
+    states, lengths = a._as_states([np.array([4, 5, 6])])
+    path = a.save(tmp_path / "ccql.pt")
+    c = CCQLAgent.load(path)
+    torch.testing.assert_close(a.scores(states, lengths), c.scores(states, lengths))
+
+
+def test_loss_terms_are_logged_per_agent(split):
+    tr = split.train.transitions(5)
+    batch = tr.batch(np.arange(32))
+    expect = {
+        SQNAgent: {"td", "actor"}, SNQNAgent: {"td", "td_neg", "actor"},
+        COAgent: {"td", "actor", "co"}, CCQLAgent: {"td", "td_neg", "actor", "co", "cql"},
+    }  # fmt: skip
+    for cls, keys in expect.items():
+        agent = cls(split.n_items, seed=0, encoder="gru", **TINY)
+        _, info = agent.loss(batch)
+        assert keys <= set(info) and ("cql" in info) == (cls is CCQLAgent), cls.name
+        assert ("co" in info) == (cls in (COAgent, CCQLAgent))
+
+
+def test_diagnostics_reflect_the_q_head(split):
+    agent = SQNAgent(split.n_items, seed=0, encoder="gru", **{**TINY, "diag_rows": 10**6})
+    with torch.no_grad():  # Q = bias only: logged-action mean vs random-action mean are computable
+        agent.q1.q_head.weight.zero_()
+        agent.q1.q_head.bias.copy_(torch.arange(split.n_items, dtype=torch.float32))
+    d = agent.diagnostics(split.valid)
+    tr = split.valid.transitions(5)
+    assert d["q_logged"] == pytest.approx(tr.action.mean(), rel=1e-4)  # Q(s, a) = a, all rows used
+    n = split.n_items  # uniform random items: mean (n-1)/2 within 4 standard errors
+    assert d["q_random"] == pytest.approx((n - 1) / 2, abs=4 * math.sqrt((n * n - 1) / 12 / len(tr)))
+    assert d == agent.diagnostics(split.valid)  # a fixed sample: comparable across validations
+
+
+def test_bad_configs_are_named(split):
+    with pytest.raises(ValueError, match="n_negatives"):
+        CCQLAgent(split.n_items, n_negatives=0, **TINY)
+    with pytest.raises(ValueError, match="n_negatives"):
+        SA2CAgent(split.n_items, n_negatives=0, **TINY)
+    with pytest.raises(ValueError, match="augmentations"):
+        COAgent(split.n_items, augmentations="flip", **TINY)
+    with pytest.raises(TypeError, match="unknown"):
+        SQNAgent(split.n_items, no_such_field=1)
+
+
+def test_q_at_matches_the_full_q_matrix_and_its_gradient(split):
+    agent = SQNAgent(split.n_items, seed=0, encoder="gru", **TINY)
+    net = agent.q1
+    states, lengths = agent._as_states([np.array([1, 2]), np.array([3, 4, 5])])
+    items = torch.tensor([[0, 7, 7], [39, 1, 2]])
+    h = net(states, lengths)
+    full = net.q_head(h).gather(1, items)
+    torch.testing.assert_close(net.q_at(h, items), full)
+    g_full = torch.autograd.grad(full.square().sum(), net.q_head.weight, retain_graph=True)[0]
+    g_at = torch.autograd.grad(net.q_at(h, items).square().sum(), net.q_head.weight)[0]
+    torch.testing.assert_close(g_at, g_full)
