@@ -1,0 +1,329 @@
+"""Local Policy Improvement (Liang & Vlassis) and its weighted cross-entropy baselines.
+
+Every agent here is one policy network (an :mod:`agents.nets` encoder → a softmax head over the
+catalogue) trained by a *weighted* cross-entropy (losses in :mod:`agents.lpi_losses`):
+
+=========  ===========================================================================
+agent      weight of ``log π(a_i | x_i)``
+=========  ===========================================================================
+lmu        ``r_i`` — the reward-weighted CE L̂_μ(π) of Eq. 6
+pg         reward-to-go ``G_i`` (the paper's "PG", treated as a weighted CE, §4.2)
+ips        ``min(π/μ̂, 30) · r_i`` (Eq. 9, weight clipping at 30)
+ips-pg     ``min(π/μ̂, 30) · G_i`` (one-step off-policy correction of Chen et al.)
+lpi-cb     ``exp(Â/β)``, ``Â = r_i − E_{a∼μ̂}[r̂(x_i, a)]`` (Eq. 8, direct method: r̂ is an
+           auxiliary reward head regressed on the logged rewards, i.e. TD with γ = 0)
+lpi        LPI^RL: ``exp(A/β)``, ``A = Q̂(x, a) − E_{a'∼μ̂}[Q̂(x, a')]`` with Q̂ an auxiliary head
+           trained by double Q-learning (Eq. 11); loss ``−(L̂_LPI − λ L̂_TD)`` (Eq. 10)
+=========  ===========================================================================
+
+The weights are constants (no gradient through them). The estimated logging policy μ̂ is the
+``sasrec`` agent (plain CE, same architecture); agents that need it (ips, ips-pg, lpi-cb, lpi)
+train it first unless ``logging_policy`` names a saved ``sasrec`` model, and keep it (frozen, in
+eval mode) as ``agent.logging_policy`` — saved with the agent's weights — so that the JS/KL
+diagnostics of :mod:`recgym.divergence` can be reported for them. ``lmu`` and ``pg`` also carry
+μ̂ by default (``with_logging_policy=True``) only for those diagnostics.
+
+Double Q-learning (§4.2, van Hasselt et al.): the online Q head picks ``argmax_a Q(s', a)``, a
+Polyak-averaged target copy of encoder + Q head values it. Training rows can be limited to the
+last ``last_m`` events of each session (§3.3: the loss over the most recent m events).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents import lpi_losses as LL
+from agents import qlearning_losses as QL
+from agents.nets import build_encoder
+from agents.sasrec import PRESETS as SASREC_PRESETS
+from agents.sasrec import SASRecAgent, SASRecConfig
+from agents.training import TorchAgent
+from recgym.data import SessionLog, Transitions
+
+
+@dataclass
+class LPIConfig(SASRecConfig):
+    """Defaults: the LPI MDP setting (SASRec 1 block, 1 head, 64 dims, batch 256; Adam lr 0.01 as
+    SQN) with β = 1, λ = 1, γ = 0.5 (SQN's discount), IPS clipping at 30."""
+
+    beta: float = 1.0
+    """β of Eq. 8: the KL multiplier; small β moves far from μ̂, β → ∞ gives μ̂ back."""
+    lam: float = 1.0
+    """λ of Eq. 10: weight of the TD loss of the auxiliary head."""
+    discount: float = 0.5
+    """γ of the TD target (Eq. 11) and of the reward-to-go of pg / ips-pg."""
+    ips_clip: float | None = 30.0
+    """Importance-weight clipping threshold of ips / ips-pg (``None`` = no clipping)."""
+    max_log_weight: float | None = 20.0
+    """Cap on the exponent A/β of the LPI weights (overflow guard for tiny β)."""
+    target_tau: float = 0.01
+    """Polyak rate of the target Q network of double Q-learning."""
+    last_m: int | None = None
+    """Train only on the last m events of each session (§3.3); ``None`` = all events."""
+    logging_policy: str | None = None
+    """Path of a saved ``sasrec`` model to use as μ̂; ``None`` = train μ̂ first in ``fit``."""
+    with_logging_policy: bool = True
+    """lmu / pg: also train μ̂ (not used by their loss) so JS/KL to μ̂ can be reported."""
+
+
+_LOO = {**SASREC_PRESETS["loo"], "tied_output": False}  # the Q head needs a plain linear head
+PRESETS: dict[str, dict[str, Any]] = {
+    "loo": _LOO,
+    "ml-100k": _LOO,
+    "ml-1m": {**_LOO, "state_len": 200},
+    "netflix": {**_LOO, "state_len": 200, "hidden": 200, "n_heads": 8},
+    "retailrocket": {"lr": 0.005},
+    "synthetic": {"epochs": 5},
+}
+
+
+def _mu_config(cfg: LPIConfig) -> SASRecConfig:
+    """μ̂ = the same architecture and optimisation, trained by plain CE."""
+    names = {f.name for f in dataclasses.fields(SASRecConfig)}
+    return SASRecConfig(**{k: getattr(cfg, k) for k in names})
+
+
+class PolicyImprovementAgent(TorchAgent):
+    """Weighted-CE policy with an optional auxiliary value head and a frozen μ̂ (module docstring)."""
+
+    name: ClassVar[str] = "lmu"
+    Config = LPIConfig
+    PRESETS = PRESETS
+    weighting: ClassVar[str] = "reward"
+    """``"reward"``, ``"rtg"``, ``"ips"``, ``"ips-rtg"`` or ``"lpi"``."""
+    needs_mu: ClassVar[bool] = False
+    aux_head: ClassVar[bool] = False
+    config: LPIConfig
+
+    # ------------------------------------------------------------ build
+    def build(self) -> None:
+        cfg, n = self.config, self.n_items
+        if cfg.tied_output:
+            raise ValueError(f"{self.name}: tied_output=True is not supported (the Q head needs the linear head layout)")
+        if not cfg.beta > 0:
+            raise ValueError(f"{self.name}: beta must be > 0, got {cfg.beta!r}")
+        if not 0 <= cfg.discount <= 1:
+            raise ValueError(f"{self.name}: discount must lie in [0, 1], got {cfg.discount!r}")
+        if cfg.last_m is not None and cfg.last_m < 1:
+            raise ValueError(f"{self.name}: last_m must be >= 1 or None, got {cfg.last_m!r}")
+        self.encoder = build_encoder(cfg, n)
+        self.head = nn.Linear(self.encoder.out_dim, n)
+        params = list(self.encoder.parameters()) + list(self.head.parameters())
+        if self.aux_head:
+            self.q_head = nn.Linear(self.encoder.out_dim, n)
+            params += list(self.q_head.parameters())
+            if cfg.discount > 0:  # double Q-learning: a slowly moving copy values the next state
+                self.target = nn.ModuleDict({"encoder": copy.deepcopy(self.encoder), "q_head": copy.deepcopy(self.q_head)})
+                self.target.requires_grad_(False)
+        self.optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self._mu: SASRecAgent | None = None
+        self._mu_ready = False
+        if self.needs_mu or cfg.with_logging_policy:
+            self._mu = SASRecAgent(n, config=_mu_config(cfg), seed=self.seed)
+            # registered so μ̂ is saved with the agent; it is not in this agent's optimizer and is
+            # only run under no_grad here (its own fit trains it)
+            self.mu_net = nn.ModuleDict({"encoder": self._mu.encoder, "head": self._mu.head})
+
+    @property
+    def logging_policy(self) -> SASRecAgent | None:
+        """The estimated logging policy μ̂ once trained or loaded (else ``None``)."""
+        return self._mu if self._mu_ready else None
+
+    def set_training(self, mode: bool) -> None:
+        super().set_training(mode)
+        for frozen in ("mu_net", "target"):  # never dropout in μ̂ or in TD targets
+            if hasattr(self, frozen):
+                getattr(self, frozen).eval()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._mu_ready = hasattr(self, "mu_net")
+
+    def make_transitions(self, train: SessionLog) -> Transitions:
+        tr = train.transitions(self.state_len, discount=self.config.discount)
+        m = self.config.last_m
+        if m is None:
+            return tr
+        keep = tr.t >= train.lengths[tr.session] - m
+        fields = ("state", "state_len", "action", "reward", "kind", "next_state", "next_len", "done", "session", "t", "rtg")
+        return dataclasses.replace(tr, **{f: getattr(tr, f)[keep] for f in fields})
+
+    # ------------------------------------------------------------ μ̂
+    def load_logging_policy(self, path: str | Path) -> None:
+        """Use the saved ``sasrec`` model at ``path`` as μ̂ (same architecture required)."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{self.name}: logging_policy {str(path)!r} does not exist")
+        payload = torch.load(path, weights_only=True, map_location="cpu")
+        if payload.get("n_items") != self.n_items:
+            raise ValueError(f"{self.name}: logging_policy {str(path)!r} has n_items={payload.get('n_items')}, "
+                             f"the agent {self.n_items}")
+        try:
+            self._mu.load_state_dict(payload["weights"])
+        except (RuntimeError, KeyError) as e:
+            raise ValueError(f"{self.name}: logging_policy {str(path)!r} does not match the agent's μ̂ architecture "
+                             f"(train μ̂ with the same encoder/hidden/state_len settings): {e}") from e
+        self._mu_ready = True
+
+    def fit_logging_policy(self, train: SessionLog, valid: SessionLog | None = None, **loop_kwargs: Any) -> None:
+        """Train μ̂ (plain CE) with the shared loop; its checkpoint goes next to the agent's."""
+        ckpt = loop_kwargs.pop("checkpoint_path", None)
+        if ckpt is not None:
+            ckpt = Path(ckpt)
+            loop_kwargs["checkpoint_path"] = ckpt.with_name(ckpt.stem + "_mu" + ckpt.suffix)
+        self._mu.fit(train, valid, **loop_kwargs)
+        self._mu_ready = True
+
+    def fit(self, train: SessionLog, valid: SessionLog | None = None, **loop_kwargs: Any) -> "PolicyImprovementAgent":
+        if self._mu is not None and not self._mu_ready:
+            if self.config.logging_policy:
+                self.load_logging_policy(self.config.logging_policy)
+            else:
+                self.fit_logging_policy(train, valid, **dict(loop_kwargs))
+        self.set_training(False)
+        return super().fit(train, valid, **loop_kwargs)
+
+    @torch.no_grad()
+    def mu_probs(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """μ̂(·|s) as ``[B, n_items]`` (eval mode, no gradient)."""
+        if self._mu is None or not self._mu_ready:
+            raise RuntimeError(f"{self.name}: μ̂ is not available (train it with fit() or set logging_policy)")
+        return torch.softmax(self._mu.logits(states, lengths), dim=1)
+
+    # ------------------------------------------------------------ the loss
+    def weights(self, batch: dict[str, torch.Tensor], logits: torch.Tensor, q: torch.Tensor | None) -> torch.Tensor:
+        """Per-row constant weight of the CE (see the module table). ``[B]``."""
+        cfg, a = self.config, batch["action"]
+        if self.weighting == "reward":
+            return batch["reward"]
+        if self.weighting == "rtg":
+            return batch["rtg"]
+        if self.weighting in ("ips", "ips-rtg"):
+            pi_a = torch.softmax(logits.detach(), dim=1).gather(1, a[:, None]).squeeze(1)
+            mu_a = self.mu_probs(batch["state"], batch["state_len"]).gather(1, a[:, None]).squeeze(1)
+            ret = batch["reward"] if self.weighting == "ips" else batch["rtg"]
+            return LL.ips_weights(pi_a, mu_a, ret, cfg.ips_clip)
+        if self.weighting == "lpi":
+            mu = self.mu_probs(batch["state"], batch["state_len"])
+            qd = q.detach()
+            # LPI^CB (γ = 0): Â = r − E_μ̂[r̂] (direct method); LPI^RL: A = Q̂(s,a) − E_μ̂[Q̂(s,·)]
+            at_a = batch["reward"] if cfg.discount == 0 else qd.gather(1, a[:, None]).squeeze(1)
+            adv = LL.analytic_advantage(at_a, qd, mu)
+            return LL.lpi_weights(adv, cfg.beta, cfg.max_log_weight)
+        raise ValueError(f"{self.name}: unknown weighting {self.weighting!r}")
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.config
+        s, sl, a = batch["state"], batch["state_len"], batch["action"]
+        h = self.encoder(s, sl)
+        logits = self.head(h)
+        q = self.q_head(h) if self.aux_head else None
+        w = self.weights(batch, logits, q)
+        loss = LL.weighted_ce(logits, a, w)  # −L̂ of Eq. 6 / 8 / 9
+        info = {"weight": float(w.mean()), "weight_max": float(w.max())}
+        if q is not None:
+            q_sa = q.gather(1, a[:, None]).squeeze(1)
+            if cfg.discount > 0:  # Eq. 11 with double Q-learning
+                with torch.no_grad():
+                    q_next = self.q_head(self.encoder(batch["next_state"], batch["next_len"]))
+                    q_next_t = self.target["q_head"](self.target["encoder"](batch["next_state"], batch["next_len"]))
+                    y = QL.double_q_target(batch["reward"], q_next, q_next_t, batch["done"], cfg.discount)
+            else:  # γ = 0: the reward model of the direct method
+                y = batch["reward"]
+            td = QL.td_loss(q_sa, y)
+            loss = loss + cfg.lam * td  # Eq. 10: maximise L̂_LPI − λ L̂_TD
+            info["td"] = float(td.detach())
+        return loss, info
+
+    def update(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+        out = super().update(batch, step)
+        if hasattr(self, "target"):
+            with torch.no_grad():
+                tau = self.config.target_tau
+                for tgt, src in ((self.target["encoder"], self.encoder), (self.target["q_head"], self.q_head)):
+                    for pt, ps in zip(tgt.parameters(), src.parameters()):
+                        pt.lerp_(ps, tau)
+        return out
+
+    # ------------------------------------------------------------ inference
+    @torch.no_grad()
+    def scores(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Policy logits ``[B, n_items]`` (π = their softmax)."""
+        return self.head(self.encoder(states.to(self.device), lengths.to(self.device)))
+
+    @torch.no_grad()
+    def q_values(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Auxiliary head (Q̂ or r̂), ``[B, n_items]``."""
+        if not self.aux_head:
+            raise AttributeError(f"{self.name} has no auxiliary value head")
+        return self.q_head(self.encoder(states.to(self.device), lengths.to(self.device)))
+
+
+class LMuAgent(PolicyImprovementAgent):
+    """L̂_μ(π): reward-weighted cross-entropy (Eq. 6)."""
+
+    name = "lmu"
+    weighting = "reward"
+
+
+class PGAgent(PolicyImprovementAgent):
+    """PG baseline: CE weighted by the reward-to-go (γ = ``discount``)."""
+
+    name = "pg"
+    weighting = "rtg"
+
+
+class IPSAgent(PolicyImprovementAgent):
+    """IPS: Eq. 9 with the ratio π/μ̂ clipped at ``ips_clip`` (30)."""
+
+    name = "ips"
+    weighting = "ips"
+    needs_mu = True
+
+
+class IPSPGAgent(PolicyImprovementAgent):
+    """IPS-PG: reward-to-go × clipped one-step ratio π/μ̂."""
+
+    name = "ips-pg"
+    weighting = "ips-rtg"
+    needs_mu = True
+
+
+@dataclass
+class LPICBConfig(LPIConfig):
+    """LPI^CB: γ = 0, the auxiliary head is the reward model r̂ of the direct method."""
+
+    discount: float = 0.0
+
+
+class LPICBAgent(PolicyImprovementAgent):
+    """LPI^CB (Eq. 8): weights exp((r − E_μ̂[r̂]) / β)."""
+
+    name = "lpi-cb"
+    Config = LPICBConfig
+    weighting = "lpi"
+    needs_mu = True
+    aux_head = True
+
+
+class LPIAgent(PolicyImprovementAgent):
+    """LPI^RL (Eqs. 8, 10, 11): weights exp((Q̂ − E_μ̂[Q̂]) / β), Q̂ by double Q-learning."""
+
+    name = "lpi"
+    weighting = "lpi"
+    needs_mu = True
+    aux_head = True
+
+
+REGISTRY = {"lmu": LMuAgent, "pg": PGAgent, "ips": IPSAgent, "ips-pg": IPSPGAgent, "lpi-cb": LPICBAgent, "lpi": LPIAgent}
+
+__all__ = ["IPSAgent", "IPSPGAgent", "LMuAgent", "LPIAgent", "LPICBAgent", "LPIConfig", "LPICBConfig", "PGAgent",
+           "PolicyImprovementAgent", "REGISTRY"]
