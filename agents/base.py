@@ -143,7 +143,8 @@ class Agent:
 
         if isinstance(histories, np.ndarray) and histories.ndim == 2:
             lengths = (histories != self.pad_id).sum(axis=1)
-            return torch.from_numpy(histories.astype(np.int64)), torch.from_numpy(lengths.astype(np.int64))
+            ids, lengths = right_window(histories, lengths, self.state_len, self.pad_id)  # wider than state_len: keep the last items
+            return torch.from_numpy(ids), torch.from_numpy(lengths)
         seqs = [np.asarray(h, dtype=np.int64) for h in histories]
         offsets = np.concatenate([[0], np.cumsum([len(h) for h in seqs])]).astype(np.int64)
         flat = np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64)

@@ -1,0 +1,120 @@
+"""CLI names -> agent classes (imported lazily, so ``import agents`` stays cheap).
+
+``get_agent_class`` also accepts ``"my_pkg.my_module:MyAgent"`` so users plug in their own
+subclass of :class:`agents.base.Agent` without touching this file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any
+
+from agents.base import Agent
+
+AGENTS: dict[str, str] = {
+    "pop": "agents.baselines:PopularityAgent",
+    "mc": "agents.baselines:MarkovChainAgent",
+    "bpr": "agents.baselines:BPRAgent",
+    "sasrec": "agents.sasrec:SASRecAgent",
+    # Q-learning family (agents/qlearning.py)
+    "sqn": "agents.qlearning:SQNAgent",
+    "sac": "agents.qlearning:SACAgent",
+    "snqn": "agents.qlearning:SNQNAgent",
+    "sa2c": "agents.qlearning:SA2CAgent",
+    "co": "agents.qlearning:COAgent",
+    "ccql": "agents.qlearning:CCQLAgent",
+    # policy improvement against the logging policy (agents/lpi.py)
+    "lmu": "agents.lpi:LMuAgent",
+    "pg": "agents.lpi:PGAgent",
+    "ips": "agents.lpi:IPSAgent",
+    "ips-pg": "agents.lpi:IPSPGAgent",
+    "lpi-cb": "agents.lpi:LPICBAgent",
+    "lpi": "agents.lpi:LPIAgent",
+}
+"""Implemented agents: CLI name -> ``"module:Class"``."""
+
+PLANNED: tuple[str, ...] = (
+    "sqn", "sac", "snqn", "sa2c", "co", "ccql",
+    "lmu", "pg", "ips", "ips-pg", "lpi-cb", "lpi",
+    "prl", "gptrec", "gptrec-ppo", "mmr", "pop-rerank",
+)
+"""Names from DESIGN.md §6 that are planned but may not be registered yet."""
+
+
+def register_agent(name: str, target: str | type[Agent]) -> None:
+    """Register ``name`` -> ``"module:Class"`` (or a class object)."""
+    if isinstance(target, str) and ":" not in target:
+        raise ValueError(f"agent target must look like 'module:Class', got {target!r}")
+    if not isinstance(target, str):
+        target = f"{target.__module__}:{target.__qualname__}"
+    AGENTS[name] = target
+
+
+def available_agents() -> list[str]:
+    """Names that resolve today (sorted)."""
+    return sorted(AGENTS)
+
+
+def _unknown_message(name: str) -> str:
+    planned = [p for p in PLANNED if p not in AGENTS]
+    msg = f"unknown agent {name!r}. Available agents: {', '.join(available_agents())}"
+    if name in planned:
+        msg = f"agent {name!r} is not implemented yet. Available agents: {', '.join(available_agents())}"
+    if planned:
+        msg += f". Planned (not implemented yet): {', '.join(planned)}"
+    return msg + ". A custom agent can be given as 'my_module:MyAgent'."
+
+
+def get_agent_class(name: str) -> type[Agent]:
+    """Resolve a registered name or ``"module:Class"`` to an :class:`Agent` subclass.
+
+    Raises ``ValueError`` listing the available agents when the name is unknown, and naming the
+    module / attribute when a ``module:Class`` target cannot be imported.
+    """
+    target = AGENTS.get(name)
+    if target is None:
+        if ":" not in name:
+            raise ValueError(_unknown_message(name))
+        target = name
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"agent {name!r}: cannot import module {module_name!r} ({e})") from e
+    cls: Any = module
+    try:
+        for part in attr.split("."):
+            cls = getattr(cls, part)
+    except AttributeError as e:
+        raise ValueError(f"agent {name!r}: module {module_name!r} has no attribute {attr!r}") from e
+    if not (isinstance(cls, type) and issubclass(cls, Agent)):
+        raise ValueError(f"agent {name!r}: {target!r} is not a subclass of agents.base.Agent")
+    return cls
+
+
+def agent_preset(cls: type[Agent], dataset: str | None = None, protocol: str | None = None) -> dict[str, Any]:
+    """Hyper-parameter preset of ``cls`` for a dataset (its ``PRESETS[dataset]``), else for the
+    protocol (``PRESETS[protocol]``, e.g. ``"loo"``), else ``{}``."""
+    presets: dict[str, dict[str, Any]] = getattr(cls, "PRESETS", {}) or {}
+    for key in (dataset, protocol):
+        if key is not None and key in presets:
+            return dict(presets[key])
+    return {}
+
+
+def make_agent(
+    name: str, n_items: int, seed: int = 0, *, dataset: str | None = None, protocol: str | None = None, **overrides: Any
+) -> Agent:
+    """Build agent ``name`` for ``n_items`` items: config defaults, then the dataset/protocol
+    preset, then ``overrides`` (unknown keys raise ``TypeError`` listing the valid ones)."""
+    cls = get_agent_class(name)
+    params = {**agent_preset(cls, dataset, protocol), **overrides}
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    unknown = sorted(set(params) - fields)
+    if unknown:
+        raise TypeError(f"agent {name!r}: unknown hyper-parameter(s) {unknown}; valid: {sorted(fields)}")
+    return cls(n_items, seed=seed, **params)
+
+
+__all__ = ["AGENTS", "PLANNED", "agent_preset", "available_agents", "get_agent_class", "make_agent", "register_agent"]

@@ -1,0 +1,389 @@
+"""The shared training loop of every torch agent (CleanRL-style: one readable loop).
+
+A torch agent subclasses :class:`TorchAgent` and writes three things:
+
+* ``build()``: create its ``nn.Module`` attributes and ``torch.optim`` optimizer attributes
+  (all of them, including ones used only later in training: resume restores them by name);
+* ``loss(batch) -> (loss, info)``: the scalar loss on a mini-batch (a dict of tensors from
+  :meth:`recgym.data.Transitions.batch`: ``state [B, L]``, ``state_len [B]``, ``action [B]``,
+  ``reward [B]``, ``kind``, ``next_state``, ``next_len``, ``done`` (float), ``session``, ``t``,
+  ``rtg``) and a dict of floats to log;
+* ``scores(states, lengths) -> [B, n_items]``.
+
+Agents whose step is not "one loss, every optimizer" (two networks with a coin flip, a phase
+switch to a new optimizer...) override ``update(batch, step)`` and call ``self.optimize(loss,
+optimizers)``. Randomness must come from ``self.rng`` (numpy) and the global torch generator:
+both are seeded by the loop and saved in checkpoints, which makes a resumed run bit-identical.
+
+:func:`train_loop` samples mini-batches uniformly with replacement (as the SQN/SAC code: an
+epoch = ``ceil(N / batch_size)`` steps), validates every ``eval_every`` steps with
+:func:`recgym.evaluate.evaluate`, keeps the best weights by ``selection_metric``, records curves,
+writes an atomic resumable checkpoint after every validation, stops on a non-finite loss, and
+restores the best weights at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents.base import Agent, AgentConfig
+from recgym.data import SessionLog, Transitions
+
+CHECKPOINT_FORMAT = 1
+_RESUMABLE_CHANGES = ("epochs", "steps", "eval_every", "device")
+"""Config fields that may change between a run and its resumption (extend / shorten training)."""
+
+
+@dataclass
+class TorchAgentConfig(AgentConfig):
+    """Optimisation and validation settings shared by torch agents (SQN/SAC paper values)."""
+
+    hidden: int = 64
+    """Embedding / state width."""
+    dropout: float = 0.1
+    lr: float = 0.01
+    """Adam learning rate."""
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    epochs: float = 30
+    """Training length in epochs of ``ceil(n_transitions / batch_size)`` sampled steps."""
+    steps: int | None = None
+    """Training length in steps; overrides ``epochs`` when set."""
+    eval_every: int | None = None
+    """Steps between validations (and checkpoints); ``None`` = once per epoch."""
+    selection_metric: str = "auto"
+    """Validation metric that picks the best checkpoint (higher is better); ``"auto"`` =
+    ``ndcg@20`` on the session protocol, ``ndcg@10`` on leave-one-out."""
+    max_grad_norm: float | None = None
+    """Clip the global gradient norm (``None`` = no clipping, as the papers)."""
+    device: str = "cpu"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a training loss is NaN or infinite."""
+
+
+def resolve_selection_metric(metric: str, protocol: str) -> str:
+    if metric != "auto":
+        return metric.lower()
+    return "ndcg@10" if protocol == "loo" else "ndcg@20"
+
+
+class TorchAgent(Agent):
+    """Base class of agents trained by :func:`train_loop` (see the module docstring)."""
+
+    Config = TorchAgentConfig
+    PRESETS: dict[str, dict[str, Any]] = {}
+    """Per-dataset (or per-protocol: ``"loo"``, ``"session"``) config overrides."""
+
+    def __init__(self, n_items: int, config: TorchAgentConfig | None = None, seed: int = 0, **overrides: Any) -> None:
+        super().__init__(n_items, config, seed, **overrides)
+        self.device = torch.device(self.config.device)
+        torch.manual_seed(self.seed)  # identical initial weights for a given seed
+        self.rng = np.random.default_rng(self.seed)
+        self.build()
+        for m in self.modules().values():
+            m.to(self.device)
+        self.set_training(False)
+        self.curves: list[dict[str, float]] = []
+        self.best_step: int | None = None
+        self.best_metric: float | None = None
+        self.selection_metric: str | None = None
+
+    # ------------------------------------------------------------ to write
+    def build(self) -> None:
+        """Create the modules and optimizers (as attributes)."""
+        raise NotImplementedError
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Scalar training loss of a mini-batch and extra floats to log."""
+        raise NotImplementedError
+
+    def diagnostics(self, valid: SessionLog) -> dict[str, float]:
+        """Optional floats recorded in the curves at every validation (e.g. mean Q of logged vs
+        random actions). Called in eval mode under ``torch.no_grad()``."""
+        return {}
+
+    def make_transitions(self, train: SessionLog) -> Transitions:
+        """The replay rows the loop samples from (override to filter / re-discount)."""
+        return train.transitions(self.state_len, discount=getattr(self.config, "discount", 1.0))
+
+    # ------------------------------------------------------------ the step
+    def update(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+        """One optimisation step; returns floats to log (``"loss"`` at least)."""
+        loss, info = self.loss(batch)
+        self.optimize(loss)
+        return {"loss": float(loss.detach()), **info}
+
+    def optimize(self, loss: torch.Tensor, optimizers: list[torch.optim.Optimizer] | None = None) -> None:
+        """zero_grad, finite check, backward, optional clipping, step (all optimizers by default)."""
+        if not torch.isfinite(loss.detach()).all():
+            raise NonFiniteLossError(f"loss is {float(loss.detach())}")
+        opts = list(self.optimizers().values()) if optimizers is None else optimizers
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.max_grad_norm is not None:
+            params = [p for opt in opts for g in opt.param_groups for p in g["params"]]
+            nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        for opt in opts:
+            opt.step()
+
+    # ------------------------------------------------------------ plumbing
+    def modules(self) -> dict[str, nn.Module]:
+        """The agent's ``nn.Module`` attributes, by attribute name."""
+        return {k: v for k, v in vars(self).items() if isinstance(v, nn.Module)}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The agent's optimizer attributes, by attribute name."""
+        return {k: v for k, v in vars(self).items() if isinstance(v, torch.optim.Optimizer)}
+
+    def set_training(self, mode: bool) -> None:
+        for m in self.modules().values():
+            m.train(mode)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: m.state_dict() for k, m in self.modules().items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        modules = self.modules()
+        missing = sorted(set(modules) - set(state))
+        if missing:
+            raise KeyError(f"{type(self).__name__}: weights for module(s) {missing} missing (have {sorted(state)})")
+        for k, m in modules.items():
+            m.load_state_dict(state[k])
+
+    def fit(self, train: SessionLog, valid: SessionLog | None = None, **loop_kwargs: Any) -> "TorchAgent":
+        """Train with :func:`train_loop` (``protocol``, ``checkpoint_path``, ``resume``, ...)."""
+        train_loop(self, train, valid, **loop_kwargs)
+        return self
+
+
+# ---------------------------------------------------------------------- checkpoints
+def _clone_state(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: {n: t.detach().clone() if torch.is_tensor(t) else copy.deepcopy(t) for n, t in sd.items()}
+            for k, sd in state.items()}
+
+
+@dataclass
+class _LoopState:
+    step: int = 0
+    curves: list[dict[str, float]] = field(default_factory=list)
+    best_value: float = -math.inf
+    best_step: int = 0
+    best_weights: dict[str, Any] | None = None
+
+
+def save_checkpoint(path: str | Path, agent: TorchAgent, st: _LoopState, total_steps: int) -> Path:
+    """Atomically write everything needed to resume (loads with ``weights_only=True``)."""
+    from recgym.data.io import atomic_path
+
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "agent": agent.name,
+        "n_items": agent.n_items,
+        "config_json": json.dumps(agent.config_dict()),
+        "step": st.step,
+        "total_steps": total_steps,
+        "weights": agent.state_dict(),
+        "optimizers": {k: o.state_dict() for k, o in agent.optimizers().items()},
+        "best_weights": st.best_weights if st.best_weights is not None else {},
+        "best_json": json.dumps({"value": st.best_value if math.isfinite(st.best_value) else None, "step": st.best_step}),
+        "curves_json": json.dumps(st.curves),
+        "numpy_rng_json": json.dumps(agent.rng.bit_generator.state),  # 128-bit ints: JSON keeps them exact
+        "torch_rng": torch.get_rng_state(),
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def load_checkpoint(path: str | Path, agent: TorchAgent) -> _LoopState:
+    """Restore weights, optimizers, RNG states and loop state from :func:`save_checkpoint`."""
+    try:
+        payload = torch.load(path, weights_only=True, map_location=agent.device)
+    except Exception as e:  # corrupt / foreign file: say which
+        raise ValueError(f"{path}: not a readable recgym checkpoint ({e})") from e
+    if payload.get("format") != CHECKPOINT_FORMAT or payload.get("n_items") != agent.n_items:
+        raise ValueError(f"{path}: checkpoint is for agent {payload.get('agent')!r} with n_items={payload.get('n_items')}, "
+                         f"not {agent.name!r} with n_items={agent.n_items}")
+    saved = json.loads(payload["config_json"])
+    differ = sorted(k for k, v in agent.config_dict().items() if k not in _RESUMABLE_CHANGES and saved.get(k, v) != v)
+    if differ:
+        raise ValueError(f"{path}: cannot resume, the checkpoint was trained with other hyper-parameters: "
+                         + ", ".join(f"{k}={saved[k]!r} (now {agent.config_dict()[k]!r})" for k in differ))
+    agent.load_state_dict(payload["weights"])
+    opts = agent.optimizers()
+    for k, sd in payload["optimizers"].items():
+        if k not in opts:
+            raise ValueError(f"{path}: optimizer {k!r} in checkpoint but not built by {type(agent).__name__}.build()")
+        opts[k].load_state_dict(sd)
+    rng_state = json.loads(payload["numpy_rng_json"])
+    agent.rng = np.random.Generator(getattr(np.random, rng_state["bit_generator"])())
+    agent.rng.bit_generator.state = rng_state
+    torch.set_rng_state(payload["torch_rng"])
+    best = json.loads(payload["best_json"])
+    return _LoopState(
+        step=int(payload["step"]),
+        curves=json.loads(payload["curves_json"]),
+        best_value=-math.inf if best["value"] is None else float(best["value"]),
+        best_step=int(best["step"]),
+        best_weights=payload["best_weights"] or None,
+    )
+
+
+# ---------------------------------------------------------------------- the loop
+@dataclass
+class TrainResult:
+    """What :func:`train_loop` did."""
+
+    steps: int
+    best_step: int
+    best_value: float | None
+    selection_metric: str | None
+    curves: list[dict[str, float]]
+    seconds: float
+    resumed_from: int | None = None
+
+
+def train_loop(
+    agent: TorchAgent,
+    train: SessionLog,
+    valid: SessionLog | None = None,
+    *,
+    protocol: str = "session",
+    epochs: float | None = None,
+    steps: int | None = None,
+    checkpoint_path: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    eval_kwargs: dict[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train ``agent`` on ``train`` (see the module docstring).
+
+    :param protocol: evaluation protocol of ``valid`` (``"session"`` or ``"loo"``).
+    :param epochs, steps: override the config's training length (``steps`` wins).
+    :param checkpoint_path: resumable checkpoint written after every validation.
+    :param resume: continue from ``checkpoint_path`` if it exists (else start fresh).
+    :param eval_kwargs: extra arguments of :func:`recgym.evaluate.evaluate`.
+    :raises NonFiniteLossError: on a NaN/inf loss, naming the step; the agent then holds the best
+        weights so far and ``checkpoint_path`` keeps the last good checkpoint.
+    """
+    cfg = agent.config
+    log = log or (lambda msg: print(msg, flush=True))
+    t0 = time.perf_counter()
+    tr = agent.make_transitions(train)
+    if len(tr) == 0:
+        raise ValueError(f"train_loop: the training log {train.name!r} has no events")
+    steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
+    steps = steps if steps is not None else cfg.steps
+    epochs = epochs if epochs is not None else cfg.epochs
+    total = int(steps) if steps is not None else max(1, round(float(epochs) * steps_per_epoch))
+    eval_every = int(cfg.eval_every or steps_per_epoch)
+    metric = resolve_selection_metric(cfg.selection_metric, protocol) if valid is not None else None
+
+    st = _LoopState()
+    resumed_from = None
+    if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
+        st = load_checkpoint(checkpoint_path, agent)
+        resumed_from = st.step
+        log(f"resumed from {checkpoint_path} at step {st.step}/{total}")
+    else:
+        # fresh start: the run depends on the seed only, not on what ran before fit()
+        torch.manual_seed(agent.seed)
+        agent.rng = np.random.default_rng(agent.seed)
+
+    def validate() -> dict[str, float]:
+        from recgym.evaluate import evaluate
+
+        agent.set_training(False)
+        with torch.no_grad():
+            out = {k: float(v) for k, v in evaluate(agent, valid, protocol, **(eval_kwargs or {})).items()}
+            out.update({k: float(v) for k, v in agent.diagnostics(valid).items()})
+        agent.set_training(True)
+        if metric not in out:
+            raise KeyError(f"selection_metric {metric!r} is not among the validation metrics {sorted(out)}")
+        return out
+
+    try:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=st.step, disable=not progress, desc=agent.name, leave=False)
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        bar = None
+    agent.set_training(True)
+    loss_sum, loss_n = 0.0, 0
+    try:
+        while st.step < total:
+            batch = tr.sample(cfg.batch_size, agent.rng, agent.device)
+            try:
+                info = agent.update(batch, st.step)
+            except NonFiniteLossError as e:
+                raise NonFiniteLossError(_nan_message(agent, st, e, checkpoint_path)) from None
+            if not math.isfinite(info.get("loss", 0.0)):
+                raise NonFiniteLossError(_nan_message(agent, st, f"loss is {info['loss']}", checkpoint_path))
+            st.step += 1
+            loss_sum += info.get("loss", 0.0)
+            loss_n += 1
+            if bar is not None:
+                bar.update(1)
+                if st.step % 50 == 0:
+                    bar.set_postfix(loss=f"{loss_sum / loss_n:.4f}")
+            if st.step % eval_every == 0 or st.step == total:
+                point: dict[str, float] = {"step": float(st.step), "epoch": st.step / steps_per_epoch,
+                                           "loss": loss_sum / loss_n}
+                loss_sum, loss_n = 0.0, 0
+                if valid is not None:
+                    point.update(validate())
+                    if point[metric] > st.best_value:
+                        st.best_value, st.best_step = point[metric], st.step
+                        st.best_weights = _clone_state(agent.state_dict())
+                    log(f"step {st.step}/{total}  loss {point['loss']:.4f}  {metric} {point[metric]:.4f}"
+                        f"  (best {st.best_value:.4f} @ {st.best_step})")
+                st.curves.append(point)
+                if checkpoint_path is not None:
+                    save_checkpoint(checkpoint_path, agent, st, total)
+    except NonFiniteLossError:
+        _finish(agent, st, metric)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    _finish(agent, st, metric)
+    return TrainResult(st.step, agent.best_step, agent.best_metric, metric, st.curves,
+                       time.perf_counter() - t0, resumed_from)
+
+
+def _finish(agent: TorchAgent, st: _LoopState, metric: str | None) -> None:
+    """Restore the best weights (if any validation ran) and publish the loop's record."""
+    if st.best_weights is not None:
+        agent.load_state_dict(st.best_weights)
+    agent.set_training(False)
+    agent.curves = st.curves
+    agent.selection_metric = metric
+    agent.best_step = st.best_step if st.best_weights is not None else st.step
+    agent.best_metric = st.best_value if math.isfinite(st.best_value) else None
+
+
+def _nan_message(agent: TorchAgent, st: _LoopState, err: Any, path: str | Path | None) -> str:
+    step = st.step + 1  # 1-based index of the step that failed
+    where = (f"the last good checkpoint {path} (step {st.curves[-1]['step']:.0f}) is kept"
+             if path is not None and st.curves else "no checkpoint had been written yet")
+    best = f"; the agent holds the best weights (step {st.best_step})" if st.best_weights is not None else ""
+    return f"{agent.name}: training stopped at step {step}: non-finite loss ({err}); {where}{best}"
+
+
+__all__ = ["NonFiniteLossError", "TorchAgent", "TorchAgentConfig", "TrainResult", "load_checkpoint",
+           "resolve_selection_metric", "save_checkpoint", "train_loop"]
