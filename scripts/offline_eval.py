@@ -51,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-param", dest="data_params", action="append", default=[], metavar="KEY=VALUE",
                    help="extra argument of the source loader, e.g. n_sessions=500 for synthetic; repeatable")
     p.add_argument("--download", action="store_true", help="download the raw files when missing")
+    p.add_argument("--logging-policy", default=None, metavar="PATH",
+                   help="LPI family: a saved `sasrec` model (model.pt) to reuse as μ̂ instead of training one")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: these small models are fastest and reproducible single-threaded)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -146,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     from agents.training import NonFiniteLossError, TorchAgent, resolve_selection_metric
     from recgym.data.io import atomic_path
     from recgym.evaluate import evaluate
+    from recgym.divergence import divergence_to_logging_policy
 
     def fail(msg: str, code: int = 2) -> int:
         print(f"offline_eval: error: {msg}", file=sys.stderr)
@@ -165,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
                 overrides[key] = value
             else:
                 print(f"offline_eval: note: --{key} ignored, agent {args.agent!r} is not trained iteratively", file=sys.stderr)
+    if args.logging_policy is not None:
+        if "logging_policy" not in fields:
+            return fail(f"--logging-policy: agent {args.agent!r} does not use a logging policy")
+        overrides["logging_policy"] = args.logging_policy
     if args.steps is not None and "epochs" in fields:
         overrides.pop("epochs", None)
 
@@ -210,8 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     train_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    valid = _clean(evaluate(agent, split.valid, split.protocol, **eval_kwargs))
-    test = _clean(evaluate(agent, split.test, split.protocol, **eval_kwargs))
+    valid = evaluate(agent, split.valid, split.protocol, **eval_kwargs)
+    test = evaluate(agent, split.test, split.protocol, **eval_kwargs)
+    # JS / KL to the estimated logging policy μ̂, for every agent that carries one (LPI family)
+    valid.update(divergence_to_logging_policy(agent, split.valid, split.protocol))
+    test.update(divergence_to_logging_policy(agent, split.test, split.protocol))
+    valid, test = _clean(valid), _clean(test)
     eval_s = time.perf_counter() - t0
     if not curves:  # non-iterative agents: one point, the fitted model
         curves = [{"step": 0.0, **{k: v for k, v in valid.items() if v is not None}}]
