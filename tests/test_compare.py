@@ -1,0 +1,296 @@
+"""The comparison harness: agents.experiment (one job), agents.compare (fan-out, report), scripts/compare.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr, ttest_rel
+
+from agents.compare import CompareConfig, aggregate, make_jobs, report_markdown
+from agents.experiment import ExperimentError, JobSpec, evaluate_in_env, make_sim_env, run_job
+
+ROOT = Path(__file__).resolve().parents[1]
+SIM = "recgym/MFUser-Synthetic-v0"
+# a small world: 60 items, 100 users, 200 sessions (the MF imputer fits in a fraction of a second)
+TINY = ["--data-param", "n_sessions=200", "--data-param", "n_users=100", "--data-param", "n_items=60"]
+TINY_PARAMS = {"n_sessions": 200, "n_users": 100, "n_items": 60}
+TINY_TORCH = ["--steps", "20", "--set", "hidden=8", "--set", "batch_size=32", "--set", "eval_every=10"]
+CUSTOM = "examples.my_agent:RecencyPopAgent"
+
+
+@pytest.fixture
+def main():
+    spec = importlib.util.spec_from_file_location("compare_under_test", ROOT / "scripts" / "compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    n = torch.get_num_threads()
+    yield module.main
+    torch.set_num_threads(n)
+
+
+def _job_results(out: Path) -> dict[tuple[str, int], dict]:
+    found = {}
+    for p in sorted((out / "jobs").glob("*/seed*/results.json")):
+        r = json.loads(p.read_text())
+        key = (r["agent"], r["seed"])
+        assert key not in found, f"{key} has two results"
+        found[key] = r
+    return found
+
+
+# ------------------------------------------------------------------------------- aggregation (hand values)
+def _fake_job(root: Path, agent: str, seed: int, ndcg: float, iar: float, true: float, js: float | None = None) -> None:
+    d = root / "jobs" / agent / f"seed{seed}"
+    d.mkdir(parents=True)
+    test = {"ndcg@20": ndcg, "hr@20": 2 * ndcg} | ({"js_mu": js} if js is not None else {})
+    res = {"agent": agent, "seed": seed, "protocol": "session", "selection_metric": "ndcg@20", "valid": test,
+           "test": test, "sim": {SIM: {"iar@1": iar, "ar@1": 0.0, "n_contexts": 10.0}}, "true_value": true,
+           "timing_s": {"train": 1.0},
+           "curves": [{"step": 10.0, "ndcg@20": ndcg / 2, "q_logged": 1.0 + seed}, {"step": 20.0, "ndcg@20": ndcg}]}
+    (d / "results.json").write_text(json.dumps(res))
+
+
+def test_aggregate_matches_hand_computed_statistics(tmp_path):
+    vals = {  # agent -> per seed (ndcg, iar, true)
+        "a": [(0.10, 0.50, 0.20), (0.12, 0.52, 0.21), (0.11, 0.49, 0.22)],
+        "b": [(0.20, 0.40, 0.25), (0.25, 0.41, 0.26), (0.21, 0.45, 0.24)],
+        "c": [(0.30, 0.60, 0.30), (0.31, 0.58, 0.33), (0.33, 0.61, 0.31)],
+    }
+    for a, rows in vals.items():
+        for s, (n, i, t) in enumerate(rows):
+            _fake_job(tmp_path, a, s, n, i, t, js=0.1 * s if a == "c" else None)
+    cfg = CompareConfig(agents=["a", "b", "c"], seeds=[0, 1, 2], out=str(tmp_path), baseline="a")
+    jobs = [JobSpec(agent=a, seed=s, out=str(tmp_path / "jobs" / a / f"seed{s}"), sims=[SIM], true_value=True)
+            for a in cfg.agents for s in cfg.seeds]
+    rep = aggregate(cfg, jobs)
+    b = np.array(vals["b"])
+    cell = rep["table"]["b"]["ndcg@20"]
+    assert cell["mean"] == pytest.approx(b[:, 0].mean()) and cell["std"] == pytest.approx(b[:, 0].std(ddof=1))
+    assert cell["diff_vs_baseline"] == pytest.approx((b[:, 0] - np.array(vals["a"])[:, 0]).mean())
+    assert cell["p_vs_baseline"] == pytest.approx(ttest_rel(b[:, 0], np.array(vals["a"])[:, 0]).pvalue)
+    assert "p_vs_baseline" not in rep["table"]["a"]["ndcg@20"]  # the baseline is not tested against itself
+    assert rep["table"]["b"]["sim_iar@1"]["mean"] == pytest.approx(b[:, 1].mean())
+    assert rep["table"]["c"]["js_mu"]["mean"] == pytest.approx(0.1) and "js_mu" not in rep["table"]["a"]
+    means = {k: [np.array(vals[a])[:, j].mean() for a in "abc"] for j, k in enumerate(("ndcg", "iar", "true"))}
+    corr = rep["rank_correlations"]
+    assert corr["ndcg@20 vs sim_iar@1"]["spearman"] == pytest.approx(spearmanr(means["ndcg"], means["iar"]).statistic)
+    assert corr["ndcg@20 vs true_value"]["spearman"] == pytest.approx(1.0)  # a < b < c on both
+    assert corr["sim_iar@1 vs true_value"]["spearman"] == pytest.approx(0.5)
+    # validation curves: mean ± std over seeds at each step; Q diagnostics where recorded
+    c = rep["curves"]["b"]
+    assert c["ndcg@20"]["step"] == [10.0, 20.0]
+    assert c["ndcg@20"]["mean"][1] == pytest.approx(b[:, 0].mean()) and c["q_logged"]["mean"] == [2.0]
+    md = report_markdown(rep)
+    assert f"| b | 3 | {b[:, 0].mean():.4f} ± {b[:, 0].std(ddof=1):.4f}" in md and "Spearman" in md
+    assert rep["missing"] == []
+
+
+def test_aggregate_lists_missing_jobs_and_skips_them(tmp_path):
+    _fake_job(tmp_path, "a", 0, 0.1, 0.5, 0.2)
+    cfg = CompareConfig(agents=["a"], seeds=[0, 1], out=str(tmp_path))
+    jobs = [JobSpec(agent="a", seed=s, out=str(tmp_path / "jobs" / "a" / f"seed{s}"), sims=[SIM]) for s in (0, 1)]
+    rep = aggregate(cfg, jobs)
+    assert rep["table"]["a"]["n_seeds"] == 1 and rep["table"]["a"]["ndcg@20"]["std"] == 0.0
+    assert [(m["agent"], m["seed"]) for m in rep["missing"]] == [("a", 1)]
+    assert "Missing (1 job(s)" in report_markdown(rep)
+
+
+def test_config_errors_are_named():
+    with pytest.raises(ExperimentError, match="--seeds: listed more than once: 1"):
+        CompareConfig(agents=["pop"], seeds=[1, 1])
+    with pytest.raises(ExperimentError, match="--baseline 'x'"):
+        CompareConfig(agents=["pop"], baseline="x")
+    with pytest.raises(ExperimentError, match="unknown agent 'nope'"):
+        make_jobs(CompareConfig(agents=["pop", "nope"]))
+    with pytest.raises(ExperimentError, match=r"no compared agent has hyper-parameter\(s\) \['hiden'\]"):
+        make_jobs(CompareConfig(agents=["pop", "sasrec"], overrides={"hiden": 3}))
+    assert CompareConfig(agents=["pop", "sasrec"]).baseline == "sasrec"
+    assert CompareConfig(agents=["pop", "mc"]).sims == [SIM] and CompareConfig(agents=["pop"], dataset="rc15").sims == []
+
+
+# ------------------------------------------------------------------------------- one job
+def test_sim_env_kwargs_build_the_job_data():
+    from agents.experiment import sim_env_kwargs
+
+    spec = JobSpec(agent="pop", seed=3, data_params={"n_sessions": 300, "n_items": 50, "world_seed": 7})
+    # the MF user env builds the World itself: world seed and World fields, no loader-only params
+    assert sim_env_kwargs(spec, SIM) == {"seed": 7, "n_items": 50, "split": "test"}
+    # a replay env loads the job's log: every loader param, the job's split seed, its test part
+    kw = sim_env_kwargs(spec, "recgym/Replay-Synthetic-v0")
+    assert kw == {"n_sessions": 300, "n_items": 50, "world_seed": 7, "download": False, "seed": 3, "split": "test"}
+    with pytest.raises(ExperimentError, match="unknown env id 'recgym/Nope-v0'"):
+        sim_env_kwargs(spec, "recgym/Nope-v0")
+
+
+class _Constant:
+    """Always recommends ``item``."""
+
+    def __init__(self, n_items: int, item: int) -> None:
+        self.n_items, self.state_len, self.item = n_items, 3, item
+
+    def scores(self, states, lengths):
+        s = torch.zeros(states.shape[0], self.n_items)
+        s[:, self.item] = 1.0
+        return s
+
+
+def test_evaluate_in_env_equals_the_env_rewards_of_the_greedy_item(tmp_path):
+    spec = JobSpec(agent="pop", data_params=TINY_PARAMS)
+    env = make_sim_env(spec, SIM, tmp_path)
+    u = env.unwrapped
+    got = evaluate_in_env(_Constant(u.n_items, 7), env)
+    assert got["iar@1"] == pytest.approx(u.imputed_reward(u.users, np.full(len(u.users), 7)).mean())
+    assert got["hit@1"] == pytest.approx(np.mean(u.targets == 7))
+    assert got["n_contexts"] == u.n_contexts == 100
+    # the env's own step returns the same reward for a context (batched == stepped)
+    obs, info = env.reset(options={"context": 5})
+    _, r, term, _, step_info = env.step(7)
+    assert term and r == pytest.approx(u.imputed_reward(u.users[5:6], np.array([7]))[0])
+    assert 0.0 <= got["true@1"] <= 1.0 and "true_reward" in step_info
+    assert list(tmp_path.glob("*.npz")), "the fitted imputer is cached for the other jobs"
+
+
+def test_job_reuses_results_and_refuses_another_spec(tmp_path):
+    out = tmp_path / "job"
+    spec = JobSpec(agent="pop", data_params=TINY_PARAMS, out=str(out))
+    res = run_job(spec, log=lambda m: None)
+    assert "sim" not in res and (out / "job.json").exists()
+    first = (out / "results.json").stat().st_mtime_ns
+    # asking for a simulator later evaluates model.pt only; the logged results stay as they were
+    spec2 = JobSpec(agent="pop", data_params=TINY_PARAMS, out=str(out), sims=[SIM], true_value=True)
+    res2 = run_job(spec2, mf_dir=tmp_path / "sim", log=lambda m: None)
+    assert res2["test"] == res["test"] and set(res2["sim"]) == {SIM} and res2["true_value"] > 0
+    again = run_job(spec2, log=lambda m: None)
+    assert again == res2
+    assert (out / "results.json").stat().st_mtime_ns != first
+    with pytest.raises(ExperimentError, match="holds a job with another spec"):
+        run_job(JobSpec(agent="pop", data_params={**TINY_PARAMS, "n_sessions": 201}, out=str(out)), log=lambda m: None)
+
+
+# ------------------------------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_compare_three_agents_two_seeds_two_workers(tmp_path, main, capsys):
+    out = tmp_path / "cmp"
+    code = main(["--agents", f"pop,sasrec,{CUSTOM}", "--seeds", "0,1", *TINY, *TINY_TORCH, "--workers", "2",
+                 "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    rep = json.loads((out / "report.json").read_text())
+    jobs = _job_results(out)
+    assert set(jobs) == {(a, s) for a in ("pop", "sasrec", CUSTOM) for s in (0, 1)}
+    assert rep["baseline"] == "sasrec" and rep["missing"] == [] and rep["sims"] == [SIM]
+    for a in ("pop", "sasrec", CUSTOM):
+        row = rep["table"][a]
+        assert row["n_seeds"] == 2
+        for key, get in (("ndcg@20", lambda r: r["test"]["ndcg@20"]), ("sim_iar@1", lambda r: r["sim"][SIM]["iar@1"]),
+                         ("true_value", lambda r: r["true_value"])):
+            v = [get(jobs[(a, s)]) for s in (0, 1)]
+            assert row[key]["mean"] == pytest.approx(np.mean(v)) and row[key]["std"] == pytest.approx(np.std(v, ddof=1))
+    corr = rep["rank_correlations"]
+    assert set(corr) == {"ndcg@20 vs sim_iar@1", "ndcg@20 vs true_value", "sim_iar@1 vs true_value"}
+    means = lambda k: [rep["table"][a][k]["mean"] for a in rep["agents"]]  # noqa: E731
+    rho = spearmanr(means("ndcg@20"), means("true_value")).statistic
+    assert corr["ndcg@20 vs true_value"]["spearman"] == (None if math.isnan(rho) else pytest.approx(rho))
+    assert [c["step"] for c in jobs[("sasrec", 0)]["curves"]] == [10, 20]
+    assert rep["curves"]["sasrec"]["ndcg@20"]["step"] == [10.0, 20.0]
+    md = (out / "report.md").read_text()
+    for a in ("pop", "sasrec", CUSTOM):
+        assert f"| {a} | 2 |" in md
+    assert "true value" in md and "sim iAR@1" in md and "Paired t-tests against `sasrec`" in md
+    for fig in ("curves.png", "logged_vs_sim.png"):
+        assert (out / fig).read_bytes()[:4] == b"\x89PNG"
+    # a re-run trains nothing and gives the same report numbers
+    assert main(["--agents", f"pop,sasrec,{CUSTOM}", "--seeds", "0,1", *TINY, *TINY_TORCH, "--workers", "2",
+                 "--out", str(out)]) == 0
+    assert "6 finished before, 0 to run" in capsys.readouterr().out
+    assert json.loads((out / "report.json").read_text())["table"] == rep["table"]
+
+
+CRASH_AGENT = textwrap.dedent("""
+    import os
+    import signal
+    from pathlib import Path
+    from agents.sasrec import SASRecAgent
+
+    MARKER = {marker!r}
+
+    class CrashOnceSASRec(SASRecAgent):
+        '''SIGKILLs its own process at step 15 of the first attempt (after the step-10 checkpoint).'''
+
+        def update(self, batch, step):
+            marker = Path(MARKER)
+            if step == 15 and self.seed == 0 and not marker.exists():
+                marker.write_text("crashed")
+                os.kill(os.getpid(), signal.SIGKILL)
+            return super().update(batch, step)
+""")
+
+
+@pytest.mark.slow
+def test_killed_worker_then_rerun_completes_every_result_exactly_once(tmp_path, main, monkeypatch, capsys):
+    (tmp_path / "crash_agent_mod.py").write_text(CRASH_AGENT.replace("{marker!r}", repr(str(tmp_path / "crashed"))))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(ROOT))  # examples.my_agent
+    out = tmp_path / "cmp"
+    args = ["--agents", "pop,crash_agent_mod:CrashOnceSASRec", "--seeds", "0,1", *TINY, *TINY_TORCH,
+            "--workers", "2", "--out", str(out), "--sim", "none"]
+    assert main(args) == 1  # the pool broke: the report says what is missing
+    assert (tmp_path / "crashed").exists()
+    rep = json.loads((out / "report.json").read_text())
+    missing = {(m["agent"], m["seed"]) for m in rep["missing"]}
+    assert ("crash_agent_mod:CrashOnceSASRec", 0) in missing
+    crashed_dir = out / "jobs" / "crash_agent_mod_CrashOnceSASRec" / "seed0"
+    assert torch.load(crashed_dir / "checkpoint.pt", weights_only=True)["step"] == 10
+    assert not (crashed_dir / "results.json").exists()
+    done_before = {k: p.stat().st_mtime_ns for k, p in
+                   ((k, out / "jobs" / k[0].replace(":", "_") / f"seed{k[1]}" / "results.json") for k in _job_results(out))}
+    capsys.readouterr()
+
+    assert main(args) == 0
+    assert f"{len(done_before)} finished before, {4 - len(done_before)} to run" in capsys.readouterr().out
+    jobs = _job_results(out)  # asserts one results.json per agent x seed
+    assert len(jobs) == 4
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["missing"] == [] and all(rep["table"][a]["n_seeds"] == 2 for a in rep["agents"])
+    assert sorted((j["agent"], j["seed"]) for j in rep["jobs"]) == sorted(jobs)
+    for k, mtime in done_before.items():  # finished jobs were not run again
+        assert (out / "jobs" / k[0].replace(":", "_") / f"seed{k[1]}" / "results.json").stat().st_mtime_ns == mtime
+    assert "resumed from" in (crashed_dir / "log.txt").read_text()
+    assert [c["step"] for c in jobs[("crash_agent_mod:CrashOnceSASRec", 0)]["curves"]] == [10, 20]
+    assert not list(out.rglob("*.tmp")), "no temporary file left behind"
+
+
+@pytest.fixture
+def local_ray():
+    ray = pytest.importorskip("ray")
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    except Exception as e:  # pragma: no cover - depends on the machine
+        pytest.skip(f"Ray cannot start here: {e}")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_same_jobs_on_local_ray_with_a_crash_retried(tmp_path, local_ray, monkeypatch):
+    (tmp_path / "crash_agent_mod.py").write_text(CRASH_AGENT.replace("{marker!r}", repr(str(tmp_path / "crashed"))))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(ROOT))  # examples.my_agent
+    agents = ["pop", CUSTOM, "crash_agent_mod:CrashOnceSASRec"]
+    cfg = CompareConfig(agents=agents, seeds=[0, 1], out=str(tmp_path / "cmp"), ray_address="local", retries=1,
+                        data_params=dict(TINY_PARAMS), steps=20,
+                        overrides={"hidden": 8, "batch_size": 32, "eval_every": 10})
+    from agents.compare import compare
+
+    rep = compare(cfg, log=lambda m: None)
+    assert (tmp_path / "crashed").exists(), "the crash agent's worker was killed once"
+    assert rep["missing"] == [] and len(_job_results(tmp_path / "cmp")) == 6
+    assert all(rep["table"][a]["n_seeds"] == 2 and "true_value" in rep["table"][a] for a in agents)
+    log = (tmp_path / "cmp" / "jobs" / "crash_agent_mod_CrashOnceSASRec" / "seed0" / "log.txt").read_text()
+    assert "resumed from" in log  # Ray re-ran the task; it continued from the step-10 checkpoint
