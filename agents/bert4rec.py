@@ -1,0 +1,132 @@
+"""``bert4rec``: bidirectional masked-item training (Sun et al., 2019), a Top-K baseline and a
+GPTRec teacher.
+
+Training: a window of up to ``state_len`` items of a training sequence (a random end point) is
+left-padded; every item is replaced by a ``[MASK]`` token with probability ``mask_prob`` (at least
+one per row: the last item when none was drawn), and the model predicts the masked items with a
+full-catalogue softmax (Cloze loss)::
+
+    L = − Σ_{masked p} log softmax(E h_p)[x_p]
+
+Inference: ``[history, MASK]`` and the logits read at the mask. Blocks are the GPT-2 pre-norm
+blocks of :mod:`agents.nets.gpt` with a bidirectional mask; position ids count back from the end
+(the mask slot is 0), so left padding can be trimmed freely; the output layer is tied to the item
+embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from agents.nets.gpt import GPTBlock, attention_mask, left_pad
+from agents.training import TorchAgent, TorchAgentConfig
+from recgym.data import SessionLog
+
+
+class BERT4RecNet(nn.Module):
+    """Bidirectional transformer over left-padded ids; token ``n_items`` = pad, ``n_items + 1`` = mask."""
+
+    def __init__(self, n_items: int, hidden: int, n_layers: int, n_heads: int, max_len: int, dropout: float) -> None:
+        super().__init__()
+        self.n_items, self.max_len = n_items, max_len
+        self.token_embeddings = nn.Embedding(n_items + 2, hidden)
+        self.position_embeddings = nn.Embedding(max_len + 1, hidden)
+        nn.init.normal_(self.token_embeddings.weight, std=0.02)
+        nn.init.normal_(self.position_embeddings.weight, std=0.02)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(GPTBlock(hidden, n_heads, dropout) for _ in range(n_layers))
+        self.final_norm = nn.LayerNorm(hidden)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``tokens [B, T]`` left-padded -> item logits ``[B, T, n_items]``."""
+        B, T = tokens.shape
+        if T > self.max_len + 1:
+            raise ValueError(f"BERT4RecNet: sequence of {T} tokens exceeds max_len + 1 = {self.max_len + 1}")
+        valid = tokens != self.n_items
+        pos = torch.arange(T - 1, -1, -1, device=tokens.device)[None].expand(B, T)
+        x = self.drop(self.token_embeddings(tokens) + self.position_embeddings(pos))
+        mask = attention_mask(valid, causal=False)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.final_norm(x) @ self.token_embeddings.weight[: self.n_items].T
+
+
+class _Windows:
+    """Random windows of training sequences (duck-types ``Transitions.len/sample`` for ``train_loop``)."""
+
+    def __init__(self, log: SessionLog, max_len: int, mask_prob: float) -> None:
+        self.log, self.max_len, self.mask_prob = log, max_len, mask_prob
+        self.sessions = np.flatnonzero(log.lengths >= 1)
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+    def sample(self, batch_size: int, rng: np.random.Generator, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        from agents.gptrec import windows
+
+        s = rng.choice(self.sessions, size=batch_size)
+        lens = self.log.lengths[s]
+        ends = rng.integers(np.minimum(lens, self.max_len), lens + 1)  # window end: a random point
+        seq = windows(self.log, s, ends, self.max_len, "left")
+        valid = seq != self.log.pad_id
+        masked = (rng.random(seq.shape) < self.mask_prob) & valid
+        none = ~masked.any(1)
+        masked[none, -1] = True  # the last column is always a valid item (window end)
+        tokens = np.where(masked, self.log.pad_id + 1, seq)
+        return {"tokens": torch.from_numpy(tokens).to(device), "labels": torch.from_numpy(np.where(masked, seq, -100)).to(device)}
+
+
+@dataclass
+class BERT4RecConfig(TorchAgentConfig):
+    """BERT4Rec (ML-1M: 2 layers, 2 heads, d 64, mask 0.2, history 200, Adam 1e-3, batch 128)."""
+
+    state_len: int = 200
+    hidden: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    dropout: float = 0.1
+    mask_prob: float = 0.2
+    lr: float = 1e-3
+    batch_size: int = 128
+    epochs: float = 200
+    selection_metric: str = "ndcg@10"
+
+
+class BERT4RecAgent(TorchAgent):
+    """Masked-item (Cloze) transformer recommender."""
+
+    name = "bert4rec"
+    Config = BERT4RecConfig
+    PRESETS: dict[str, dict[str, Any]] = {"ml-100k": {"state_len": 50, "epochs": 100}, "synthetic": {"state_len": 30, "epochs": 30}}
+    config: BERT4RecConfig
+
+    def build(self) -> None:
+        c = self.config
+        self.net = BERT4RecNet(self.n_items, c.hidden, c.n_layers, c.n_heads, c.state_len, c.dropout)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+
+    def make_transitions(self, train: SessionLog) -> _Windows:
+        return _Windows(train, self.config.state_len, self.config.mask_prob)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        logits = self.net(batch["tokens"])
+        return F.cross_entropy(logits.reshape(-1, self.n_items), batch["labels"].reshape(-1), ignore_index=-100), {}
+
+    @torch.no_grad()
+    def scores(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        hist = left_pad(states.to(self.device), lengths.to(self.device), self.pad_id, self.config.state_len)
+        tokens = torch.cat([hist, hist.new_full((len(hist), 1), self.pad_id + 1)], dim=1)
+        return self.net(tokens)[:, -1].float()
+
+    def fit(self, train: SessionLog, valid: SessionLog | None = None, **loop_kwargs: Any) -> "BERT4RecAgent":
+        loop_kwargs.setdefault("protocol", "loo")
+        return super().fit(train, valid, **loop_kwargs)
+
+
+__all__ = ["BERT4RecAgent", "BERT4RecConfig", "BERT4RecNet"]

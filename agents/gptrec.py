@@ -1,0 +1,422 @@
+"""``gptrec`` (supervised Next-K student) and ``gptrec-ppo`` (PPO alignment), after Petrov &
+Macdonald, "Aligning GPTRec with Beyond-Accuracy Goals with Reinforcement Learning".
+
+Stage 1 (``gptrec``, §3.2): a Top-K teacher (``mc`` by default, the paper's ML-1M teacher; any
+registered agent such as ``bert4rec`` or ``sasrec``) is fitted on ``train``; for random prefixes
+of every training sequence the teacher's top-``K`` list (history items excluded) is the target
+``ĝ`` of the LM loss (Eq. 6)::
+
+    L_LM = − Σ_i log π(ĝ_i | h, ĝ_<i)
+
+Generation (Eq. 4) is greedy Next-K with the history's items and the items already generated
+masked; special tokens (padding, separator) are outside the output layer, so never generated.
+
+Stage 2 (``gptrec-ppo``, Appendix A.3): the policy starts from the student; the critic is a copy of
+the student's backbone with a random scalar head. Each iteration samples ``batch_size`` training
+histories (a random prefix, the next item is the target), generates ``K`` items stochastically
+with the KV cache, scores each position with :func:`recgym.metrics.slate_step_rewards` (NDCG term,
+``+ λ_ild`` ILD term, ``− λ_pop`` PCOUNT term: their sum is the list metric), computes GAE (Eqs.
+9-10) and takes ``update_epochs`` steps of the clipped surrogate (Eq. 12) and the value MSE (Eq. 8).
+All ``K`` log-probabilities and values come from one forward pass over ``[h, SEP, g_1..g_{K-1}]``.
+Every ``eval_every`` iterations, greedy lists for up to ``val_users`` validation users give the
+validation reward; the best policy is kept.
+
+Scores for the evaluator: ``score_mode="nextk"`` (default) puts the greedy Next-K list first, in
+order, then every other item by the first-position distribution, so
+:func:`recgym.evaluate.evaluate_loo` measures the generated list; ``"first"`` returns the
+first-position logits (Top-K decoding of the same model).
+
+Scale: the defaults are the paper's (3 layers, d 256, 4 heads, history 200, policy lr 1e-5, value lr
+1e-4, batch 128, 64,000 PPO steps); ``PRESETS["cpu"]`` (also used for ml-100k and synthetic) is a
+small model that trains in minutes on 2 cores.
+
+Note on the ILD weight: :mod:`recgym.metrics` measures ILD@K as the full mean pairwise distance,
+twice the paper's ``1/(K(K−1)) Σ`` term, so our ``λ_ild`` equals half the paper's λ.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from agents.nets.gpt import GPTDecoder, ValueModel, history_exclusion, left_pad, np_left_pad
+from agents.ppo import clipped_surrogate_loss, discounted_returns, gae, normalize, value_loss
+from agents.training import NonFiniteLossError, TorchAgent, TorchAgentConfig, _clone_state
+from recgym import metrics
+from recgym.data import SessionLog
+
+
+OWN_AGENTS = {"gptrec": "agents.gptrec:GPTRecAgent", "gptrec-ppo": "agents.gptrec:GPTRecPPOAgent",
+              "bert4rec": "agents.bert4rec:BERT4RecAgent", "mmr": "agents.rerank:MMRAgent",
+              "pop-rerank": "agents.rerank:PopRerankAgent"}
+"""Registry lines of issue 7 (fallback while ``agents.registry.AGENTS`` does not list them yet)."""
+
+
+def resolve_agent_name(name: str) -> str:
+    """``name`` if the registry knows it, else its ``module:Class`` from :data:`OWN_AGENTS`."""
+    from agents.registry import AGENTS
+
+    return name if name in AGENTS or ":" in name else OWN_AGENTS.get(name, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# windows of sequences (vectorised CSR gathers)
+# ---------------------------------------------------------------------------------------------
+def windows(log: SessionLog, sessions: np.ndarray, cuts: np.ndarray, max_len: int, side: str = "left") -> np.ndarray:
+    """Items ``cuts[r] - max_len .. cuts[r] - 1`` of session ``sessions[r]`` (the history before event
+    ``cuts[r]``), int64 ``[R, W]`` padded with ``log.pad_id`` on ``side``; ``W = max(1, min(max_len, max cut))``."""
+    sessions = np.asarray(sessions, dtype=np.int64)
+    cuts = np.asarray(cuts, dtype=np.int64)
+    keep = np.minimum(cuts, max_len)
+    W = max(1, int(keep.max()) if len(keep) else 1)
+    cols = np.arange(W)[None, :]
+    start = log.offsets[:-1][sessions] + cuts - keep
+    if side == "left":
+        valid = cols >= (W - keep)[:, None]
+        src = start[:, None] + cols - (W - keep)[:, None]
+    else:
+        valid = cols < keep[:, None]
+        src = start[:, None] + cols
+    src = np.clip(src, 0, max(len(log.items) - 1, 0))
+    return np.where(valid, log.items[src] if len(log.items) else log.pad_id, log.pad_id).astype(np.int64)
+
+
+def loo_inputs(log: SessionLog, max_users: int | None = None, rng: np.random.Generator | None = None):
+    """Leave-one-out inputs of ``log``: ``(sessions, cuts = length − 1, targets)`` of its sessions
+    with at least 2 events (a random subset of ``max_users`` when given)."""
+    sessions = np.flatnonzero(log.lengths >= 2)
+    if max_users is not None and len(sessions) > max_users:
+        rng = rng or np.random.default_rng(0)
+        sessions = np.sort(rng.choice(sessions, max_users, replace=False))
+    cuts = log.lengths[sessions] - 1
+    targets = log.items[log.offsets[:-1][sessions] + cuts].astype(np.int64)
+    return sessions, cuts, targets
+
+
+class _TeacherLists:
+    """Stage-1 training examples: left-padded histories ``[N, W]`` and teacher lists ``[N, K]``.
+
+    Duck-types the part of :class:`recgym.data.Transitions` that :func:`agents.training.train_loop`
+    uses (``len`` and ``sample``)."""
+
+    def __init__(self, histories: np.ndarray, lists: np.ndarray, pad_id: int) -> None:
+        self.histories, self.lists, self.pad_id = histories, lists, pad_id
+
+    def __len__(self) -> int:
+        return len(self.lists)
+
+    def sample(self, batch_size: int, rng: np.random.Generator, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        idx = rng.integers(0, len(self), size=batch_size)
+        h = self.histories[idx]
+        width = int((h != self.pad_id).sum(1).max())  # trim common left padding
+        h = h[:, h.shape[1] - max(width, 1) :]
+        return {"history": torch.from_numpy(h).to(device), "slate": torch.from_numpy(self.lists[idx]).to(device)}
+
+
+# ---------------------------------------------------------------------------------------------
+# stage 1: the student
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class GPTRecConfig(TorchAgentConfig):
+    """Paper values (ML-1M): 3 layers, d 256, 4 heads, history 200, K 10, MC teacher."""
+
+    state_len: int = 200
+    """History length ``N`` (left-padded; the last ``N`` items are read)."""
+    hidden: int = 256
+    n_layers: int = 3
+    n_heads: int = 4
+    dropout: float = 0.1
+    lr: float = 1e-3
+    batch_size: int = 128
+    epochs: float = 50
+    list_k: int = 10
+    """Length ``K`` of generated lists and of the teacher's lists."""
+    teacher: str = "mc"
+    """Registered Top-K agent whose lists the student learns (paper: ``mc`` on ML-1M, ``bert4rec`` on Steam)."""
+    prefixes_per_user: int = 4
+    """Random prefixes per training sequence (plus the full sequence) used as histories."""
+    score_mode: str = "nextk"
+    """``"nextk"``: scores rank the greedy Next-K list first; ``"first"``: first-position logits (Top-K)."""
+    selection_metric: str = "ndcg@10"
+
+
+_CPU = dict(state_len=50, hidden=64, n_layers=2, n_heads=2, dropout=0.1, lr=1e-3, batch_size=128, epochs=20)
+"""CPU-scale preset: a small model that trains in a few minutes on 2 cores (ml-100k)."""
+
+
+class GPTRecAgent(TorchAgent):
+    """The supervised GPTRec student (Next-K generation, teacher-student LM loss)."""
+
+    name = "gptrec"
+    Config = GPTRecConfig
+    PRESETS: dict[str, dict[str, Any]] = {"cpu": _CPU, "ml-100k": _CPU, "synthetic": {**_CPU, "state_len": 30},
+                                          "ml-1m": {}, "steam": {"teacher": "bert4rec", "state_len": 50}}
+    config: GPTRecConfig
+
+    def build(self) -> None:
+        cfg = self.config
+        if cfg.score_mode not in ("nextk", "first"):
+            raise ValueError(f"{self.name}: score_mode must be 'nextk' or 'first', got {cfg.score_mode!r}")
+        self.model = GPTDecoder(self.n_items, cfg.hidden, cfg.n_layers, cfg.n_heads, cfg.state_len, cfg.list_k, cfg.dropout)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.teacher_agent: Any = None
+
+    # ------------------------------------------------------------------ stage 1
+    def fit(self, train: SessionLog, valid: SessionLog | None = None, teacher: Any = None, **loop_kwargs: Any) -> "GPTRecAgent":
+        """Fit the teacher (unless a fitted ``teacher`` agent is given), then the student (``train_loop``)."""
+        self.teacher_agent = teacher if teacher is not None else self._fit_teacher(train, valid, loop_kwargs)
+        loop_kwargs.setdefault("protocol", "loo")
+        return super().fit(train, valid, **loop_kwargs)
+
+    def _fit_teacher(self, train: SessionLog, valid: SessionLog | None, loop_kwargs: dict[str, Any]) -> Any:
+        from agents.registry import make_agent
+
+        t = make_agent(resolve_agent_name(self.config.teacher), self.n_items, seed=self.seed, protocol="loo")
+        if isinstance(t, TorchAgent):
+            t.fit(train, valid, **{k: v for k, v in loop_kwargs.items() if k in ("protocol", "progress", "log")})
+        else:
+            t.fit(train, valid)
+        return t
+
+    def make_transitions(self, train: SessionLog) -> _TeacherLists:
+        """Random prefixes of every training sequence and the teacher's top-K list after each."""
+        if self.teacher_agent is None:
+            raise RuntimeError(f"{self.name}: no teacher (call fit)")
+        cfg, rng = self.config, np.random.default_rng(self.seed)
+        lens = train.lengths
+        ok = np.flatnonzero(lens >= 1)
+        full = (ok, lens[ok])
+        rand_s = np.repeat(ok, cfg.prefixes_per_user)
+        rand_t = rng.integers(1, np.repeat(lens[ok], cfg.prefixes_per_user) + 1)
+        sessions = np.concatenate([full[0], rand_s])
+        cuts = np.concatenate([full[1], rand_t])
+        hist = windows(train, sessions, cuts, cfg.state_len, "left")
+        lists = self._teacher_lists(train, sessions, cuts, hist)
+        return _TeacherLists(hist, lists, self.pad_id)
+
+    @torch.no_grad()
+    def _teacher_lists(self, train: SessionLog, sessions: np.ndarray, cuts: np.ndarray, hist: np.ndarray,
+                       chunk: int = 1024) -> np.ndarray:
+        t, K = self.teacher_agent, self.config.list_k
+        out = np.empty((len(sessions), K), dtype=np.int64)
+        for lo in range(0, len(sessions), chunk):
+            hi = min(lo + chunk, len(sessions))
+            st = windows(train, sessions[lo:hi], cuts[lo:hi], int(t.state_len), "right")
+            ln = np.minimum(cuts[lo:hi], int(t.state_len))
+            s = t.scores(torch.from_numpy(st), torch.from_numpy(ln)).float().clone()
+            s = s.masked_fill(history_exclusion(torch.from_numpy(hist[lo:hi]), self.n_items), -torch.inf)
+            out[lo:hi] = torch.topk(s, K, dim=1).indices.numpy()
+        return out
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Eq. 6, averaged over rows and positions."""
+        logp = self.model.slate_log_probs(batch["history"], batch["slate"])
+        return -logp.mean(), {}
+
+    # ------------------------------------------------------------------ inference
+    def _history(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return left_pad(states.to(self.device), lengths.to(self.device), self.pad_id, self.config.state_len)
+
+    @torch.no_grad()
+    def first_logits(self, history: torch.Tensor) -> torch.Tensor:
+        h, _, _ = self.model.prefill(history, 0)
+        return self.model.logits(h).float()
+
+    @torch.no_grad()
+    def scores(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``[B, n_items]``; see ``score_mode`` in the module docstring."""
+        history = self._history(states, lengths)
+        first = self.first_logits(history)
+        if self.config.score_mode == "first":
+            return first
+        items, _ = self.model.generate(history, min(self.config.list_k, self.n_items))
+        out = torch.log_softmax(first, dim=1)  # <= 0: every listed item (> 0) ranks above the rest
+        K = items.shape[1]
+        out.scatter_(1, items, torch.arange(K, 0, -1, dtype=out.dtype, device=out.device).expand(len(items), K))
+        return out
+
+    @torch.no_grad()
+    def recommend(self, histories: list[np.ndarray] | np.ndarray, k: int = 10, exclude_seen: bool = True) -> np.ndarray:
+        """Greedy Next-K lists ``[B, k]`` (the history's items masked unless ``exclude_seen=False``)."""
+        if isinstance(histories, np.ndarray) and histories.ndim == 2:
+            st = torch.from_numpy(histories.astype(np.int64))
+            history = self._history(st, (st != self.pad_id).sum(1))
+        else:
+            history = torch.from_numpy(np_left_pad(list(histories), self.config.state_len, self.pad_id)).to(self.device)
+        exclude = None if exclude_seen else torch.zeros(len(history), self.n_items, dtype=torch.bool, device=self.device)
+        return self.model.generate(history, k, exclude=exclude)[0].cpu().numpy()
+
+    def with_score_mode(self, mode: str) -> "GPTRecAgent":
+        """A shallow copy sharing the weights whose ``scores`` use ``mode`` (``"nextk"`` / ``"first"``)."""
+        other = copy.copy(self)
+        other.config = dataclasses.replace(self.config, score_mode=mode)
+        return other
+
+
+# ---------------------------------------------------------------------------------------------
+# stage 2: PPO
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class GPTRecPPOConfig(GPTRecConfig):
+    """Stage-2 values of Appendix A.3 / REFERENCE.md (the stage-1 fields train the student when no
+    ``student`` is passed to ``fit``)."""
+
+    lambda_ild: float = 0.0
+    """Weight of the ILD reward term (half the paper's λ, see the module docstring)."""
+    lambda_pop: float = 0.0
+    """Weight of the PCOUNT cost term."""
+    gamma: float = 0.99
+    gae_lambda: float = 0.9
+    clip: float = 0.2
+    policy_lr: float = 1e-5
+    value_lr: float = 1e-4
+    ppo_weight_decay: float = 0.01
+    ppo_steps: int = 64_000
+    """PPO iterations (one rollout batch of ``batch_size`` histories each)."""
+    update_epochs: int = 1
+    """Optimisation passes over each rollout batch."""
+    kl_coef: float = 0.0
+    """Optional per-token KL penalty to the frozen student, subtracted from the rewards (InstructGPT)."""
+    normalize_advantages: bool = True
+    value_target: str = "returns"
+    """``"returns"``: discounted returns (Eq. 8); ``"gae"``: the λ-returns ``A + V``."""
+    rollout_prefix: str = "random"
+    """``"random"``: a random prefix of a training sequence, the next item is the target; ``"last"``:
+    the whole training sequence but its last item."""
+    ppo_eval_every: int = 200
+    val_users: int = 512
+    """Validation users (greedy lists) for the best-checkpoint choice."""
+    ppo_max_grad_norm: float | None = 1.0
+
+
+_PPO_CPU = dict(_CPU, policy_lr=1e-4, value_lr=1e-3, ppo_steps=300, ppo_eval_every=50, batch_size=128)
+
+
+class GPTRecPPOAgent(GPTRecAgent):
+    """GPTRec aligned by PPO to ``NDCG + λ_ild ILD − λ_pop PCOUNT``."""
+
+    name = "gptrec-ppo"
+    Config = GPTRecPPOConfig
+    PRESETS = {"cpu": _PPO_CPU, "ml-100k": _PPO_CPU, "synthetic": {**_PPO_CPU, "state_len": 30},
+               "ml-1m": {}, "steam": {"teacher": "bert4rec", "state_len": 50}}
+    config: GPTRecPPOConfig
+
+    def fit(self, train: SessionLog, valid: SessionLog | None = None, teacher: Any = None, student: GPTRecAgent | None = None,
+            progress: bool = True, log: Callable[[str], None] | None = None, **loop_kwargs: Any) -> "GPTRecPPOAgent":
+        """Stage 1 (or copy a fitted ``student``), then PPO (see the module docstring)."""
+        log = log or (lambda m: print(m, flush=True))
+        if student is not None:
+            if student.n_items != self.n_items:
+                raise ValueError(f"{self.name}: student has n_items={student.n_items}, agent {self.n_items}")
+            self.model.load_state_dict(student.model.state_dict())
+        else:
+            super().fit(train, valid, teacher=teacher, progress=progress, log=log, **loop_kwargs)
+        self.train_ppo(train, valid, log=log)
+        return self
+
+    def _rollout_inputs(self, train: SessionLog, n: int) -> tuple[torch.Tensor, np.ndarray]:
+        lens = train.lengths
+        ok = np.flatnonzero(lens >= 2)
+        sessions = self.rng.choice(ok, size=n)
+        if self.config.rollout_prefix == "last":
+            cuts = lens[sessions] - 1
+        else:
+            cuts = self.rng.integers(1, lens[sessions])  # history = items[:cut], target = items[cut]
+        hist = windows(train, sessions, cuts, self.config.state_len, "left")
+        targets = train.items[train.offsets[:-1][sessions] + cuts].astype(np.int64)
+        return torch.from_numpy(hist).to(self.device), targets
+
+    def slate_rewards(self, slates: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Per-position rewards ``[B, K]`` from :func:`recgym.metrics.slate_step_rewards`."""
+        c = self.config
+        return metrics.slate_step_rewards(slates, targets, self._genres, self._popularity, c.lambda_ild, c.lambda_pop,
+                                          K=c.list_k)
+
+    @torch.no_grad()
+    def validation_reward(self, valid: SessionLog) -> dict[str, float]:
+        """Mean list reward (the target metric) and NDCG@K of greedy lists for the validation users."""
+        sessions, cuts, targets = self._val
+        hist = torch.from_numpy(windows(valid, sessions, cuts, self.config.state_len, "left")).to(self.device)
+        slates = self.model.generate(hist, self.config.list_k)[0].cpu().numpy()
+        r = self.slate_rewards(slates, targets).sum(1)
+        pos = metrics.slate_positions(slates, targets)
+        return {"val_reward": float(r.mean()), "val_ndcg@10": float(metrics.ndcg_at_k(pos, slates.shape[1]).mean())}
+
+    def train_ppo(self, train: SessionLog, valid: SessionLog | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Stage 2 from the current weights (the student). Returns the curves."""
+        c, log = self.config, log or (lambda m: None)
+        if c.value_target not in ("returns", "gae") or c.rollout_prefix not in ("random", "last"):
+            raise ValueError(f"{self.name}: value_target must be 'returns'/'gae' and rollout_prefix 'random'/'last'")
+        if c.lambda_ild and train.genres is None:
+            raise ValueError(f"{self.name}: lambda_ild={c.lambda_ild} needs genres, the log {train.name!r} has none")
+        if not (train.lengths >= 2).any():
+            raise ValueError(f"{self.name}: PPO needs training sequences with at least 2 events")
+        self._genres = train.genres
+        self._popularity = train.popularity()
+        torch.manual_seed(self.seed)
+        self.rng = np.random.default_rng(self.seed)
+        policy = self.model
+        value = ValueModel.from_backbone(policy)
+        reference = copy.deepcopy(policy).eval() if c.kl_coef else None
+        opt_pi = torch.optim.AdamW(policy.parameters(), lr=c.policy_lr, weight_decay=c.ppo_weight_decay)
+        opt_v = torch.optim.AdamW(value.parameters(), lr=c.value_lr, weight_decay=c.ppo_weight_decay)
+        policy.eval()  # no dropout in rollouts or updates: the ratio compares the same function
+        value.eval()
+        eval_log = valid if valid is not None else train
+        self._val = loo_inputs(eval_log, c.val_users, np.random.default_rng(self.seed))
+        best = self.validation_reward(eval_log)
+        best_step, best_w = 0, _clone_state({"model": policy.state_dict()})
+        curves = [{"step": 0.0, **best}]
+        t0 = time.perf_counter()
+        for it in range(1, c.ppo_steps + 1):
+            history, targets = self._rollout_inputs(train, c.batch_size)
+            exclude = history_exclusion(history, self.n_items)
+            with torch.no_grad():
+                slates, logp_old = policy.generate(history, c.list_k, exclude=exclude, greedy=False)
+                rewards = torch.from_numpy(self.slate_rewards(slates.cpu().numpy(), targets)).float().to(self.device)
+                if reference is not None:
+                    rewards = rewards - c.kl_coef * (logp_old - reference.slate_log_probs(history, slates, exclude))
+                v_old = value(history, slates)
+                adv, lam_ret = gae(rewards, v_old, c.gamma, c.gae_lambda)
+                v_target = discounted_returns(rewards, c.gamma) if c.value_target == "returns" else lam_ret
+                if c.normalize_advantages:
+                    adv = normalize(adv)
+            for _ in range(c.update_epochs):
+                logp = policy.slate_log_probs(history, slates, exclude)  # one pass: all K positions
+                loss_pi, info = clipped_surrogate_loss(logp, logp_old, adv, c.clip)
+                loss_v = value_loss(value(history, slates), v_target)
+                loss = loss_pi + loss_v
+                if not torch.isfinite(loss.detach()):
+                    policy.load_state_dict(best_w["model"])
+                    raise NonFiniteLossError(f"{self.name}: PPO stopped at iteration {it}: non-finite loss; "
+                                             f"the agent holds the best policy (iteration {best_step})")
+                opt_pi.zero_grad(set_to_none=True)
+                opt_v.zero_grad(set_to_none=True)
+                loss.backward()
+                if c.ppo_max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(policy.parameters(), c.ppo_max_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(value.parameters(), c.ppo_max_grad_norm)
+                opt_pi.step()
+                opt_v.step()
+            if it % c.ppo_eval_every == 0 or it == c.ppo_steps:
+                point = {"step": float(it), "reward": float(rewards.sum(1).mean()), "loss_pi": float(loss_pi.detach()),
+                         "loss_v": float(loss_v.detach()), **info, **self.validation_reward(eval_log)}
+                curves.append(point)
+                if point["val_reward"] > best["val_reward"]:
+                    best, best_step = {k: point[k] for k in ("val_reward", "val_ndcg@10")}, it
+                    best_w = _clone_state({"model": policy.state_dict()})
+                log(f"ppo {it}/{c.ppo_steps}  rollout reward {point['reward']:.4f}  val reward {point['val_reward']:.4f}"
+                    f"  (best {best['val_reward']:.4f} @ {best_step})  {time.perf_counter() - t0:.0f}s")
+        policy.load_state_dict(best_w["model"])
+        policy.eval()
+        self.ppo_curves, self.best_step, self.best_metric, self.selection_metric = curves, best_step, best["val_reward"], "val_reward"
+        return {"curves": curves, "best_step": best_step, "best": best}
+
+
+__all__ = ["GPTRecAgent", "GPTRecConfig", "GPTRecPPOAgent", "GPTRecPPOConfig", "loo_inputs", "windows"]

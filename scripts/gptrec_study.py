@@ -1,0 +1,242 @@
+#!/usr/bin/env python
+"""GPTRec-PPO (Petrov & Macdonald) in recgym: Table 3 and Figures 3-5.
+
+    python scripts/gptrec_study.py --quick --out runs/gptrec_quick        # < 90 s, tiny synthetic data
+    python scripts/gptrec_study.py --dataset ml-100k --data-dir ../shared/data --seeds 0 1 2 \\
+        --out docs/results/gptrec                                          # CPU preset
+
+Per seed, on a leave-one-out split (test = last item, history excluded from the lists):
+
+* Top-K baselines ``pop``, ``bpr``, ``sasrec``, ``bert4rec``;
+* ``gptrec`` (supervised student of the ``mc`` teacher), then ``gptrec-ppo`` from that student:
+  NDCG reward, NDCG + λ·ILD for each ``--lambdas-ild``, NDCG − λ·PCOUNT for each ``--lambdas-pop``;
+* ``mmr`` and ``pop-rerank`` sweeps over the best Top-K model (validation NDCG@10);
+* Recall@1, Recall@10, NDCG@10, ILD@10, nPCOUNT@10 on the test users; NDCG@K for K = 1..10 under
+  Top-K decoding (every model) and Next-K decoding (the GPTRec models).
+
+Writes ``results.json`` (every number per seed, configs, timings), ``tables.md`` (mean ± std over
+seeds), ``tradeoff_ild.png`` / ``tradeoff_pcount.png`` (PPO points vs re-ranking curves) and
+``topk_vs_nextk.png`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+TINY = dict(state_len=20, hidden=32, n_layers=1, n_heads=2)
+QUICK = dict(
+    data=dict(n_users=150, n_items=60, n_genres=6, n_sessions=300),
+    agents={"sasrec": dict(state_len=20, hidden=32, steps=150, eval_every=75),
+            "bert4rec": dict(TINY, steps=150, eval_every=75), "bpr": dict(iterations=30)},
+    student=dict(TINY, steps=150, eval_every=75),
+    ppo=dict(TINY, ppo_steps=30, ppo_eval_every=15, policy_lr=1e-3, value_lr=1e-3, val_users=128),
+    lambdas_ild=(0.25, 1.0), lambdas_pop=(5.0, 20.0), weights=(0.0, 0.3, 0.6, 0.9),
+)
+FULL = dict(  # CPU preset on ml-100k
+    data={},
+    agents={"sasrec": dict(), "bert4rec": dict(state_len=50, epochs=100, eval_every=200), "bpr": dict()},
+    student=dict(),  # GPTRecAgent.PRESETS["ml-100k"]
+    ppo=dict(),  # GPTRecPPOAgent.PRESETS["ml-100k"]
+    lambdas_ild=(0.1, 0.25, 0.5), lambdas_pop=(2.0, 5.0, 10.0), weights=(0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9),
+)
+METRICS = ("recall@1", "recall@10", "ndcg@10", "ild@10", "npcount@10")
+
+
+def _silent(msg: str) -> None:
+    pass
+
+
+def load_data(args: argparse.Namespace, cfg: dict[str, Any], seed: int):
+    from recgym.data.splits import split_leave_one_out
+
+    if args.quick:
+        from recgym.sim.world import World
+
+        d = dict(cfg["data"])
+        n = d.pop("n_sessions")
+        return split_leave_one_out(World(seed=seed, **d).generate(n)), "synthetic"
+    from recgym.data import load_split
+
+    return load_split(args.dataset, args.data_dir, seed=seed), args.dataset
+
+
+def run_seed(args: argparse.Namespace, cfg: dict[str, Any], seed: int, log) -> dict[str, Any]:
+    import torch
+
+    from agents.gptrec import GPTRecAgent, GPTRecPPOAgent, resolve_agent_name
+    from agents.registry import make_agent
+    from agents.rerank import MMRAgent, PopRerankAgent
+    from recgym.evaluate import evaluate_loo
+
+    sp, dataset = load_data(args, cfg, seed)
+    n, pop = sp.n_items, sp.train.popularity()
+    ks = tuple(range(1, 11))
+    rows: dict[str, dict[str, Any]] = {}
+    ndcg_curves: dict[str, list[float]] = {}
+
+    def record(name: str, agent: Any, t0: float, kind: str, **extra: Any) -> dict[str, float]:
+        res = evaluate_loo(agent, sp.test, ks=ks, popularity=pop)
+        rows[name] = {**{m: res[m] for m in METRICS}, "kind": kind, "seconds": time.perf_counter() - t0, **extra}
+        ndcg_curves[f"{name} ({'Next-K' if kind.startswith('gptrec') else 'Top-K'})"] = [res[f"ndcg@{k}"] for k in ks]
+        log(f"  seed {seed} {name:<24} NDCG@10 {res['ndcg@10']:.4f}  ILD@10 {res['ild@10']:.4f}  "
+            f"nPCOUNT@10 {res['npcount@10']:.4f}  ({rows[name]['seconds']:.0f}s)")
+        return res
+
+    fit_kw = dict(progress=False, log=_silent)
+    torch.manual_seed(seed)
+    valid_ndcg = {}
+    for name in ("pop", "bpr", "sasrec", "bert4rec"):
+        t0 = time.perf_counter()
+        a = make_agent(resolve_agent_name(name), n, seed=seed, dataset=dataset, protocol="loo", **cfg["agents"].get(name, {}))
+        a.fit(sp.train, sp.valid, **(fit_kw if hasattr(a, "optimizers") else {}))
+        record(name, a, t0, "baseline")
+        valid_ndcg[name] = evaluate_loo(a, sp.valid)["ndcg@10"]
+        if name in ("sasrec", "bert4rec"):
+            rows[name]["agent"] = a
+    best_name = max(("sasrec", "bert4rec"), key=lambda k: valid_ndcg[k])
+    best = rows[best_name].pop("agent")
+    rows[{"sasrec": "bert4rec", "bert4rec": "sasrec"}[best_name]].pop("agent")
+
+    t0 = time.perf_counter()
+    teacher = make_agent("mc", n, seed=seed).fit(sp.train)
+    student = GPTRecAgent(n, seed=seed, **{**GPTRecAgent.PRESETS.get(dataset, {}), **cfg["student"]})
+    student.fit(sp.train, sp.valid, teacher=teacher, **fit_kw)
+    record("gptrec (MC teacher)", student, t0, "gptrec")
+    res = evaluate_loo(student.with_score_mode("first"), sp.test, ks=ks, popularity=pop)
+    ndcg_curves["gptrec (MC teacher) (Top-K)"] = [res[f"ndcg@{k}"] for k in ks]
+
+    ppo_base = {**GPTRecPPOAgent.PRESETS.get(dataset, {}), **cfg["ppo"]}
+    runs = [("gptrec-ppo NDCG", {}, "gptrec-ppo-ndcg", 0.0)]
+    runs += [(f"gptrec-ppo ILD λ={lam:g}", {"lambda_ild": lam}, "gptrec-ppo-ild", lam) for lam in cfg["lambdas_ild"]]
+    runs += [(f"gptrec-ppo PCOUNT λ={lam:g}", {"lambda_pop": lam}, "gptrec-ppo-pcount", lam) for lam in cfg["lambdas_pop"]]
+    for name, over, kind, lam in runs:
+        t0 = time.perf_counter()
+        agent = GPTRecPPOAgent(n, seed=seed, **{**ppo_base, **over})
+        agent.fit(sp.train, sp.valid, student=student, log=_silent)
+        record(name, agent, t0, kind, lam=lam, best_step=agent.best_step)
+        if kind == "gptrec-ppo-ndcg":
+            res = evaluate_loo(agent.with_score_mode("first"), sp.test, ks=ks, popularity=pop)
+            ndcg_curves[f"{name} (Top-K)"] = [res[f"ndcg@{k}"] for k in ks]
+
+    for cls, kind in ((MMRAgent, "mmr"), (PopRerankAgent, "pop-rerank")):
+        for w in cfg["weights"]:
+            t0 = time.perf_counter()
+            r = cls(n, seed=seed, weight=w).fit(sp.train, base=best)
+            res = evaluate_loo(r, sp.test, popularity=pop)
+            rows[f"{best_name}+{kind} w={w:g}"] = {**{m: res[m] for m in METRICS}, "kind": kind, "weight": w,
+                                                   "seconds": time.perf_counter() - t0}
+    return {"rows": rows, "ndcg_at_k": ndcg_curves, "best_topk": best_name, "n_items": n,
+            "n_test_users": int((sp.test.lengths >= 2).sum())}
+
+
+def summarise(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    names = list(per_seed[0]["rows"])
+    out = {}
+    for name in names:
+        vals = {m: [s["rows"][name][m] for s in per_seed] for m in METRICS}
+        out[name] = {"kind": per_seed[0]["rows"][name]["kind"],
+                     **{m: (float(np.mean(v)), float(np.std(v))) for m, v in vals.items()},
+                     **{k: per_seed[0]["rows"][name][k] for k in ("lam", "weight") if k in per_seed[0]["rows"][name]}}
+    return out
+
+
+def write_tables(summary: dict[str, Any], seeds: list[int], path: Path, header: str) -> str:
+    lines = [header, "", f"mean ± std over seeds {seeds}; lists exclude the history; ILD@10 is the full mean pairwise "
+             "genre cosine distance (the paper's tables report half of it).", "",
+             "| model | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+    for name, r in summary.items():
+        lines.append(f"| {name} | " + " | ".join(f"{r[m][0]:.4f} ± {r[m][1]:.4f}" for m in METRICS) + " |")
+    text = "\n".join(lines) + "\n"
+    path.write_text(text)
+    return text
+
+
+def plots(summary: dict[str, Any], per_seed: list[dict[str, Any]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for metric, fname, rerank, ppo_kind, label in (
+        ("ild@10", "tradeoff_ild.png", "mmr", "gptrec-ppo-ild", "ILD@10 (higher = more diverse)"),
+        ("npcount@10", "tradeoff_pcount.png", "pop-rerank", "gptrec-ppo-pcount", "nPCOUNT@10 (lower = less popularity bias)"),
+    ):
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        curve = [(r[metric][0], r["ndcg@10"][0]) for r in summary.values() if r["kind"] == rerank]
+        if curve:
+            ax.plot(*zip(*curve), "o-", color="tab:gray", label=f"{per_seed[0]['best_topk']} + {rerank} (w sweep)")
+        pts = [(r[metric][0], r["ndcg@10"][0], name) for name, r in summary.items() if r["kind"] in (ppo_kind, "gptrec-ppo-ndcg")]
+        for x, y, name in pts:
+            ax.plot(x, y, "*", ms=12, color="tab:red")
+            ax.annotate(name.replace("gptrec-ppo ", ""), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        s = summary.get("gptrec (MC teacher)")
+        if s:
+            ax.plot(s[metric][0], s["ndcg@10"][0], "s", color="tab:blue", label="gptrec (student)")
+        ax.plot([], [], "*", color="tab:red", label="gptrec-ppo")
+        ax.set_xlabel(label)
+        ax.set_ylabel("NDCG@10")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / fname, dpi=120)
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    curves = per_seed[0]["ndcg_at_k"]
+    for name in curves:
+        mean = np.mean([s["ndcg_at_k"][name] for s in per_seed], axis=0)
+        if name.startswith("gptrec") or "bert4rec" in name or "sasrec" in name:
+            ax.plot(range(1, 11), mean, "--" if "Top-K" in name else "-", marker="o", ms=3, label=name)
+    ax.set_xlabel("K")
+    ax.set_ylabel("NDCG@K")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out / "topk_vs_nextk.png", dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny synthetic data and models (smoke run, < 90 s)")
+    p.add_argument("--dataset", default="ml-100k")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--seeds", type=int, nargs="+", default=None)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    cfg = QUICK if args.quick else FULL
+    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    per_seed = []
+    for s in seeds:  # each finished seed is kept on disk, so a long run that is cut off still reports
+        per_seed.append(run_seed(args, cfg, s, print))
+        (args.out / f"seed{s}.json").write_text(json.dumps(per_seed[-1], indent=1, default=str))
+    summary = summarise(per_seed)
+    what = "synthetic (--quick smoke run)" if args.quick else args.dataset
+    table = write_tables(summary, seeds, args.out / "tables.md", f"# GPTRec-PPO study: {what}")
+    plots(summary, per_seed, args.out)
+    payload = {"argv": sys.argv[1:] if argv is None else argv, "config": {k: v for k, v in cfg.items()}, "seeds": seeds,
+               "per_seed": per_seed, "summary": summary, "seconds": time.perf_counter() - t0,
+               "torch": torch.__version__}
+    tmp = args.out / "results.json.tmp"
+    tmp.write_text(json.dumps(payload, indent=1, default=str))
+    tmp.replace(args.out / "results.json")
+    print(table)
+    print(f"done in {time.perf_counter() - t0:.0f}s -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
