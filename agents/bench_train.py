@@ -9,6 +9,9 @@ argmax needs: main and target on ``s'`` (SQN: 2), plus main and target on ``s`` 
 negatives' bootstrap (SNQN/SA2C/CCQL: 4). Q with a gradient is only needed at the logged and
 negative actions (row-wise dot products, not a GEMM). Everything else (encoder, softmax,
 Adam over the ``2n·(d+1)`` head weights, sampling) is overhead.
+
+It also reports the end-to-end training throughput (steps/s) of ``sqn`` on ml-100k at the
+settings of ``scripts/qlearning_study.py``, the number that sizes that study on a CPU.
 """
 
 from __future__ import annotations
@@ -78,10 +81,46 @@ def agent_step_seconds(name: str, n_items: int, batch: int, dim: int, state_len:
     return _time(lambda: agent.update(b, next(step)), min_seconds)
 
 
+def ml100k_steps_per_second(agent: str = "sqn", steps: int = 100, data_dir: str | None = None,
+                            print_fn: Any = print) -> dict[str, float] | None:
+    """Training steps/s of ``agent`` on ml-100k at the settings of ``scripts/qlearning_study.py``
+    (session split of the click-purchase log, seed 0; SQN session setting: batch 256, hidden 64,
+    state_len 10) through the shared loop, validation off; ``None`` (and a note) without the data.
+
+    Also times one validation pass (``evaluate`` + the Q diagnostics) on the validation users,
+    which the study runs 8 times per run."""
+    from agents.registry import make_agent
+    from recgym.data import load, split_by_session
+    from recgym.evaluate import evaluate
+
+    try:
+        log = load("ml-100k", data_dir, reward_scheme="click-purchase")
+    except FileNotFoundError as e:
+        print_fn(f"  ml-100k: skipped, no data ({str(e).splitlines()[0]}); set RECGYM_DATA_DIR")
+        return None
+    sp = split_by_session(log, seed=0)
+    a = make_agent(agent, sp.n_items, seed=0, dataset=None, protocol="session", steps=steps)
+    a.fit(sp.train, None, protocol="session", steps=5, progress=False)  # warm-up (allocations, caches)
+    t0 = time.perf_counter()
+    a.fit(sp.train, None, protocol="session", steps=steps, progress=False)
+    train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        evaluate(a, sp.valid, "session")
+        a.diagnostics(sp.valid)
+    valid_s = time.perf_counter() - t0
+    out = {"steps_per_s": steps / train_s, "ms_per_step": 1e3 * train_s / steps, "validation_s": valid_s,
+           "n_items": float(sp.n_items), "n_train_transitions": float(sp.train.n_events)}
+    print_fn(f"  ml-100k {agent}: {out['steps_per_s']:6.1f} steps/s ({out['ms_per_step']:.1f} ms/step; batch "
+             f"{a.config.batch_size}, d {a.config.hidden}, {sp.n_items:,} items, {sp.train.n_events:,} train "
+             f"transitions); one validation pass {valid_s:.2f} s")
+    return out
+
+
 def bench_train(n_items: int = 70_852, batch: int = 256, dim: int = 64, agents: tuple[str, ...] = ("sqn", "ccql"),
-                min_seconds: float = 2.0, print_fn: Any = print) -> dict[str, dict[str, float]]:
+                min_seconds: float = 2.0, print_fn: Any = print, ml100k: bool = True) -> dict[str, dict[str, float]]:
     """Print and return ms/step of each agent next to its matmul-bound time and their ratio
-    (target: ratio ≤ 2)."""
+    (target: ratio ≤ 2), then (``ml100k``) sqn's steps/s on ml-100k (:func:`ml100k_steps_per_second`)."""
     passes = {"sqn": 2, "sac": 2, "snqn": 4, "sa2c": 4, "co": 2, "ccql": 4}
     out: dict[str, dict[str, float]] = {}
     print_fn(f"train step, batch {batch}, d {dim}, {n_items:,} items, {torch.get_num_threads()} threads")
@@ -90,6 +129,10 @@ def bench_train(n_items: int = 70_852, batch: int = 256, dim: int = 64, agents: 
         bound = matmul_bound_seconds(n_items, batch, dim, passes[name], min_seconds=min_seconds / 2) * 1e3
         out[name] = {"ms_per_step": step, "matmul_bound_ms": bound, "ratio": step / bound}
         print_fn(f"  {name:5s} {step:8.1f} ms/step   matmul-bound {bound:8.1f} ms   ratio {step / bound:4.2f}")
+    if ml100k:
+        res = ml100k_steps_per_second(print_fn=print_fn)
+        if res is not None:
+            out["ml-100k/sqn"] = res
     return out
 
 
