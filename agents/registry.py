@@ -31,16 +31,20 @@ AGENTS: dict[str, str] = {
     "ips-pg": "agents.lpi:IPSPGAgent",
     "lpi-cb": "agents.lpi:LPICBAgent",
     "lpi": "agents.lpi:LPIAgent",
+    # prompt-based RL and its ablations (agents/prl.py)
+    "prl": "agents.prl:PRLAgent",
+    "prl-mean": "agents.prl:PRLMeanAgent",
+    "prl-mlp": "agents.prl:PRLMLPAgent",
+    "prl-wo": "agents.prl:PRLWoAgent",
+    "prl-cumu": "agents.prl:PRLCumuAgent",
+    # Next-K generation and beyond-accuracy baselines (agents/gptrec.py, bert4rec.py, rerank.py)
+    "bert4rec": "agents.bert4rec:BERT4RecAgent",
+    "gptrec": "agents.gptrec:GPTRecAgent",
+    "gptrec-ppo": "agents.gptrec:GPTRecPPOAgent",
+    "mmr": "agents.rerank:MMRAgent",
+    "pop-rerank": "agents.rerank:PopRerankAgent",
 }
 """Implemented agents: CLI name -> ``"module:Class"``."""
-
-PLANNED: tuple[str, ...] = (
-    "sqn", "sac", "snqn", "sa2c", "co", "ccql",
-    "lmu", "pg", "ips", "ips-pg", "lpi-cb", "lpi",
-    "prl", "gptrec", "gptrec-ppo", "mmr", "pop-rerank",
-)
-"""Names from DESIGN.md §6 that are planned but may not be registered yet."""
-
 
 def register_agent(name: str, target: str | type[Agent]) -> None:
     """Register ``name`` -> ``"module:Class"`` (or a class object)."""
@@ -57,12 +61,7 @@ def available_agents() -> list[str]:
 
 
 def _unknown_message(name: str) -> str:
-    planned = [p for p in PLANNED if p not in AGENTS]
     msg = f"unknown agent {name!r}. Available agents: {', '.join(available_agents())}"
-    if name in planned:
-        msg = f"agent {name!r} is not implemented yet. Available agents: {', '.join(available_agents())}"
-    if planned:
-        msg += f". Planned (not implemented yet): {', '.join(planned)}"
     return msg + ". A custom agent can be given as 'my_module:MyAgent'."
 
 
@@ -117,4 +116,4 @@ def make_agent(
     return cls(n_items, seed=seed, **params)
 
 
-__all__ = ["AGENTS", "PLANNED", "agent_preset", "available_agents", "get_agent_class", "make_agent", "register_agent"]
+__all__ = ["AGENTS", "agent_preset", "available_agents", "get_agent_class", "make_agent", "register_agent"]

@@ -5,7 +5,7 @@ Sections (one function each in ``SECTIONS``; add yours there):
 * ``data``  — cold load of a synthetic 2.7M-row RetailRocket ``events.csv`` (target < 15 s);
 * ``eval``  — full-catalogue session evaluation throughput at 70,852 items, d = 64, next to
   the bare scoring matmul of the same shapes (target >= 50 % of the matmul);
-* ``envs`` (envs/bench.py), ``train`` (agents/bench_train.py); ``gen`` — not implemented yet.
+* ``envs`` (envs/bench.py), ``train`` (agents/bench_train.py), ``gen`` (agents/bench_gen.py).
 
 Every section prints a small table and returns a dict of its numbers (``--json PATH`` writes
 them all).
@@ -195,14 +195,6 @@ def bench_eval(args: argparse.Namespace) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ others
-def _not_implemented(name: str) -> Callable[[argparse.Namespace], dict]:
-    def run(args: argparse.Namespace) -> dict:
-        print(f"\n== {name}: not implemented yet")
-        return {}
-
-    return run
-
-
 def bench_envs_section(args: argparse.Namespace) -> dict:
     """Steps/s of every Synthetic env, single and vectorised (implementation in envs/bench.py)."""
     from envs.bench import bench_envs
@@ -219,12 +211,20 @@ def bench_train_section(args: argparse.Namespace) -> dict:
     return bench_train()
 
 
+def bench_gen_section(args: argparse.Namespace) -> dict:
+    """GPTRec lists/s with and without the KV cache, and the PPO-update choice (agents/bench_gen.py)."""
+    from agents.bench_gen import bench_gen
+
+    print("\n== gen: GPTRec Next-K lists/s (3,416 items, history 200, d 256, 3 layers, K 10)")
+    return bench_gen()
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "data": bench_data,
     "eval": bench_eval,
     "envs": bench_envs_section,
     "train": bench_train_section,
-    "gen": _not_implemented("gen"),
+    "gen": bench_gen_section,
 }
 
 
