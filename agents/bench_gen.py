@@ -16,6 +16,7 @@ same model, a lower bound on SB3's cost (its env, buffer and Python overheads co
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any
 
@@ -52,6 +53,12 @@ def bench_gen(n_items: int = 3416, history: int = 200, hidden: int = 256, n_laye
     same = bool(model.generate(hist[:16], k, use_cache=True)[0].equal(model.generate(hist[:16], k, use_cache=False)[0]))
     out.update(lists_per_s_cached=batch / t_c, lists_per_s_uncached=batch / t_u, ms_per_list_cached=1e3 * t_c / batch,
                cache_speedup=t_u / t_c, cached_equals_uncached=same)
+    # bfloat16 weights (CPUs with AMX / AVX512-BF16 run these matmuls several times faster); the
+    # share of list positions equal to float32's says what the precision costs on this model
+    model_bf16 = copy.deepcopy(model).to(torch.bfloat16)
+    t_b = _time(lambda: model_bf16.generate(hist, k, use_cache=True), min_seconds)
+    agree = float((model_bf16.generate(hist, k)[0] == model.generate(hist, k)[0]).float().mean())
+    out.update(lists_per_s_cached_bf16=batch / t_b, bf16_same_items=agree)
 
     # PPO update: all K log-probs from one pass vs one pass per prefix (SB3's per-transition shape)
     h, slates = hist[:ppo_batch], model.generate(hist[:ppo_batch], k, greedy=False)[0]
@@ -73,6 +80,8 @@ def bench_gen(n_items: int = 3416, history: int = 200, hidden: int = 256, n_laye
     if print_table:
         rows = [("lists/s, KV cache", f"{out['lists_per_s_cached']:.0f}  ({out['ms_per_list_cached']:.2f} ms/list)"),
                 ("lists/s, no cache", f"{out['lists_per_s_uncached']:.0f}"),
+                ("lists/s, KV cache, bfloat16 weights", f"{out['lists_per_s_cached_bf16']:.0f}  "
+                 f"({100 * out['bf16_same_items']:.0f}% of list positions as float32)"),
                 ("cache speed-up", f"{out['cache_speedup']:.1f}x  (same items: {same})"),
                 (f"PPO update, one pass (batch {ppo_batch})", f"{out['ppo_update_ms_one_pass']:.0f} ms"),
                 ("PPO update, per prefix (SB3 shape)", f"{out['ppo_update_ms_per_prefix']:.0f} ms"),

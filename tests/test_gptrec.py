@@ -316,3 +316,4 @@ def test_bench_gen_small():
     r = bench_gen(n_items=50, history=12, hidden=16, n_layers=1, n_heads=2, k=5, batch=8, ppo_batch=4,
                   min_seconds=0.01, print_table=False)
     assert r["cached_equals_uncached"] and r["lists_per_s_cached"] > 0 and r["ppo_update_ms_one_pass"] > 0
+    assert r["lists_per_s_cached_bf16"] > 0 and 0.0 <= r["bf16_same_items"] <= 1.0
