@@ -42,7 +42,9 @@ QUICK = dict(
     betas_cb=(0.001, 0.1, 1.0, 1000.0), betas=(0.1, 1.0, 10.0), lams=(0.1, 1.0, 10.0), max_states=2000,
 )
 FULL = dict(
-    world=dict(), ratings_per_user=None, n_sessions=5000, agent=dict(),
+    # a CPU budget: 600 steps of batch 256 per agent (μ̂ included), so the whole study (2 datasets ×
+    # 3 seeds × 23 fits) fits in 45 minutes on 2 cores; the paper trains to convergence
+    world=dict(), ratings_per_user=None, n_sessions=5000, agent=dict(steps=600, eval_every=200),
     betas_cb=(0.001, 0.1, 1.0, 1000.0), betas=(0.01, 0.1, 1.0, 10.0, 100.0), lams=(0.1, 0.5, 1.0, 2.0),
     max_states=20000,
 )
@@ -227,6 +229,23 @@ def by_length(sp: Any, agents: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _run_unit(unit: tuple[str, str, int], P: dict, data_dir: str | None, work: str, threads: int) -> dict[str, Any]:
+    """One (part, dataset, seed) of the study; runs in a worker process when ``--jobs > 1``."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    part, ds, seed = unit
+    try:
+        if part == "bandit":
+            return {"bandit": bandit_table(ds, seed, P, data_dir, Path(work))}
+        sp = mdp_split(ds, seed, P, data_dir)
+    except (RuntimeError, FileNotFoundError, ValueError) as e:
+        return {"error": str(e)}
+    agents = mdp_agents(sp, seed, P, Path(work), f"{ds}_{seed}")
+    return {"mdp": mdp_table(sp, agents, P), "sweep": sweep(sp, seed, P, agents["_mu_path"]),
+            "by_length": by_length(sp, agents)}
+
+
 # ------------------------------------------------------------------------------ reporting
 def _agg(rows_by_seed: list[list[dict[str, Any]]], key: str = "policy") -> list[dict[str, Any]]:
     """Mean and std over seeds of every numeric column, row by row."""
@@ -321,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 (quick) or 0 1 2")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default="runs/lpi_study")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes, one (dataset, seed, part) each")
     args = p.parse_args(argv)
 
     import torch
@@ -342,27 +362,30 @@ def main(argv: list[str] | None = None) -> int:
                            "quick": args.quick, "seeds": seeds,
                            "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in P.items()},
                            "bandit": {}, "mdp": {}, "sweep": {}, "by_length": {}, "errors": {}}
-    for ds in datasets:
-        for seed in seeds:
-            try:
-                res["bandit"].setdefault(ds, []).append(bandit_table(ds, seed, P, args.data_dir, work))
-            except (RuntimeError, FileNotFoundError, ValueError) as e:
-                res["errors"][f"bandit/{ds}"] = str(e)
-                print(f"lpi_study: bandit on {ds} skipped: {e}", file=sys.stderr)
-                break
-            print(f"[{time.perf_counter() - t0:6.1f}s] bandit {ds} seed {seed}", flush=True)
-        for seed in seeds:
-            try:
-                sp = mdp_split(ds, seed, P, args.data_dir)
-            except (RuntimeError, FileNotFoundError, ValueError) as e:
-                res["errors"][f"mdp/{ds}"] = str(e)
-                print(f"lpi_study: MDP on {ds} skipped: {e}", file=sys.stderr)
-                break
-            agents = mdp_agents(sp, seed, P, work, f"{ds}_{seed}")
-            res["mdp"].setdefault(ds, []).append(mdp_table(sp, agents, P))
-            res["sweep"].setdefault(ds, []).append(sweep(sp, seed, P, agents["_mu_path"]))
-            res["by_length"].setdefault(ds, []).append(by_length(sp, agents))
-            print(f"[{time.perf_counter() - t0:6.1f}s] MDP {ds} seed {seed}", flush=True)
+    units = [(part, ds, seed) for ds in datasets for part in ("bandit", "mdp") for seed in seeds]
+    done: dict[tuple[str, str, int], dict[str, Any]] = {}
+    if args.jobs > 1 and len(units) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+            futs = {pool.submit(_run_unit, u, P, args.data_dir, str(work), args.threads): u for u in units}
+            for f in as_completed(futs):
+                done[futs[f]] = f.result()
+                print(f"[{time.perf_counter() - t0:6.1f}s] {' '.join(map(str, futs[f]))}", flush=True)
+    else:
+        for u in units:
+            done[u] = _run_unit(u, P, args.data_dir, str(work), args.threads)
+            print(f"[{time.perf_counter() - t0:6.1f}s] {' '.join(map(str, u))}", flush=True)
+    for part, ds, seed in units:  # assemble in seed order; a dataset that cannot load is reported once
+        r = done[(part, ds, seed)]
+        if "error" in r:
+            if f"{part}/{ds}" not in res["errors"]:
+                print(f"lpi_study: {part} on {ds} skipped: {r['error']}", file=sys.stderr)
+            res["errors"][f"{part}/{ds}"] = r["error"]
+            continue
+        for key, value in r.items():
+            res[key].setdefault(ds, []).append(value)
     res["seconds"] = time.perf_counter() - t0
 
     md = [f"# LPI study ({'QUICK SMOKE RUN on tiny synthetic data — not results' if args.quick else 'full'})",

@@ -19,7 +19,7 @@ click-purchase scheme: rating ≥ 4 is a purchase, r = 1.0, else a click, r = 0.
 last 50 ratings as one session, as PRL drops sessions longer than 50; split 80/10/10 by user);
 ``yoochoose-100k`` (the session-rec files; clicks only, encoder table only). Every method shares
 the encoder settings (hidden 64, batch 256, Adam lr 0.01, state_len 10) and the same number of
-epochs; SAC switches to the Q-weighted CE half-way.
+training steps (600 by default, `--steps` / `--epochs`); SAC switches to the Q-weighted CE half-way.
 
 Writes ``results.json`` (every number, per seed, with the command), ``tables.md`` (mean ± std
 over seeds) and ``sweep.png`` into ``--out``.
@@ -48,7 +48,9 @@ MUS = (0.5, 1, 2, 4, 8)
 EPSS = (0, 0.1, 0.5, 1)
 QUICK = dict(world=dict(n_users=150, n_items=60, n_genres=6), n_sessions=400,
              agent=dict(hidden=16, batch_size=64, steps=120, eval_every=60))
-FULL = dict(world=dict(), n_sessions=5000, agent=dict(epochs=10))
+FULL = dict(world=dict(), n_sessions=5000, agent=dict(steps=600, eval_every=200))
+"""A CPU budget: 600 steps of batch 256 per method (the paper trains to convergence), so the
+four-encoder table of every dataset and seed fits the 30-minute budget on 2 cores with ``--jobs 2``."""
 COLS = ("hr@10_purchase", "ndcg@10_purchase", "hr@20_purchase", "ndcg@20_purchase",
         "hr@10_click", "ndcg@10_click", "hr@20_click", "ndcg@20_click", "reward@1")
 DATASETS = ("synthetic", "ml-100k", "yoochoose-100k")
@@ -154,6 +156,26 @@ def sweep(sp: Any, world: Any, prl: Any) -> list[dict]:
     return out
 
 
+def _run_unit(unit: tuple[str, int], P: dict, data_dir: str | None, threads: int) -> dict[str, Any]:
+    """Every table of one (dataset, seed); runs in a worker process when ``--jobs > 1``."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    ds, seed = unit
+    t = time.perf_counter()
+    try:
+        sp, world = load_data(ds, seed, P, data_dir)
+    except (RuntimeError, FileNotFoundError, ValueError) as e:
+        return {"error": str(e)}
+    rows, prl = encoder_table(sp, world, seed, P, ("CE", "SQN", "SAC", "PRL"))
+    out: dict[str, Any] = {"encoders": rows}
+    if ds != "yoochoose-100k":  # clicks only: the ablations and sweeps are about rewards
+        out["ablations"] = ablation_table(sp, world, seed, P, prl["gru"])
+        out["sweep"] = sweep(sp, world, prl["gru"])
+    out["seconds"] = time.perf_counter() - t
+    return out
+
+
 # ------------------------------------------------------------------------------ reporting
 def _agg(rows_by_seed: list[list[dict[str, Any]]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
     out = []
@@ -218,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny synthetic data, one seed (a smoke run, < 90 s)")
     p.add_argument("--datasets", default="synthetic", help=f"comma-separated from {', '.join(DATASETS)}")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 (quick) or 0 1 2")
-    p.add_argument("--epochs", type=float, default=None, help="training epochs of every method (full run; default 10)")
+    p.add_argument("--epochs", type=float, default=None, help="training epochs of every method (replaces the step budget)")
+    p.add_argument("--steps", type=int, default=None, help="training steps of every method (full run; default 600)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes, one (dataset, seed) each")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default="runs/prl_study")
     p.add_argument("--threads", type=int, default=1)
@@ -229,7 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, args.threads))
     P = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (QUICK if args.quick else FULL).items()}
     if args.epochs is not None and not args.quick:
+        P["agent"].pop("steps", None)
         P["agent"]["epochs"] = args.epochs
+    if args.steps is not None and not args.quick:
+        P["agent"]["steps"] = args.steps
     datasets = ["synthetic"] if args.quick else [d.strip() for d in args.datasets.split(",") if d.strip()]
     unknown = sorted(set(datasets) - set(DATASETS))
     if unknown:
@@ -242,31 +269,42 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, Any] = {"command": "python scripts/prl_study.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                            "quick": args.quick, "seeds": seeds, "params": P,
                            "encoders": {}, "ablations": {}, "sweep": {}, "errors": {}, "seconds_by_dataset": {}}
-    for ds in datasets:
-        t_ds = time.perf_counter()
-        for seed in seeds:
-            try:
-                sp, world = load_data(ds, seed, P, args.data_dir)
-            except (RuntimeError, FileNotFoundError, ValueError) as e:
-                res["errors"][ds] = str(e)
-                print(f"prl_study: {ds} skipped: {e}", file=sys.stderr)
-                break
-            rows, prl = encoder_table(sp, world, seed, P, ("CE", "SQN", "SAC", "PRL"))
-            res["encoders"].setdefault(ds, []).append(rows)
-            print(f"[{time.perf_counter() - t0:7.1f}s] encoder table {ds} seed {seed}", flush=True)
-            if ds != "yoochoose-100k":  # clicks only: the ablations and sweeps are about rewards
-                res["ablations"].setdefault(ds, []).append(ablation_table(sp, world, seed, P, prl["gru"]))
-                res["sweep"].setdefault(ds, []).append(sweep(sp, world, prl["gru"]))
-                print(f"[{time.perf_counter() - t0:7.1f}s] ablations + sweeps {ds} seed {seed}", flush=True)
-            (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")  # partial results survive
-        res["seconds_by_dataset"][ds] = time.perf_counter() - t_ds
+    units = [(ds, seed) for ds in datasets for seed in seeds]
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def record(u: tuple[str, int], r: dict[str, Any]) -> None:
+        done[u] = r
+        print(f"[{time.perf_counter() - t0:7.1f}s] {u[0]} seed {u[1]} ({r.get('seconds', 0):.0f} s)", flush=True)
+
+    if args.jobs > 1 and len(units) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+            futs = {pool.submit(_run_unit, u, P, args.data_dir, args.threads): u for u in units}
+            for f in as_completed(futs):
+                record(futs[f], f.result())
+    else:
+        for u in units:
+            record(u, _run_unit(u, P, args.data_dir, args.threads))
+    for ds, seed in units:  # assemble in seed order; a dataset that cannot load is reported once
+        r = done[(ds, seed)]
+        if "error" in r:
+            if ds not in res["errors"]:
+                print(f"prl_study: {ds} skipped: {r['error']}", file=sys.stderr)
+            res["errors"][ds] = r["error"]
+            continue
+        for key in ("encoders", "ablations", "sweep"):
+            if key in r:
+                res[key].setdefault(ds, []).append(r[key])
+        res["seconds_by_dataset"][ds] = res["seconds_by_dataset"].get(ds, 0.0) + r["seconds"]
     res["seconds"] = time.perf_counter() - t0
 
     title = "QUICK SMOKE RUN on tiny synthetic data — not results" if args.quick else "full run"
     md = [f"# PRL study ({title})",
           f"\nCommand: `{res['command']}`; seeds {seeds}; {res['seconds']:.0f} s. Mean ± std over seeds; test split.\n"]
     for ds, per_seed in res["encoders"].items():
-        md += [f"\n## Encoder table (Tables 2–3) — {ds} ({res['seconds_by_dataset'][ds]:.0f} s with ablations/sweeps)\n",
+        md += [f"\n## Encoder table (Tables 2–3) — {ds} ({res['seconds_by_dataset'][ds]:.0f} s of worker time over the seeds, with ablations/sweeps)\n",
                _md_table(_agg(per_seed, ("encoder", "method")), ("encoder", "method"))]
     for ds, per_seed in res["ablations"].items():
         md += [f"\n## Ablations, GRU (Tables 4–5) — {ds}\n", _md_table(_agg(per_seed, ("method",)), ("method",))]
