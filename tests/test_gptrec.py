@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -208,6 +209,21 @@ def test_student_scores_rank_the_next_k_list_first(split, student):
     # the first generated item is the argmax of the masked first-position logits
     masked = first.masked_fill(history_exclusion(hist, N_ITEMS), -torch.inf)
     assert masked.argmax(1).tolist() == lists[:, 0].tolist()
+
+
+def test_bfloat16_inference_keeps_the_weights_and_mostly_the_lists(split, student):
+    import copy
+
+    states, _ = split.test.padded(16)
+    fp32 = student.recommend(states, 10)
+    bf16_agent = copy.copy(student)
+    bf16_agent.config = dataclasses.replace(student.config, inference_dtype="bfloat16")
+    bf16 = bf16_agent.recommend(states, 10)
+    assert next(student.model.parameters()).dtype == torch.float32  # the trained model is untouched
+    assert (bf16[:, 0] == fp32[:, 0]).mean() >= 0.8 and all(len(set(r)) == 10 for r in bf16.tolist())
+    bf16_agent.config = dataclasses.replace(student.config, inference_dtype="float64x")
+    with pytest.raises(ValueError, match="inference_dtype"):
+        bf16_agent.recommend(states[:2], 10)
 
 
 def test_save_load_round_trip(tmp_path, split, student):
