@@ -52,6 +52,15 @@ def test_every_agent_of_the_zoo_is_registered():
     assert zoo <= set(AGENTS), sorted(zoo - set(AGENTS))
 
 
+def test_every_preset_of_every_agent_builds():
+    # a preset naming a field its agent lacks would only fail on that dataset, at run time
+    for name in AGENTS:
+        cls = get_agent_class(name)
+        for key in getattr(cls, "PRESETS", {}) or {}:
+            agent = make_agent(name, 20, dataset=key)
+            assert agent.n_items == 20, (name, key)
+
+
 def test_registered_names_resolve_and_build():
     for name in AGENTS:
         cls = get_agent_class(name)
