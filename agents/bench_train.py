@@ -121,6 +121,9 @@ def bench_train(n_items: int = 70_852, batch: int = 256, dim: int = 64, agents: 
                 min_seconds: float = 2.0, print_fn: Any = print, ml100k: bool = True) -> dict[str, dict[str, float]]:
     """Print and return ms/step of each agent next to its matmul-bound time and their ratio
     (target: ratio ≤ 2), then (``ml100k``) sqn's steps/s on ml-100k (:func:`ml100k_steps_per_second`)."""
+    from agents.training import keep_freed_memory
+
+    keep_freed_memory()  # as the training loop does; the matmul bound gets the same allocator
     passes = {"sqn": 2, "sac": 2, "snqn": 4, "sa2c": 4, "co": 2, "ccql": 4}
     out: dict[str, dict[str, float]] = {}
     print_fn(f"train step, batch {batch}, d {dim}, {n_items:,} items, {torch.get_num_threads()} threads")

@@ -105,13 +105,22 @@ class QNetwork(nn.Module):
         """``Q(s_b, items[b, k])`` for states ``h [B, d]`` and items ``[B, K]`` → ``[B, K]``."""
         return torch.einsum("bd,bkd->bk", h, self.q_head.weight[items]) + self.q_head.bias[items]
 
+    @staticmethod
+    def head(layer: nn.Linear, h: torch.Tensor) -> torch.Tensor:
+        """``layer(h)`` as a matmul plus an in-place bias add: on the CPU, ``F.linear`` first copies
+        the broadcast bias into the ``[B, n]`` output, a full extra pass over it (~7 ms per call at
+        70,852 items, batch 256)."""
+        out = h @ layer.weight.t()
+        out += layer.bias
+        return out
+
     def q_values(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Q head at every item, ``[B, n]``."""
-        return self.q_head(self.encoder(states, lengths))
+        return self.head(self.q_head, self.encoder(states, lengths))
 
     def logits(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """CE head at every item, ``[B, n]``."""
-        return self.ce_head(self.encoder(states, lengths))
+        return self.head(self.ce_head, self.encoder(states, lengths))
 
 
 def _loo_like_sasrec() -> dict[str, Any]:
@@ -205,7 +214,7 @@ class QLearningAgent(TorchAgent):
         cfg = self.config
         s, sl, a = batch["state"], batch["state_len"], batch["action"]
         h = main(s, sl)
-        logits = main.ce_head(h)
+        logits = main.head(main.ce_head, h)
         q_sa = main.q_at(h, a[:, None]).squeeze(1)
 
         # critic: double-Q TD on the next state (Eq. 1)
@@ -219,7 +228,7 @@ class QLearningAgent(TorchAgent):
             neg = QL.sample_negatives(a, self.n_items, cfg.n_negatives)
             q_neg = main.q_at(h, neg)
             with torch.no_grad():  # argmax by the main network at s, value by the target
-                y_neg = QL.negative_td_target(cfg.neg_reward, main.q_head(h.detach()), target.q_values(s, sl),
+                y_neg = QL.negative_td_target(cfg.neg_reward, main.head(main.q_head, h.detach()), target.q_values(s, sl),
                                               cfg.discount)
             l_neg = QL.negative_td_loss(q_neg, y_neg)
             l_td = l_td + l_neg

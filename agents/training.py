@@ -257,6 +257,39 @@ class TrainResult:
     resumed_from: int | None = None
 
 
+_ALLOCATOR_TUNED = False
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory instead of returning it to the OS (once per process).
+
+    Full-catalogue steps allocate several ``[batch, n_items]`` tensors (72 MB each at 70,852 items,
+    batch 256). glibc serves such blocks with ``mmap`` and unmaps them on free, so every step pays
+    the page faults of touching fresh memory again: about a quarter of a Q-learning step on the
+    CPU (``scripts/bench.py train``). ``mallopt(M_MMAP_MAX=0)`` plus a high trim threshold keeps
+    them in the heap for reuse. Memory is then not returned to the OS until the process ends.
+    No-op (``False``) off glibc or with ``RECGYM_KEEP_FREED_MEMORY=0``.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return True
+    import os
+    import sys
+
+    if os.environ.get("RECGYM_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4  # glibc <malloc.h>
+        ok = libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 2**31 - 1) == 1
+    except (OSError, AttributeError):
+        return False
+    _ALLOCATOR_TUNED = ok
+    return ok
+
+
 def train_loop(
     agent: TorchAgent,
     train: SessionLog,
@@ -283,6 +316,7 @@ def train_loop(
     """
     cfg = agent.config
     log = log or (lambda msg: print(msg, flush=True))
+    keep_freed_memory()
     t0 = time.perf_counter()
     tr = agent.make_transitions(train)
     if len(tr) == 0:
