@@ -74,7 +74,10 @@ class LPIConfig(SASRecConfig):
     """lmu / pg: also train μ̂ (not used by their loss) so JS/KL to μ̂ can be reported."""
 
 
-_LOO = {**SASREC_PRESETS["loo"], "tied_output": False}  # the Q head needs a plain linear head
+# SASRec's leave-one-out encoder, but: a plain linear head (the Q head needs it), and one target per
+# replay row, since the weights of Eq. 6-9 are per (state, action): no all-positions training, so
+# 3 epochs instead of SASRec's single all-positions epoch (as the Q-learning agents' LOO preset)
+_LOO = {**SASREC_PRESETS["loo"], "tied_output": False, "all_positions": False, "epochs": 3}
 PRESETS: dict[str, dict[str, Any]] = {
     "loo": _LOO,
     "ml-100k": _LOO,
@@ -108,6 +111,9 @@ class PolicyImprovementAgent(TorchAgent):
         cfg, n = self.config, self.n_items
         if cfg.tied_output:
             raise ValueError(f"{self.name}: tied_output=True is not supported (the Q head needs the linear head layout)")
+        if cfg.all_positions:
+            raise ValueError(f"{self.name}: all_positions=True is not supported (the weights are per state and action: "
+                             "one target per replay row)")
         if not cfg.beta > 0:
             raise ValueError(f"{self.name}: beta must be > 0, got {cfg.beta!r}")
         if not 0 <= cfg.discount <= 1:

@@ -226,6 +226,8 @@ def test_last_m_and_bad_inputs(tiny, tmp_path):
     assert np.all(tr.t >= tiny.train.lengths[tr.session] - 2)
     with pytest.raises(ValueError, match="beta"):
         LPIAgent(tiny.n_items, beta=0.0)
+    with pytest.raises(ValueError, match="all_positions"):  # would silently train on last positions only
+        LPIAgent(tiny.n_items, all_positions=True)
     with pytest.raises(FileNotFoundError, match="logging_policy"):
         LPIAgent(tiny.n_items, logging_policy=str(tmp_path / "nope.pt"), **SMALL).fit(tiny.train, progress=False)
     other = SASRecAgent(tiny.n_items, seed=0, hidden=8)
