@@ -17,23 +17,11 @@ same model, a lower bound on SB3's cost (its env, buffer and Python overheads co
 from __future__ import annotations
 
 import copy
-import time
 from typing import Any
 
-import numpy as np
 import torch
 
-
-def _time(fn, min_seconds: float = 1.0, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times: list[float] = []
-    t_end = time.perf_counter() + min_seconds
-    while time.perf_counter() < t_end or len(times) < 2:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+from agents.bench_train import median_seconds
 
 
 def bench_gen(n_items: int = 3416, history: int = 200, hidden: int = 256, n_layers: int = 3, n_heads: int = 4,
@@ -48,15 +36,15 @@ def bench_gen(n_items: int = 3416, history: int = 200, hidden: int = 256, n_laye
     hist = torch.randint(0, n_items, (batch, history), generator=g)
     out: dict[str, Any] = {"n_items": n_items, "history": history, "hidden": hidden, "n_layers": n_layers, "k": k,
                            "batch": batch, "threads": torch.get_num_threads()}
-    t_c = _time(lambda: model.generate(hist, k, use_cache=True), min_seconds)
-    t_u = _time(lambda: model.generate(hist, k, use_cache=False), min_seconds)
+    t_c = median_seconds(lambda: model.generate(hist, k, use_cache=True), min_seconds)
+    t_u = median_seconds(lambda: model.generate(hist, k, use_cache=False), min_seconds)
     same = bool(model.generate(hist[:16], k, use_cache=True)[0].equal(model.generate(hist[:16], k, use_cache=False)[0]))
     out.update(lists_per_s_cached=batch / t_c, lists_per_s_uncached=batch / t_u, ms_per_list_cached=1e3 * t_c / batch,
                cache_speedup=t_u / t_c, cached_equals_uncached=same)
     # bfloat16 weights (CPUs with AMX / AVX512-BF16 run these matmuls several times faster); the
     # share of list positions equal to float32's says what the precision costs on this model
     model_bf16 = copy.deepcopy(model).to(torch.bfloat16)
-    t_b = _time(lambda: model_bf16.generate(hist, k, use_cache=True), min_seconds)
+    t_b = median_seconds(lambda: model_bf16.generate(hist, k, use_cache=True), min_seconds)
     agree = float((model_bf16.generate(hist, k)[0] == model.generate(hist, k)[0]).float().mean())
     out.update(lists_per_s_cached_bf16=batch / t_b, bf16_same_items=agree)
 
@@ -74,7 +62,7 @@ def bench_gen(n_items: int = 3416, history: int = 200, hidden: int = 256, n_laye
             total = total + model.slate_log_probs(h, slates[:, : i + 1])[:, i].sum()
         total.backward()
 
-    t1, tk = _time(one_pass, min_seconds), _time(per_prefix, min_seconds)
+    t1, tk = median_seconds(one_pass, min_seconds), median_seconds(per_prefix, min_seconds)
     out.update(ppo_batch=ppo_batch, ppo_update_ms_one_pass=1e3 * t1, ppo_update_ms_per_prefix=1e3 * tk,
                ppo_update_speedup=tk / t1)
     if print_table:

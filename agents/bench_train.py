@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 
-def _time(fn, min_seconds: float = 1.0, warmup: int = 2) -> float:
-    """Median seconds per call of ``fn`` over at least ``min_seconds`` (and 3 calls)."""
+def median_seconds(fn, min_seconds: float = 1.0, warmup: int = 2) -> float:
+    """Median seconds per call of ``fn`` over at least ``min_seconds`` (and 3 calls); the timer of
+    the ``train`` and ``gen`` benchmarks."""
     for _ in range(warmup):
         fn()
     times: list[float] = []
@@ -50,7 +51,7 @@ def matmul_bound_seconds(n_items: int, batch: int, dim: int, q_only_passes: int,
         for _ in range(q_only_passes):
             torch.mm(h, w.T)
 
-    return _time(step, min_seconds)
+    return median_seconds(step, min_seconds)
 
 
 def agent_step_seconds(name: str, n_items: int, batch: int, dim: int, state_len: int = 10,
@@ -78,7 +79,7 @@ def agent_step_seconds(name: str, n_items: int, batch: int, dim: int, state_len:
     }  # fmt: skip
     agent.set_training(True)
     step = iter(range(10**9))
-    return _time(lambda: agent.update(b, next(step)), min_seconds)
+    return median_seconds(lambda: agent.update(b, next(step)), min_seconds)
 
 
 def ml100k_steps_per_second(agent: str = "sqn", steps: int = 100, data_dir: str | None = None,
