@@ -241,6 +241,10 @@ def job_lock(job_dir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ExperimentError(f"{job_dir}: another process is running this job (locked {job_dir / '.lock'})") from None
+        # only the lock holder writes here, so a temporary file of an atomic write is a leftover of a
+        # process killed mid-write (e.g. the job beside a crashed worker): remove it
+        for stale in job_dir.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
         yield
     finally:
         fh.close()

@@ -294,3 +294,17 @@ def test_same_jobs_on_local_ray_with_a_crash_retried(tmp_path, local_ray, monkey
     assert all(rep["table"][a]["n_seeds"] == 2 and "true_value" in rep["table"][a] for a in agents)
     log = (tmp_path / "cmp" / "jobs" / "crash_agent_mod_CrashOnceSASRec" / "seed0" / "log.txt").read_text()
     assert "resumed from" in log  # Ray re-ran the task; it continued from the step-10 checkpoint
+
+
+def test_job_lock_removes_temporary_files_of_a_killed_writer(tmp_path):
+    from agents.experiment import ExperimentError, job_lock
+
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / ".checkpoint.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    (job / "results.json").write_text("{}")
+    with job_lock(job):
+        assert not list(job.glob("*.tmp")) and (job / "results.json").exists()
+        with pytest.raises(ExperimentError, match="another process"):  # a second holder is refused
+            with job_lock(job):
+                pass
