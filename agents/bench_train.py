@@ -4,11 +4,11 @@ matmul-bound time of the same step: the time of the dense GEMMs against the item
 
 Matmul-bound model of one step (``n`` items, ``B`` batch, ``d`` = encoder width), the dense
 GEMMs ``B×d×n`` the algorithm cannot avoid: the CE head's forward and its backward (weight and
-input gradients: 3 GEMMs) and the full-catalogue Q passes without gradient that the double-Q
-argmax needs: main and target on ``s'`` (SQN: 2), plus main and target on ``s`` for the
-negatives' bootstrap (SNQN/SA2C/CCQL: 4). Q with a gradient is only needed at the logged and
-negative actions (row-wise dot products, not a GEMM). Everything else (encoder, softmax,
-Adam over the ``2n·(d+1)`` head weights, sampling) is overhead.
+input gradients: 3 GEMMs) and the main network's full-catalogue Q pass without gradient that the
+double-Q argmax needs: on ``s'`` (SQN, SAC, CO: 1), plus on ``s`` for the negatives' bootstrap
+(SNQN, SA2C, CCQL: 2). The target network's value is needed at the chosen action only, and Q with
+a gradient only at the logged and negative actions (row-wise dot products, not GEMMs). Everything
+else (encoder, softmax, Adam over the ``2n·(d+1)`` head weights, sampling) is overhead.
 
 It also reports the end-to-end training throughput (steps/s) of ``sqn`` on ml-100k at the
 settings of ``scripts/qlearning_study.py``, the number that sizes that study on a CPU.
@@ -125,7 +125,7 @@ def bench_train(n_items: int = 70_852, batch: int = 256, dim: int = 64, agents: 
     from agents.training import keep_freed_memory
 
     keep_freed_memory()  # as the training loop does; the matmul bound gets the same allocator
-    passes = {"sqn": 2, "sac": 2, "snqn": 4, "sa2c": 4, "co": 2, "ccql": 4}
+    passes = {"sqn": 1, "sac": 1, "snqn": 2, "sa2c": 2, "co": 1, "ccql": 2}
     out: dict[str, dict[str, float]] = {}
     print_fn(f"train step, batch {batch}, d {dim}, {n_items:,} items, {torch.get_num_threads()} threads")
     for name in agents:

@@ -40,6 +40,7 @@ from torch import nn
 from agents import qlearning_losses as QL
 from agents.augment import AUGMENTATIONS, augment
 from agents.nets import build_encoder
+from agents.nets.linear_ce import linear_cross_entropy
 from agents.training import TorchAgent, TorchAgentConfig
 from recgym.data import SessionLog, Transitions
 
@@ -107,12 +108,14 @@ class QNetwork(nn.Module):
 
     @staticmethod
     def head(layer: nn.Linear, h: torch.Tensor) -> torch.Tensor:
-        """``layer(h)`` as a matmul plus an in-place bias add: on the CPU, ``F.linear`` first copies
-        the broadcast bias into the ``[B, n]`` output, a full extra pass over it (~7 ms per call at
-        70,852 items, batch 256)."""
-        out = h @ layer.weight.t()
-        out += layer.bias
-        return out
+        """``layer(h)``, ``[B, n]`` (``addmm``: the bias costs no extra pass over the output)."""
+        return F.linear(h, layer.weight, layer.bias)
+
+    def cross_entropy(self, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Per-row cross-entropy of ``items [B]`` under the CE head's softmax at states ``h [B, d]``
+        → ``[B]`` (:func:`agents.nets.linear_ce.linear_cross_entropy`: one ``[B, n]`` buffer
+        instead of ~9 passes over the logits)."""
+        return linear_cross_entropy(h, self.ce_head.weight, self.ce_head.bias, items)
 
     def q_values(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Q head at every item, ``[B, n]``."""
@@ -121,6 +124,26 @@ class QNetwork(nn.Module):
     def logits(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """CE head at every item, ``[B, n]``."""
         return self.head(self.ce_head, self.encoder(states, lengths))
+
+
+def encode_groups(net: QNetwork, groups: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    """State vectors of several ``(states [B_i, L], lengths [B_i])`` groups in one encoder pass →
+    ``[B_i, d]`` each. The encoders treat rows independently (dropout masks are drawn per entry
+    either way), so this equals one pass per group; groups of different widths run separately."""
+    if len(groups) == 1 or len({g[0].shape[1] for g in groups}) > 1:
+        return [net(*g) for g in groups]
+    h = net(torch.cat([g[0] for g in groups]), torch.cat([g[1] for g in groups]))
+    return list(h.split([g[0].shape[0] for g in groups]))
+
+
+@torch.no_grad()
+def double_q(main: QNetwork, target: QNetwork, h_main: torch.Tensor, h_target: torch.Tensor) -> torch.Tensor:
+    """``Q_target(s, argmax_a Q_main(s, a))`` → ``[B]`` from the two networks' state vectors of the
+    same states ``s`` (``[B, d]`` each): the main network's full-catalogue Q picks the action, the
+    target network is evaluated at that one action only — the same number as gathering from its
+    ``[B, n]`` Q matrix (:func:`agents.qlearning_losses.double_q_target`) without that GEMM."""
+    a_star = QL.greedy_actions(main.head(main.q_head, h_main))
+    return target.q_at(h_target, a_star[:, None]).squeeze(1)
 
 
 def _loo_like_sasrec() -> dict[str, Any]:
@@ -213,14 +236,20 @@ class QLearningAgent(TorchAgent):
         """Eq. 4 for this agent's switches. Returns ``(scalar loss, floats to log)``."""
         cfg = self.config
         s, sl, a = batch["state"], batch["state_len"], batch["action"]
-        h = main(s, sl)
-        logits = main.head(main.ce_head, h)
+        s2, l2 = batch["next_state"], batch["next_len"]
+        views = self._co_views(s, sl) if cfg.co_weight > 0 else []
+        # one encoder pass per network over every group of rows (rows are independent; the
+        # passes are dominated by per-op overhead at these sizes, so batching is ~free)
+        h, h_next, *z = encode_groups(main, [(s, sl), (s2, l2), *views])
+        h_next = h_next.detach()
+        with torch.no_grad():
+            h_target = encode_groups(target, [(s2, l2)] + ([(s, sl)] if cfg.n_negatives > 0 else []))
+        ce = main.cross_entropy(h, a)  # [B], fused over the catalogue
         q_sa = main.q_at(h, a[:, None]).squeeze(1)
 
         # critic: double-Q TD on the next state (Eq. 1)
         with torch.no_grad():
-            y = QL.double_q_target(batch["reward"], main.q_values(batch["next_state"], batch["next_len"]),
-                                   target.q_values(batch["next_state"], batch["next_len"]), batch["done"], cfg.discount)
+            y = QL.td_target(batch["reward"], double_q(main, target, h_next, h_target[0]), batch["done"], cfg.discount)
         l_td = QL.td_loss(q_sa, y)
         info = {"td": float(l_td.detach()), "q_sa": float(q_sa.detach().mean())}
         q_neg = None
@@ -228,25 +257,24 @@ class QLearningAgent(TorchAgent):
             neg = QL.sample_negatives(a, self.n_items, cfg.n_negatives)
             q_neg = main.q_at(h, neg)
             with torch.no_grad():  # argmax by the main network at s, value by the target
-                y_neg = QL.negative_td_target(cfg.neg_reward, main.head(main.q_head, h.detach()), target.q_values(s, sl),
-                                              cfg.discount)
+                y_neg = cfg.neg_reward + cfg.discount * double_q(main, target, h.detach(), h_target[1])
             l_neg = QL.negative_td_loss(q_neg, y_neg)
             l_td = l_td + l_neg
             info.update(td_neg=float(l_neg.detach()), q_neg=float(q_neg.detach().mean()))
 
         # actor: the CE head, weighted after the phase switch
         if phase2 and self.actor == "q":
-            l_actor = QL.q_weighted_ce(logits, a, q_sa)
+            l_actor = QL.q_weighted_ce(ce, q_sa)
         elif phase2 and self.actor == "advantage":
             adv = QL.advantage(q_sa, q_neg, (cfg.adv_min, cfg.adv_max))
             w = None
             if cfg.smooth != 0 and self._behaviour is not None:
-                pi_a = torch.softmax(logits.detach(), dim=1).gather(1, a[:, None]).squeeze(1)
+                pi_a = torch.exp(-ce.detach())  # π(a|s) = softmax(logits)[a]
                 w = QL.propensity_weight(pi_a, self._behaviour[a], cfg.smooth)
-            l_actor = QL.advantage_weighted_ce(logits, a, adv, w)
+            l_actor = QL.advantage_weighted_ce(ce, adv, w)
             info["advantage"] = float(adv.mean())
         else:
-            l_actor = QL.ce_per_sample(logits, a).mean()
+            l_actor = ce.mean()
         info["actor"] = float(l_actor.detach())
         loss = l_actor + cfg.td_weight * l_td
 
@@ -254,17 +282,20 @@ class QLearningAgent(TorchAgent):
             l_cql = QL.cql_loss(q_sa, q_neg, cfg.cql_temperature)
             loss = loss + cfg.cql_alpha * l_cql
             info["cql"] = float(l_cql.detach())
-        if cfg.co_weight > 0:  # Eq. 3: two augmented views of each non-empty history
-            keep = sl > 0
-            if int(keep.sum()) >= 2:
-                s_k, l_k = s[keep], sl[keep]
-                ratios = {"crop": cfg.crop_ratio, "mask": cfg.mask_ratio, "reorder": cfg.reorder_ratio}
-                v1 = augment(s_k, l_k, self.pad_id, self._aug_methods, ratios)
-                v2 = augment(s_k, l_k, self.pad_id, self._aug_methods, ratios)
-                l_co = QL.info_nce(main.encoder(*v1), main.encoder(*v2), cfg.co_temperature)
-                loss = loss + cfg.co_weight * l_co
-                info["co"] = float(l_co.detach())
+        if z:  # Eq. 3: InfoNCE between two augmented views of each non-empty history
+            l_co = QL.info_nce(z[0], z[1], cfg.co_temperature)
+            loss = loss + cfg.co_weight * l_co
+            info["co"] = float(l_co.detach())
         return loss, info
+
+    def _co_views(self, s: torch.Tensor, sl: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Two augmented views (crop / mask / reorder) of each non-empty history; none if < 2 rows."""
+        cfg, keep = self.config, sl > 0
+        if int(keep.sum()) < 2:
+            return []
+        s_k, l_k = s[keep], sl[keep]
+        ratios = {"crop": cfg.crop_ratio, "mask": cfg.mask_ratio, "reorder": cfg.reorder_ratio}
+        return [augment(s_k, l_k, self.pad_id, self._aug_methods, ratios) for _ in range(2)]
 
     # ------------------------------------------------------------ inference
     @torch.no_grad()
@@ -405,5 +436,5 @@ class CCQLAgent(QLearningAgent):
     }
 
 
-__all__ = ["CCQLAgent", "COAgent", "QLearningAgent", "QLearningConfig", "QNetwork", "SA2CAgent", "SACAgent",
+__all__ = ["CCQLAgent", "COAgent", "double_q", "encode_groups", "QLearningAgent", "QLearningConfig", "QNetwork", "SA2CAgent", "SACAgent",
            "SNQNAgent", "SQNAgent"]

@@ -137,3 +137,30 @@ def test_q_at_matches_the_full_q_matrix_and_its_gradient(split):
     g_full = torch.autograd.grad(full.square().sum(), net.q_head.weight, retain_graph=True)[0]
     g_at = torch.autograd.grad(net.q_at(h, items).square().sum(), net.q_head.weight)[0]
     torch.testing.assert_close(g_at, g_full)
+
+
+@pytest.mark.parametrize("encoder", ["sasrec", "gru"])
+def test_double_q_bootstrap_equals_the_full_matrix_double_q_target(split, encoder):
+    from agents import qlearning_losses as QL
+    from agents.qlearning import double_q
+
+    agent = CCQLAgent(split.n_items, seed=0, encoder=encoder, **TINY)
+    agent.set_training(False)  # no dropout: both routes see the same state vectors
+    states, lengths = agent._as_states([np.array([1, 2]), np.array([3, 4, 5]), np.array([], dtype=np.int64)])
+    zeros = torch.zeros(3)
+    full = QL.double_q_target(zeros, agent.q1.q_values(states, lengths), agent.q2.q_values(states, lengths), zeros, 1.0)
+    h1, h2 = agent.q1(states, lengths), agent.q2(states, lengths)
+    torch.testing.assert_close(double_q(agent.q1, agent.q2, h1, h2), full)
+
+
+def test_one_pass_over_groups_equals_one_pass_per_group(split):
+    from agents.qlearning import encode_groups
+
+    for encoder in ("sasrec", "gru", "caser", "nextitnet"):
+        agent = SQNAgent(split.n_items, seed=0, encoder=encoder, **TINY)
+        agent.set_training(False)
+        g1 = agent._as_states([np.array([1, 2]), np.array([3, 4, 5, 6, 7])])
+        g2 = agent._as_states([np.array([], dtype=np.int64), np.array([9]), np.array([5, 4, 3])])
+        got = encode_groups(agent.q1, [g1, g2])
+        for g, h in zip((g1, g2), got):
+            torch.testing.assert_close(h, agent.q1(*g), rtol=1e-5, atol=1e-6)

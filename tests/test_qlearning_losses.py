@@ -79,7 +79,7 @@ def test_advantage_weighted_ce_and_propensity():
     adv = torch.tensor([2.0, 1.0])
     # CE row 0 = log 2, row 1 = -log(3/4)
     expect = (2 * math.log(2) + 1 * -math.log(0.75)) / 2
-    assert QL.advantage_weighted_ce(logits, actions, adv).item() == pytest.approx(expect, rel=1e-6)
+    assert QL.advantage_weighted_ce(QL.ce_per_sample(logits, actions), adv).item() == pytest.approx(expect, rel=1e-6)
     pi = torch.tensor([0.5, 0.001])
     beta = torch.tensor([0.1, 0.5])
     torch.testing.assert_close(QL.propensity_weight(pi, beta, smooth=0.0), torch.ones(2))
@@ -92,7 +92,7 @@ def test_q_weighted_ce_is_per_sample_not_product_of_means():
     actions = torch.tensor([0, 1])
     q = torch.tensor([3.0, 0.0], requires_grad=True)
     ce = [math.log(2), math.log(4)]  # row 1: p(1) = 1/4
-    loss = QL.q_weighted_ce(logits, actions, q)
+    loss = QL.q_weighted_ce(QL.ce_per_sample(logits, actions), q)
     assert loss.item() == pytest.approx((3 * ce[0] + 0 * ce[1]) / 2, rel=1e-6)
     assert loss.item() != pytest.approx(1.5 * (ce[0] + ce[1]) / 2, rel=1e-3)  # the release's bug
     loss.backward()
@@ -205,3 +205,19 @@ def test_mask_rate_and_augment_mix():
     assert (l == 4).all()
     with pytest.raises(ValueError, match="methods"):
         augment(states, lens, PAD, methods=("flip",))
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 6), n=st.integers(1, 70), block=st.integers(2, 9), seed=st.integers(0, 10**6))
+def test_greedy_actions_is_the_first_argmax(rows, n, block, seed):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randint(-3, 3, (rows, n), generator=g).float()  # many ties: the first maximum must win
+    torch.testing.assert_close(QL.greedy_actions(q, block=block), q.max(dim=1).indices)
+
+
+@pytest.mark.parametrize("n", [5, 50])
+def test_greedy_actions_refuses_nan(n):
+    q = torch.zeros(2, n)
+    q[1, 3] = float("nan")
+    with pytest.raises(FloatingPointError, match="diverged"):
+        QL.greedy_actions(q, block=4)
