@@ -2,7 +2,7 @@
 """GPTRec-PPO (Petrov & Macdonald) in recgym: Table 3 and Figures 3-5.
 
     python scripts/gptrec_study.py --quick --out runs/gptrec_quick        # < 90 s, tiny synthetic data
-    python scripts/gptrec_study.py --dataset ml-100k --data-dir ../shared/data --seeds 0 1 2 \\
+    python scripts/gptrec_study.py --dataset ml-100k --data-dir ../shared/data --seeds 0 1 2 --jobs 3 \\
         --out docs/results/gptrec                                          # CPU preset
 
 Per seed, on a leave-one-out split (test = last item, history excluded from the lists):
@@ -204,6 +204,14 @@ def plots(summary: dict[str, Any], per_seed: list[dict[str, Any]], out: Path) ->
     plt.close(fig)
 
 
+def _seed_worker(args: dict[str, Any], cfg: dict[str, Any], seed: int) -> dict[str, Any]:
+    """:func:`run_seed` in a worker process (``--jobs``), single-threaded like the main process."""
+    import torch
+
+    torch.set_num_threads(1)
+    return run_seed(argparse.Namespace(**args), cfg, seed, lambda m: print(m, flush=True))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny synthetic data and models (smoke run, < 90 s)")
@@ -211,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--seeds", type=int, nargs="+", default=None)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--jobs", type=int, default=1, help="seeds run in parallel worker processes (1 torch thread each)")
     args = p.parse_args(argv)
     import torch
 
@@ -219,10 +228,25 @@ def main(argv: list[str] | None = None) -> int:
     seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    per_seed = []
-    for s in seeds:  # each finished seed is kept on disk, so a long run that is cut off still reports
-        per_seed.append(run_seed(args, cfg, s, print))
-        (args.out / f"seed{s}.json").write_text(json.dumps(per_seed[-1], indent=1, default=str))
+    done: dict[int, dict[str, Any]] = {}
+
+    def keep(seed: int, result: dict[str, Any]) -> None:  # a finished seed is kept on disk at once
+        done[seed] = result
+        (args.out / f"seed{seed}.json").write_text(json.dumps(result, indent=1, default=str))
+        print(f"[{time.perf_counter() - t0:6.0f}s] seed {seed} done", flush=True)
+
+    if args.jobs > 1 and len(seeds) > 1:  # one single-threaded worker process per seed
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(min(args.jobs, len(seeds)), mp_context=mp.get_context("spawn")) as pool:
+            futs = {pool.submit(_seed_worker, vars(args), cfg, s): s for s in seeds}
+            for f in as_completed(futs):
+                keep(futs[f], f.result())
+    else:
+        for s in seeds:
+            keep(s, run_seed(args, cfg, s, print))
+    per_seed = [done[s] for s in seeds]
     summary = summarise(per_seed)
     what = "synthetic (--quick smoke run)" if args.quick else args.dataset
     table = write_tables(summary, seeds, args.out / "tables.md", f"# GPTRec-PPO study: {what}")
