@@ -6,8 +6,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from agents.nets.dropout import Dropout
-
 
 def check_states(name: str, states: torch.Tensor, lengths: torch.Tensor, n_items: int) -> None:
     """Raise ``ValueError`` naming the argument when ``states``/``lengths`` are malformed."""
@@ -51,7 +49,7 @@ class GRUEncoder(nn.Module):
             self.item_embeddings.weight[n_items].zero_()
         self.gru = nn.GRU(hidden, hidden, batch_first=True)
         self.empty = nn.Parameter(torch.zeros(hidden))
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         self.out_dim = hidden
 
     def forward(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -19,8 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.nets.dropout import Dropout
-
 
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with a key padding mask (``torch`` SDPA)."""
@@ -50,8 +48,8 @@ class SASRecBlock(nn.Module):
         self.ln1 = nn.LayerNorm(hidden)
         self.attn = CausalSelfAttention(hidden, n_heads, dropout)
         self.ln2 = nn.LayerNorm(hidden)
-        self.ffn = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), Dropout(dropout), nn.Linear(hidden, hidden))
-        self.drop = Dropout(dropout)
+        self.ffn = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, hidden))
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         x = x + self.drop(self.attn(self.ln1(x), allowed))
@@ -84,7 +82,7 @@ class SASRecEncoder(nn.Module):
         self.position_embeddings = nn.Embedding(state_len, hidden)
         nn.init.normal_(self.item_embeddings.weight, std=0.01)  # SQN code: N(0, 0.01) item embeddings
         nn.init.normal_(self.position_embeddings.weight, std=0.01)
-        self.emb_dropout = Dropout(dropout)
+        self.emb_dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(SASRecBlock(hidden, n_heads, dropout) for _ in range(n_blocks))
         self.final_norm = nn.LayerNorm(hidden)
 
