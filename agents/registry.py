@@ -43,6 +43,7 @@ AGENTS: dict[str, str] = {
     "gptrec-ppo": "agents.gptrec:GPTRecPPOAgent",
     "mmr": "agents.rerank:MMRAgent",
     "pop-rerank": "agents.rerank:PopRerankAgent",
+    "nextk-decode": "agents.rerank:NextKDecoder",
 }
 """Implemented agents: CLI name -> ``"module:Class"``."""
 

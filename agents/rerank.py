@@ -9,7 +9,11 @@ scores to ``rel ∈ [0, 1]`` per row (min-max over the candidates) and build a `
 * ``pop-rerank``: ``argmax_i (1 − w) · rel_i − w · pop_i / max pop`` (the penalty does not depend on
   the items already chosen, so the greedy list is a sort).
 
-``w = weight`` is the trade-off (0 = the base ranking). ``scores`` ranks the re-ranked list first, in
+``w = weight`` is the trade-off (0 = the base ranking).
+
+``nextk-decode`` is not a re-ranker but the same kind of wrapper: it decodes any Top-K agent
+Next-K style (GPTRec paper, Figure 3): the list is built item by item, each pick appended to the
+history before the base scores the next position. ``scores`` ranks the re-ranked list first, in
 order, then the other items by the base scores, so :func:`recgym.evaluate.evaluate_loo` measures
 the re-ranked list. Wrap an already fitted base with ``fit(train, base=agent)`` (no retraining: a
 weight sweep costs only the re-ranking).
@@ -149,4 +153,45 @@ class PopRerankAgent(_Reranker):
         return torch.topk(obj, k, dim=1).indices
 
 
-__all__ = ["MMRAgent", "PopRerankAgent", "RerankConfig"]
+class NextKDecoder(_Reranker):
+    """``nextk-decode``: Next-K decoding of a Top-K agent. Position ``i`` is the base's best unseen
+    item for the history followed by the ``i − 1`` items already generated (the window keeps the
+    base's last ``state_len`` items); ``weight`` is unused. ``scores`` puts the generated list first,
+    then the other items by the base's first-position scores, like the re-rankers."""
+
+    name = "nextk-decode"
+
+    @torch.no_grad()
+    def scores(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if self.base_agent is None:
+            raise RuntimeError(f"{self.name}: no base agent (call fit)")
+        B, L = states.shape
+        k, pad, dev = min(self.config.list_k, self.n_items), self.n_items, states.device
+        seq = torch.cat([states, torch.full((B, k), pad, dtype=states.dtype, device=dev)], dim=1)  # history + list
+        valid = torch.arange(L, device=dev)[None, :] < lengths[:, None]
+        seen = torch.zeros(B, self.n_items + 1, dtype=torch.bool, device=dev)
+        seen.scatter_(1, torch.where(valid, states, pad), True)
+        window = min(int(self.base_agent.state_len), L + k)
+        cols = torch.arange(window, device=dev)[None, :]
+        rows = torch.arange(B, device=dev)
+        first = None
+        items = torch.empty(B, k, dtype=torch.long, device=dev)
+        for i in range(k):
+            total = lengths + i  # history items plus those generated so far
+            start = (total - window).clamp(min=0)
+            win = seq.gather(1, (start[:, None] + cols).clamp(max=seq.shape[1] - 1))
+            win_len = total.clamp(max=window)
+            win = torch.where(cols < win_len[:, None], win, torch.full_like(win, pad))
+            sc = self.base_agent.scores(win, win_len).float()
+            if first is None:
+                first = sc.clone()
+            pick = sc.masked_fill(seen[:, : self.n_items], -torch.inf).argmax(1)
+            items[:, i] = pick
+            seen[rows, pick] = True
+            seq[rows, total] = pick
+        out = -torch.sigmoid(-first)
+        out.scatter_(1, items, torch.arange(k, 0, -1, dtype=out.dtype, device=dev).expand(B, k))
+        return out
+
+
+__all__ = ["MMRAgent", "NextKDecoder", "PopRerankAgent", "RerankConfig"]

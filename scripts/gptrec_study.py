@@ -50,6 +50,8 @@ FULL = dict(  # CPU preset on ml-100k
     ppo=dict(),  # GPTRecPPOAgent.PRESETS["ml-100k"]
     lambdas_ild=(0.1, 0.25, 0.5), lambdas_pop=(2.0, 5.0, 10.0), weights=(0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9),
 )
+PARTS = ("baselines", "student", "ppo-ndcg", "ppo-ild", "ppo-pcount", "rerank")
+"""What a seed runs (``--parts``); any PPO part trains the student first."""
 METRICS = ("recall@1", "recall@10", "ndcg@10", "ild@10", "npcount@10")
 
 
@@ -76,7 +78,7 @@ def run_seed(args: argparse.Namespace, cfg: dict[str, Any], seed: int, log) -> d
 
     from agents.gptrec import GPTRecAgent, GPTRecPPOAgent, resolve_agent_name
     from agents.registry import make_agent
-    from agents.rerank import MMRAgent, PopRerankAgent
+    from agents.rerank import NextKDecoder
     from recgym.evaluate import evaluate_loo
 
     sp, dataset = load_data(args, cfg, seed)
@@ -95,8 +97,10 @@ def run_seed(args: argparse.Namespace, cfg: dict[str, Any], seed: int, log) -> d
 
     fit_kw = dict(progress=False, log=_silent)
     torch.manual_seed(seed)
+    parts = set(cfg.get("parts", PARTS))
     valid_ndcg = {}
-    for name in ("pop", "bpr", "sasrec", "bert4rec"):
+    best_name, best = None, None
+    for name in ("pop", "bpr", "sasrec", "bert4rec") if {"baselines", "rerank"} & parts else ():
         t0 = time.perf_counter()
         a = make_agent(resolve_agent_name(name), n, seed=seed, dataset=dataset, protocol="loo", **cfg["agents"].get(name, {}))
         a.fit(sp.train, sp.valid, **(fit_kw if hasattr(a, "optimizers") else {}))
@@ -104,9 +108,22 @@ def run_seed(args: argparse.Namespace, cfg: dict[str, Any], seed: int, log) -> d
         valid_ndcg[name] = evaluate_loo(a, sp.valid)["ndcg@10"]
         if name in ("sasrec", "bert4rec"):
             rows[name]["agent"] = a
-    best_name = max(("sasrec", "bert4rec"), key=lambda k: valid_ndcg[k])
-    best = rows[best_name].pop("agent")
-    rows[{"sasrec": "bert4rec", "bert4rec": "sasrec"}[best_name]].pop("agent")
+            res = evaluate_loo(NextKDecoder(n).fit(sp.train, base=a), sp.test, ks=ks)  # Figure 3: Next-K decoding
+            ndcg_curves[f"{name} (Next-K)"] = [res[f"ndcg@{k}"] for k in ks]
+    if valid_ndcg:
+        best_name = max(("sasrec", "bert4rec"), key=lambda k: valid_ndcg[k])
+        best = rows[best_name].pop("agent")
+        rows[{"sasrec": "bert4rec", "bert4rec": "sasrec"}[best_name]].pop("agent")
+    if "baselines" not in parts:  # trained only as the re-rankers' base
+        rows.clear()
+        ndcg_curves.clear()
+    runs = [("gptrec-ppo NDCG", {}, "gptrec-ppo-ndcg", 0.0)] if "ppo-ndcg" in parts else []
+    if "ppo-ild" in parts:
+        runs += [(f"gptrec-ppo ILD λ={lam:g}", {"lambda_ild": lam}, "gptrec-ppo-ild", lam) for lam in cfg["lambdas_ild"]]
+    if "ppo-pcount" in parts:
+        runs += [(f"gptrec-ppo PCOUNT λ={lam:g}", {"lambda_pop": lam}, "gptrec-ppo-pcount", lam) for lam in cfg["lambdas_pop"]]
+    if not runs and "student" not in parts:
+        return _seed_result(rows, ndcg_curves, best_name, sp, n, parts, seed, cfg, best, pop)
 
     t0 = time.perf_counter()
     teacher = make_agent("mc", n, seed=seed).fit(sp.train)
@@ -117,9 +134,6 @@ def run_seed(args: argparse.Namespace, cfg: dict[str, Any], seed: int, log) -> d
     ndcg_curves["gptrec (MC teacher) (Top-K)"] = [res[f"ndcg@{k}"] for k in ks]
 
     ppo_base = {**GPTRecPPOAgent.PRESETS.get(dataset, {}), **cfg["ppo"]}
-    runs = [("gptrec-ppo NDCG", {}, "gptrec-ppo-ndcg", 0.0)]
-    runs += [(f"gptrec-ppo ILD λ={lam:g}", {"lambda_ild": lam}, "gptrec-ppo-ild", lam) for lam in cfg["lambdas_ild"]]
-    runs += [(f"gptrec-ppo PCOUNT λ={lam:g}", {"lambda_pop": lam}, "gptrec-ppo-pcount", lam) for lam in cfg["lambdas_pop"]]
     for name, over, kind, lam in runs:
         t0 = time.perf_counter()
         agent = GPTRecPPOAgent(n, seed=seed, **{**ppo_base, **over})
@@ -129,7 +143,15 @@ def run_seed(args: argparse.Namespace, cfg: dict[str, Any], seed: int, log) -> d
             res = evaluate_loo(agent.with_score_mode("first"), sp.test, ks=ks, popularity=pop)
             ndcg_curves[f"{name} (Top-K)"] = [res[f"ndcg@{k}"] for k in ks]
 
-    for cls, kind in ((MMRAgent, "mmr"), (PopRerankAgent, "pop-rerank")):
+    return _seed_result(rows, ndcg_curves, best_name, sp, n, parts, seed, cfg, best, pop)
+
+
+def _seed_result(rows, ndcg_curves, best_name, sp, n, parts, seed, cfg, best, pop) -> dict[str, Any]:
+    """Adds the re-ranking sweeps over the best Top-K model (when ``rerank`` is a part)."""
+    from agents.rerank import MMRAgent, PopRerankAgent
+    from recgym.evaluate import evaluate_loo
+
+    for cls, kind in ((MMRAgent, "mmr"), (PopRerankAgent, "pop-rerank")) if "rerank" in parts else ():
         for w in cfg["weights"]:
             t0 = time.perf_counter()
             r = cls(n, seed=seed, weight=w).fit(sp.train, base=best)
@@ -140,23 +162,45 @@ def run_seed(args: argparse.Namespace, cfg: dict[str, Any], seed: int, log) -> d
             "n_test_users": int((sp.test.lengths >= 2).sum())}
 
 
+def _common_name(name: str, best_topk: str) -> str:
+    """Re-ranker rows are named after the seed's best Top-K model (picked by validation NDCG@10,
+    so it can differ between seeds); across seeds they are the same role: ``best Top-K+mmr w=…``."""
+    return name.replace(f"{best_topk}+", "best Top-K+", 1) if name.startswith(f"{best_topk}+") else name
+
+
 def summarise(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    names = list(per_seed[0]["rows"])
+    """Mean and sample std over seeds of every row (``(mean, std)`` per metric), plus each PPO
+    run's best iteration per seed (0 = the student was never beaten on validation)."""
+    rows = [{_common_name(k, s["best_topk"]): v for k, v in s["rows"].items()} for s in per_seed]
     out = {}
-    for name in names:
-        vals = {m: [s["rows"][name][m] for s in per_seed] for m in METRICS}
-        out[name] = {"kind": per_seed[0]["rows"][name]["kind"],
-                     **{m: (float(np.mean(v)), float(np.std(v))) for m, v in vals.items()},
-                     **{k: per_seed[0]["rows"][name][k] for k in ("lam", "weight") if k in per_seed[0]["rows"][name]}}
+    for name in rows[0]:
+        missing = [i for i, r in enumerate(rows) if name not in r]
+        if missing:
+            raise KeyError(f"gptrec_study: row {name!r} is missing from seed result(s) {missing}")
+        vals = {m: [r[name][m] for r in rows] for m in METRICS}
+        ddof = 1 if len(rows) > 1 else 0
+        out[name] = {"kind": rows[0][name]["kind"],
+                     **{m: (float(np.mean(v)), float(np.std(v, ddof=ddof))) for m, v in vals.items()},
+                     **{k: rows[0][name][k] for k in ("lam", "weight") if k in rows[0][name]}}
+        if "best_step" in rows[0][name]:
+            out[name]["best_step"] = [int(r[name]["best_step"]) for r in rows]
     return out
 
 
-def write_tables(summary: dict[str, Any], seeds: list[int], path: Path, header: str) -> str:
-    lines = [header, "", f"mean ± std over seeds {seeds}; lists exclude the history; ILD@10 is the full mean pairwise "
-             "genre cosine distance (the paper's tables report half of it).", "",
+def write_tables(summary: dict[str, Any], per_seed: list[dict[str, Any]], seeds: list[int], path: Path,
+                 header: str) -> str:
+    best = ", ".join(f"seed {s}: {r['best_topk']}" for s, r in zip(seeds, per_seed))
+    lines = [header, "", f"mean ± sample std over seeds {seeds}; lists exclude the history; ILD@10 is the full mean "
+             "pairwise genre cosine distance (the paper's tables report half of it). Best Top-K model by validation "
+             f"NDCG@10 (the re-rankers' base): {best}.", "",
              "| model | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
     for name, r in summary.items():
         lines.append(f"| {name} | " + " | ".join(f"{r[m][0]:.4f} ± {r[m][1]:.4f}" for m in METRICS) + " |")
+    ppo = [(name, r["best_step"]) for name, r in summary.items() if "best_step" in r]
+    if ppo:
+        lines += ["", "PPO iteration kept (best validation list reward; 0 = the supervised student itself), per seed:", "",
+                  "| run | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---:|" * len(seeds)]
+        lines += [f"| {name} | " + " | ".join(str(b) for b in steps) + " |" for name, steps in ppo]
     text = "\n".join(lines) + "\n"
     path.write_text(text)
     return text
@@ -175,7 +219,8 @@ def plots(summary: dict[str, Any], per_seed: list[dict[str, Any]], out: Path) ->
         fig, ax = plt.subplots(figsize=(5.5, 4))
         curve = [(r[metric][0], r["ndcg@10"][0]) for r in summary.values() if r["kind"] == rerank]
         if curve:
-            ax.plot(*zip(*curve), "o-", color="tab:gray", label=f"{per_seed[0]['best_topk']} + {rerank} (w sweep)")
+            bases = "/".join(sorted({str(r["best_topk"]) for r in per_seed if r["best_topk"]}))
+            ax.plot(*zip(*curve), "o-", color="tab:gray", label=f"best Top-K ({bases}) + {rerank} (w sweep)")
         pts = [(r[metric][0], r["ndcg@10"][0], name) for name, r in summary.items() if r["kind"] in (ppo_kind, "gptrec-ppo-ndcg")]
         for x, y, name in pts:
             ax.plot(x, y, "*", ms=12, color="tab:red")
@@ -191,11 +236,14 @@ def plots(summary: dict[str, Any], per_seed: list[dict[str, Any]], out: Path) ->
         fig.savefig(out / fname, dpi=120)
         plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 4))
-    curves = per_seed[0]["ndcg_at_k"]
-    for name in curves:
-        mean = np.mean([s["ndcg_at_k"][name] for s in per_seed], axis=0)
-        if name.startswith("gptrec") or "bert4rec" in name or "sasrec" in name:
-            ax.plot(range(1, 11), mean, "--" if "Top-K" in name else "-", marker="o", ms=3, label=name)
+    shown = (("sasrec", "tab:blue"), ("bert4rec", "tab:orange"), ("gptrec (MC teacher)", "tab:green"),
+             ("gptrec-ppo NDCG", "tab:red"))
+    for model, color in shown:  # one colour per model: dashed Top-K, solid Next-K decoding of the same model
+        for mode, style in (("Top-K", "--"), ("Next-K", "-")):
+            name = f"{model} ({mode})"
+            if all(name in s["ndcg_at_k"] for s in per_seed):
+                mean = np.mean([s["ndcg_at_k"][name] for s in per_seed], axis=0)
+                ax.plot(range(1, 11), mean, style, color=color, marker="o", ms=3, label=name)
     ax.set_xlabel("K")
     ax.set_ylabel("NDCG@K")
     ax.legend(fontsize=6)
@@ -220,11 +268,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=None)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--jobs", type=int, default=1, help="seeds run in parallel worker processes (1 torch thread each)")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the seed<N>.json files already in --out (same command) instead of re-running those seeds")
+    p.add_argument("--lambdas-ild", type=float, nargs="+", default=None, help="PPO-ILD weights (default: the preset's)")
+    p.add_argument("--lambdas-pop", type=float, nargs="+", default=None, help="PPO-PCOUNT weights (default: the preset's)")
+    p.add_argument("--parts", default=",".join(PARTS),
+                   help=f"comma list of what each seed runs, from {','.join(PARTS)} (a PPO part trains the student)")
+    p.add_argument("--merge", type=Path, action="append", default=[],
+                   help="add the rows of another run's seed<N>.json files (same seeds) to this report; repeatable")
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
-    cfg = QUICK if args.quick else FULL
+    cfg = dict(QUICK if args.quick else FULL)
+    for key in ("lambdas_ild", "lambdas_pop"):
+        if getattr(args, key) is not None:
+            cfg[key] = tuple(getattr(args, key))
+    cfg["parts"] = tuple(x.strip() for x in args.parts.split(",") if x.strip())
+    unknown = sorted(set(cfg["parts"]) - set(PARTS))
+    if unknown or not cfg["parts"]:
+        p.error(f"--parts: unknown or empty {unknown or args.parts!r}; choose from {', '.join(PARTS)}")
     seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -235,24 +298,41 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / f"seed{seed}.json").write_text(json.dumps(result, indent=1, default=str))
         print(f"[{time.perf_counter() - t0:6.0f}s] seed {seed} done", flush=True)
 
-    if args.jobs > 1 and len(seeds) > 1:  # one single-threaded worker process per seed
+    todo = list(seeds)
+    if args.resume:
+        for s in seeds:
+            f = args.out / f"seed{s}.json"
+            if f.exists():
+                done[s] = json.loads(f.read_text())
+                todo.remove(s)
+                print(f"seed {s}: reusing {f}", flush=True)
+    if args.jobs > 1 and len(todo) > 1:  # one single-threaded worker process per seed
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(min(args.jobs, len(seeds)), mp_context=mp.get_context("spawn")) as pool:
-            futs = {pool.submit(_seed_worker, vars(args), cfg, s): s for s in seeds}
+        with ProcessPoolExecutor(min(args.jobs, len(todo)), mp_context=mp.get_context("spawn")) as pool:
+            futs = {pool.submit(_seed_worker, vars(args), cfg, s): s for s in todo}
             for f in as_completed(futs):
                 keep(futs[f], f.result())
     else:
-        for s in seeds:
+        for s in todo:
             keep(s, run_seed(args, cfg, s, print))
     per_seed = [done[s] for s in seeds]
+    for extra in args.merge:  # rows of another run (e.g. more PPO weights on the same seeds)
+        for s, res in zip(seeds, per_seed):
+            f = extra / f"seed{s}.json"
+            if not f.exists():
+                p.error(f"--merge {extra}: no {f.name} for seed {s}")
+            other = json.loads(f.read_text())
+            for key in ("rows", "ndcg_at_k"):
+                res[key].update({k: v for k, v in other[key].items() if k not in res[key]})
     summary = summarise(per_seed)
     what = "synthetic (--quick smoke run)" if args.quick else args.dataset
-    table = write_tables(summary, seeds, args.out / "tables.md", f"# GPTRec-PPO study: {what}")
+    table = write_tables(summary, per_seed, seeds, args.out / "tables.md", f"# GPTRec-PPO study: {what}")
     plots(summary, per_seed, args.out)
     payload = {"argv": sys.argv[1:] if argv is None else argv, "config": {k: v for k, v in cfg.items()}, "seeds": seeds,
                "per_seed": per_seed, "summary": summary, "seconds": time.perf_counter() - t0,
+               "reused_seeds": [s for s in seeds if s not in todo], "merged": [str(m) for m in args.merge],
                "torch": torch.__version__}
     tmp = args.out / "results.json.tmp"
     tmp.write_text(json.dumps(payload, indent=1, default=str))

@@ -333,3 +333,72 @@ def test_bench_gen_small():
                   min_seconds=0.01, print_table=False)
     assert r["cached_equals_uncached"] and r["lists_per_s_cached"] > 0 and r["ppo_update_ms_one_pass"] > 0
     assert r["lists_per_s_cached_bf16"] > 0 and 0.0 <= r["bf16_same_items"] <= 1.0
+
+
+def test_study_report_from_seed_files_with_different_best_topk_and_a_merged_run(tmp_path):
+    """The report step alone (``--resume`` over seed files): re-ranker rows are one role across
+    seeds whose best Top-K model differs (this crashed the first ml-100k study), ``--merge`` adds
+    another run's rows, and each PPO run's kept iteration is reported per seed."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("gptrec_study", ROOT / "scripts" / "gptrec_study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+
+    def row(v: float, kind: str, **extra):
+        return {**{m: v for m in study.METRICS}, "kind": kind, **extra}
+
+    main_dir, extra_dir = tmp_path / "main", tmp_path / "extra"
+    main_dir.mkdir()
+    extra_dir.mkdir()
+    for seed, best in ((0, "bert4rec"), (1, "sasrec")):
+        rows = {"sasrec": row(0.1, "baseline"), "gptrec (MC teacher)": row(0.2, "gptrec"),
+                "gptrec-ppo NDCG": row(0.2 + seed, "gptrec-ppo-ndcg", lam=0.0, best_step=50 * seed),
+                f"{best}+mmr w=0.5": row(0.3 + seed, "mmr", weight=0.5)}
+        curves = {"gptrec (MC teacher) (Next-K)": list(np.linspace(0.1, 0.2, 10))}
+        (main_dir / f"seed{seed}.json").write_text(json.dumps({"rows": rows, "ndcg_at_k": curves, "best_topk": best}))
+        extra = {"gptrec-ppo PCOUNT λ=30": row(0.05, "gptrec-ppo-pcount", lam=30.0, best_step=100)}
+        (extra_dir / f"seed{seed}.json").write_text(json.dumps({"rows": extra, "ndcg_at_k": {}, "best_topk": None}))
+    assert study.main(["--quick", "--seeds", "0", "1", "--resume", "--merge", str(extra_dir), "--out", str(main_dir)]) == 0
+    summary = json.loads((main_dir / "results.json").read_text())["summary"]
+    assert summary["best Top-K+mmr w=0.5"]["ndcg@10"][0] == pytest.approx(0.8)  # mean of 0.3 and 1.3
+    assert summary["best Top-K+mmr w=0.5"]["ndcg@10"][1] == pytest.approx(np.std([0.3, 1.3], ddof=1))
+    assert summary["gptrec-ppo PCOUNT λ=30"]["npcount@10"][0] == pytest.approx(0.05)
+    table = (main_dir / "tables.md").read_text()
+    assert "seed 0: bert4rec, seed 1: sasrec" in table
+    assert "| gptrec-ppo NDCG | 0 | 50 |" in table and "| gptrec-ppo PCOUNT λ=30 | 100 | 100 |" in table
+
+
+def test_nextk_decoding_feeds_each_pick_back_into_the_window(split):
+    """A stub base whose best item is 'last item + 1': Top-K gives one chain step then its prior;
+    Next-K decoding walks the chain (each pick appended to the history, window = base.state_len)."""
+    from agents.base import Agent
+    from agents.rerank import NextKDecoder
+
+    n = split.n_items
+
+    class NextItem(Agent):
+        name = "next-item-stub"
+        widths: list[int] = []
+
+        def fit(self, train, valid=None, **kw):
+            return self
+
+        def scores(self, states, lengths):
+            self.widths.append(states.shape[1])
+            last = states.gather(1, (lengths - 1).clamp(min=0)[:, None]).squeeze(1)
+            out = -0.01 * torch.arange(n, dtype=torch.float32).expand(len(states), n).clone()
+            out[torch.arange(len(states)), (last + 1) % n] += 10.0
+            return out
+
+    base = NextItem(n, state_len=3)
+    dec = NextKDecoder(n, list_k=5).fit(split.train, base=base)
+    states = torch.tensor([[7, 2, n, n], [n - 2, n, n, n]])  # right-padded histories [7, 2] and [n-2]
+    lengths = torch.tensor([2, 1])
+    sc = dec.scores(states, lengths)
+    lists = sc.topk(5, dim=1).indices
+    assert lists[0].tolist() == [3, 4, 5, 6, 0]  # 7 is in the history: the prior's best unseen item, 0
+    assert lists[1].tolist() == [n - 1, 0, 1, 2, 3]
+    assert max(base.widths) <= 3  # the base only ever sees its own window
+    assert base.scores(states[:, :3], lengths).topk(2, dim=1).indices[0].tolist() == [3, 0]  # Top-K: one step
