@@ -238,11 +238,11 @@ class QLearningAgent(TorchAgent):
         s, sl, a = batch["state"], batch["state_len"], batch["action"]
         s2, l2 = batch["next_state"], batch["next_len"]
         views = self._co_views(s, sl) if cfg.co_weight > 0 else []
-        # one encoder pass per network over every group of rows (rows are independent; the
-        # passes are dominated by per-op overhead at these sizes, so batching is ~free)
-        h, h_next, *z = encode_groups(main, [(s, sl), (s2, l2), *views])
-        h_next = h_next.detach()
+        # one encoder pass per network and grad mode over all its groups of rows (rows are
+        # independent; at these sizes a pass costs mostly per-op overhead, so batching is ~free)
+        h, *z = encode_groups(main, [(s, sl), *views])
         with torch.no_grad():
+            h_next = main(s2, l2)
             h_target = encode_groups(target, [(s2, l2)] + ([(s, sl)] if cfg.n_negatives > 0 else []))
         ce = main.cross_entropy(h, a)  # [B], fused over the catalogue
         q_sa = main.q_at(h, a[:, None]).squeeze(1)
