@@ -48,7 +48,7 @@ FULL = dict(  # CPU preset on ml-100k
     agents={"sasrec": dict(), "bert4rec": dict(state_len=50, epochs=100, eval_every=200), "bpr": dict()},
     student=dict(),  # GPTRecAgent.PRESETS["ml-100k"]
     ppo=dict(),  # GPTRecPPOAgent.PRESETS["ml-100k"]
-    lambdas_ild=(0.1, 0.25, 0.5), lambdas_pop=(2.0, 5.0, 10.0), weights=(0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9),
+    lambdas_ild=(0.1, 0.25, 0.5), lambdas_pop=(2.0, 5.0, 10.0, 30.0, 60.0), weights=(0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9),
 )
 PARTS = ("baselines", "student", "ppo-ndcg", "ppo-ild", "ppo-pcount", "rerank")
 """What a seed runs (``--parts``); any PPO part trains the student first."""
