@@ -369,7 +369,9 @@ def main(argv: list[str] | None = None) -> int:
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-            futs = {pool.submit(_run_unit, u, P, args.data_dir, str(work), args.threads): u for u in units}
+            # longest units first (MDP before bandit, bigger data first), so no long unit runs alone at the end
+            order = sorted(units, key=lambda u: (u[0] != "mdp", u[1] == "synthetic"))
+            futs = {pool.submit(_run_unit, u, P, args.data_dir, str(work), args.threads): u for u in order}
             for f in as_completed(futs):
                 done[futs[f]] = f.result()
                 print(f"[{time.perf_counter() - t0:6.1f}s] {' '.join(map(str, futs[f]))}", flush=True)
