@@ -12,7 +12,8 @@ applied on the small ``[B, d]`` side:
     dW = p^T (g ⊙ h) − scatter_y(g ⊙ h),   dh = g ⊙ (p W − W_y),   db = p^T g − scatter_y(g)
 
 Denormals: in a trained model many logits sit more than ~87 below their row's maximum, and their
-``exp`` comes out as denormal floats, which a CPU computes ~25× slower. When the logits *can* be
+``exp`` comes out as denormal floats, which a CPU computes ~30× slower (``F.cross_entropy`` on
+such logits: ~4× slower forward + backward, measured at 70,852 items). When the logits *can* be
 that spread (a cheap bound from the norms of ``h`` and ``W``), they are clamped at
 ``row max − 80`` before the softmax; this moves each probability by < 2e-35. The loss of a row whose
 logged item has ``p < e^-70`` (so possibly clamped) is recomputed exactly from that row's logits.
