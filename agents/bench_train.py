@@ -57,6 +57,32 @@ def matmul_bound_seconds(n_items: int, batch: int, dim: int, q_only_passes: int,
 def agent_step_seconds(name: str, n_items: int, batch: int, dim: int, state_len: int = 10,
                        encoder: str = "sasrec", min_seconds: float = 2.0) -> float:
     """Median seconds of ``agent.update`` on random replay rows (``name`` in ``sqn``, ``ccql`` ...)."""
+    agent, b = _agent_and_batch(name, n_items, batch, dim, state_len, encoder)
+    step = iter(range(10**9))
+    return median_seconds(lambda: agent.update(b, next(step)), min_seconds)
+
+
+def profile_step(name: str = "ccql", n_items: int = 70_852, batch: int = 256, dim: int = 64, steps: int = 10,
+                 rows: int = 15, print_fn: Any = print) -> None:
+    """Print the ops that take the most time over ``steps`` updates (``torch.profiler``): where the
+    README's "where we still miss" figures come from, e.g.
+    ``python -c "from agents.bench_train import profile_step; profile_step('ccql')"``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from agents.training import keep_freed_memory
+
+    keep_freed_memory()
+    agent, b = _agent_and_batch(name, n_items, batch, dim, 10, "sasrec")
+    for i in range(3):
+        agent.update(b, i)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(steps):
+            agent.update(b, 3 + i)
+    print_fn(f"{name}: {steps} steps, batch {batch}, d {dim}, {n_items:,} items (divide by {steps} for per-step times)")
+    print_fn(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
+def _agent_and_batch(name: str, n_items: int, batch: int, dim: int, state_len: int, encoder: str):
     from agents.qlearning import CCQLAgent, COAgent, SA2CAgent, SACAgent, SNQNAgent, SQNAgent
 
     classes = {c.name: c for c in (SQNAgent, SACAgent, SNQNAgent, SA2CAgent, COAgent, CCQLAgent)}
@@ -78,8 +104,7 @@ def agent_step_seconds(name: str, n_items: int, batch: int, dim: int, state_len:
         "done": torch.from_numpy((rng.random(batch) < 0.1).astype(np.float32)),
     }  # fmt: skip
     agent.set_training(True)
-    step = iter(range(10**9))
-    return median_seconds(lambda: agent.update(b, next(step)), min_seconds)
+    return agent, b
 
 
 def ml100k_steps_per_second(agent: str = "sqn", steps: int = 100, data_dir: str | None = None,
