@@ -1,7 +1,7 @@
-"""The agent zoo. ``make_agent("sasrec", n_items)`` builds one by CLI name (see :mod:`agents.registry`);
+"""The agent zoo. ``make_agent("sasrec", n_items)`` builds one by CLI name (see :mod:`recgym.agents.registry`);
 agent modules are imported lazily, on first use."""
 
-from agents.base import Agent, AgentConfig
-from agents.registry import AGENTS, available_agents, get_agent_class, make_agent, register_agent
+from recgym.agents.base import Agent, AgentConfig
+from recgym.agents.registry import AGENTS, available_agents, get_agent_class, make_agent, register_agent
 
 __all__ = ["AGENTS", "Agent", "AgentConfig", "available_agents", "get_agent_class", "make_agent", "register_agent"]

@@ -5,7 +5,7 @@ Every agent:
 * is built as ``AgentClass(n_items, config=None, seed=0, **overrides)`` where ``config`` is the
   agent's dataclass config (``AgentClass.Config``) whose defaults are the papers' values;
 * trains with ``fit(train, valid=None, **fit_kwargs)`` on ``SessionLog`` parts (torch agents go
-  through the shared loop in :mod:`agents.training`);
+  through the shared loop in :mod:`recgym.agents.training`);
 * scores with ``scores(states, lengths) -> [B, n_items]`` on right-padded id tensors
   (pad id = ``n_items``), higher = better;
 * recommends with ``recommend(histories, k)`` and acts in any env loop that takes an SB3 model

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from agents.base import Agent, AgentConfig
+from recgym.agents.base import Agent, AgentConfig
 from recgym.data import SessionLog
 
 

@@ -21,14 +21,14 @@ from typing import Any
 
 import torch
 
-from agents.bench_train import median_seconds
+from recgym.agents.bench_train import median_seconds
 
 
 def bench_gen(n_items: int = 3416, history: int = 200, hidden: int = 256, n_layers: int = 3, n_heads: int = 4,
               k: int = 10, batch: int = 128, ppo_batch: int = 32, min_seconds: float = 1.0,
               print_table: bool = True) -> dict[str, Any]:
     """Lists/s with and without the KV cache, and ms per PPO update (one pass vs per-prefix passes)."""
-    from agents.nets.gpt import GPTDecoder
+    from recgym.agents.nets.gpt import GPTDecoder
 
     torch.manual_seed(0)
     model = GPTDecoder(n_items, hidden, n_layers, n_heads, history, k, dropout=0.0).eval()

@@ -66,10 +66,10 @@ def profile_step(name: str = "ccql", n_items: int = 70_852, batch: int = 256, di
                  rows: int = 15, print_fn: Any = print) -> None:
     """Print the ops that take the most time over ``steps`` updates (``torch.profiler``): where the
     README's "where we still miss" figures come from, e.g.
-    ``python -c "from agents.bench_train import profile_step; profile_step('ccql')"``."""
+    ``python -c "from recgym.agents.bench_train import profile_step; profile_step('ccql')"``."""
     from torch.profiler import ProfilerActivity, profile
 
-    from agents.training import keep_freed_memory
+    from recgym.agents.training import keep_freed_memory
 
     keep_freed_memory()
     agent, b = _agent_and_batch(name, n_items, batch, dim, 10, "sasrec")
@@ -83,7 +83,7 @@ def profile_step(name: str = "ccql", n_items: int = 70_852, batch: int = 256, di
 
 
 def _agent_and_batch(name: str, n_items: int, batch: int, dim: int, state_len: int, encoder: str):
-    from agents.qlearning import CCQLAgent, COAgent, SA2CAgent, SACAgent, SNQNAgent, SQNAgent
+    from recgym.agents.qlearning import CCQLAgent, COAgent, SA2CAgent, SACAgent, SNQNAgent, SQNAgent
 
     classes = {c.name: c for c in (SQNAgent, SACAgent, SNQNAgent, SA2CAgent, COAgent, CCQLAgent)}
     agent = classes[name](n_items, seed=0, hidden=dim, batch_size=batch, state_len=state_len, encoder=encoder)
@@ -115,7 +115,7 @@ def ml100k_steps_per_second(agent: str = "sqn", steps: int = 100, data_dir: str 
 
     Also times one validation pass (``evaluate`` + the Q diagnostics) on the validation users,
     which the study runs 8 times per run."""
-    from agents.registry import make_agent
+    from recgym.agents.registry import make_agent
     from recgym.data import load, split_by_session
     from recgym.evaluate import evaluate
 
@@ -147,7 +147,7 @@ def bench_train(n_items: int = 70_852, batch: int = 256, dim: int = 64, agents: 
                 min_seconds: float = 2.0, print_fn: Any = print, ml100k: bool = True) -> dict[str, dict[str, float]]:
     """Print and return ms/step of each agent next to its matmul-bound time and their ratio
     (target: ratio ≤ 2), then (``ml100k``) sqn's steps/s on ml-100k (:func:`ml100k_steps_per_second`)."""
-    from agents.training import keep_freed_memory
+    from recgym.agents.training import keep_freed_memory
 
     keep_freed_memory()  # as the training loop does; the matmul bound gets the same allocator
     passes = {"sqn": 1, "sac": 1, "snqn": 2, "sa2c": 2, "co": 1, "ccql": 2}

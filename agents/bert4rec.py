@@ -9,7 +9,7 @@ full-catalogue softmax (Cloze loss)::
     L = − Σ_{masked p} log softmax(E h_p)[x_p]
 
 Inference: ``[history, MASK]`` and the logits read at the mask. Blocks are the GPT-2 pre-norm
-blocks of :mod:`agents.nets.gpt` with a bidirectional mask; position ids count back from the end
+blocks of :mod:`recgym.agents.nets.gpt` with a bidirectional mask; position ids count back from the end
 (the mask slot is 0), so left padding can be trimmed freely; the output layer is tied to the item
 embeddings.
 """
@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.nets.gpt import GPTBlock, attention_mask, left_pad
-from agents.training import TorchAgent, TorchAgentConfig
+from recgym.agents.nets.gpt import GPTBlock, attention_mask, left_pad
+from recgym.agents.training import TorchAgent, TorchAgentConfig
 from recgym.data import SessionLog
 
 
@@ -68,7 +68,7 @@ class _Windows:
         return len(self.sessions)
 
     def sample(self, batch_size: int, rng: np.random.Generator, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-        from agents.gptrec import windows
+        from recgym.agents.gptrec import windows
 
         s = rng.choice(self.sessions, size=batch_size)
         lens = self.log.lengths[s]

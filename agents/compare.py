@@ -1,9 +1,9 @@
 """Compare agents: agent x seed jobs fanned out (local processes or Ray), then one report.
 
-    from agents.compare import CompareConfig, compare
+    from recgym.agents.compare import CompareConfig, compare
     report = compare(CompareConfig(agents=["pop", "sasrec", "sqn"], seeds=[0, 1, 2], steps=2000, workers=2))
 
-Each job is :func:`agents.experiment.run_job` in ``<out>/jobs/<agent>/seed<N>``: finished jobs are
+Each job is :func:`recgym.agents.experiment.run_job` in ``<out>/jobs/<agent>/seed<N>``: finished jobs are
 reused, interrupted ones resume from their checkpoint, results are written atomically, so a crashed
 worker or a re-run never loses or duplicates a result (the report reads exactly one
 ``results.json`` per agent x seed). Execution:
@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from agents.experiment import (
+from recgym.agents.experiment import (
     DEFAULT_SIMS,
     ExperimentError,
     JobSpec,
@@ -98,7 +98,7 @@ def make_jobs(cfg: CompareConfig) -> list[JobSpec]:
     and that each ``--set`` key belongs to at least one agent's config."""
     import dataclasses
 
-    from agents.registry import get_agent_class
+    from recgym.agents.registry import get_agent_class
 
     fields_of: dict[str, set[str]] = {}
     for a in cfg.agents:

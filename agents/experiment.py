@@ -1,7 +1,7 @@
 """One experiment = one agent x one seed on one dataset: train (or reuse), evaluate, write results.
 
 This is the single implementation behind ``scripts/offline_eval.py`` (one job from the command
-line) and ``scripts/compare.py`` (many jobs, see :mod:`agents.compare`)::
+line) and ``scripts/compare.py`` (many jobs, see :mod:`recgym.agents.compare`)::
 
     spec = JobSpec(agent="sasrec", dataset="synthetic", seed=0, out="runs/x", steps=200,
                    data_params={"n_sessions": 500}, sims=["recgym/MFUser-Synthetic-v0"], true_value=True)
@@ -265,7 +265,7 @@ def load_job_split(spec: JobSpec) -> Any:
 def agent_overrides(spec: JobSpec, warn: Callable[[str], None] = print) -> dict[str, Any]:
     """Config overrides of the agent: ``--set`` values, ``--epochs/--steps`` (iterative agents
     only), ``--logging-policy`` (LPI family only)."""
-    from agents.registry import get_agent_class
+    from recgym.agents.registry import get_agent_class
 
     try:
         cls = get_agent_class(spec.agent)
@@ -292,7 +292,7 @@ def agent_overrides(spec: JobSpec, warn: Callable[[str], None] = print) -> dict[
 
 def build_agent(spec: JobSpec, n_items: int, protocol: str, warn: Callable[[str], None] = print) -> Any:
     """The untrained agent of ``spec`` (config defaults < dataset preset < overrides)."""
-    from agents.registry import make_agent
+    from recgym.agents.registry import make_agent
 
     overrides = agent_overrides(spec, warn)
     try:
@@ -303,7 +303,7 @@ def build_agent(spec: JobSpec, n_items: int, protocol: str, warn: Callable[[str]
 
 def load_trained_agent(job_dir: str | Path, agent: str) -> Any:
     """The best weights of a finished job (``model.pt``) as an agent of class ``agent``."""
-    from agents.registry import get_agent_class
+    from recgym.agents.registry import get_agent_class
 
     return get_agent_class(agent).load(Path(job_dir) / "model.pt")
 
@@ -358,7 +358,7 @@ def _greedy(agent: Any, hist: np.ndarray, hlen: np.ndarray, batch_size: int = 10
     """The agent's top-1 item for right-padded histories ``[B, L]`` with lengths ``[B]`` -> int64 ``[B]``."""
     import torch
 
-    from agents.base import right_window
+    from recgym.agents.base import right_window
 
     states, lengths = right_window(hist, hlen, int(agent.state_len), int(agent.n_items))
     out = np.empty(len(hist), dtype=np.int64)
@@ -392,7 +392,7 @@ def evaluate_in_env(agent: Any, env: Any, episodes: int = 200, seed: int = 0) ->
     # generic env loop: greedy action, invalid items masked when the env says which
     import torch
 
-    from agents.base import right_window
+    from recgym.agents.base import right_window
 
     masks_fn = getattr(u, "action_masks", None)
     returns, finals = [], {}
@@ -513,7 +513,7 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | None,
                         log: Callable[[str], None], warn: Callable[[str], None]) -> dict[str, Any]:
-    from agents.training import NonFiniteLossError, TorchAgent, resolve_selection_metric
+    from recgym.agents.training import NonFiniteLossError, TorchAgent, resolve_selection_metric
     from recgym.divergence import divergence_to_logging_policy
     from recgym.evaluate import evaluate
 

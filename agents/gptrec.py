@@ -45,22 +45,22 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from agents.nets.gpt import GPTDecoder, ValueModel, history_exclusion, left_pad, np_left_pad
-from agents.ppo import clipped_surrogate_loss, discounted_returns, gae, normalize, value_loss
-from agents.training import NonFiniteLossError, TorchAgent, TorchAgentConfig, _clone_state
+from recgym.agents.nets.gpt import GPTDecoder, ValueModel, history_exclusion, left_pad, np_left_pad
+from recgym.agents.ppo import clipped_surrogate_loss, discounted_returns, gae, normalize, value_loss
+from recgym.agents.training import NonFiniteLossError, TorchAgent, TorchAgentConfig, _clone_state
 from recgym import metrics
 from recgym.data import SessionLog
 
 
-OWN_AGENTS = {"gptrec": "agents.gptrec:GPTRecAgent", "gptrec-ppo": "agents.gptrec:GPTRecPPOAgent",
-              "bert4rec": "agents.bert4rec:BERT4RecAgent", "mmr": "agents.rerank:MMRAgent",
-              "pop-rerank": "agents.rerank:PopRerankAgent"}
-"""Registry lines of issue 7 (fallback while ``agents.registry.AGENTS`` does not list them yet)."""
+OWN_AGENTS = {"gptrec": "recgym.agents.gptrec:GPTRecAgent", "gptrec-ppo": "recgym.agents.gptrec:GPTRecPPOAgent",
+              "bert4rec": "recgym.agents.bert4rec:BERT4RecAgent", "mmr": "recgym.agents.rerank:MMRAgent",
+              "pop-rerank": "recgym.agents.rerank:PopRerankAgent"}
+"""Registry lines of issue 7 (fallback while ``recgym.agents.registry.AGENTS`` does not list them yet)."""
 
 
 def resolve_agent_name(name: str) -> str:
     """``name`` if the registry knows it, else its ``module:Class`` from :data:`OWN_AGENTS`."""
-    from agents.registry import AGENTS
+    from recgym.agents.registry import AGENTS
 
     return name if name in AGENTS or ":" in name else OWN_AGENTS.get(name, name)
 
@@ -102,7 +102,7 @@ def loo_inputs(log: SessionLog, max_users: int | None = None, rng: np.random.Gen
 class _TeacherLists:
     """Stage-1 training examples: left-padded histories ``[N, W]`` and teacher lists ``[N, K]``.
 
-    Duck-types the part of :class:`recgym.data.Transitions` that :func:`agents.training.train_loop`
+    Duck-types the part of :class:`recgym.data.Transitions` that :func:`recgym.agents.training.train_loop`
     uses (``len`` and ``sample``)."""
 
     def __init__(self, histories: np.ndarray, lists: np.ndarray, pad_id: int) -> None:
@@ -178,7 +178,7 @@ class GPTRecAgent(TorchAgent):
         return super().fit(train, valid, **loop_kwargs)
 
     def _fit_teacher(self, train: SessionLog, valid: SessionLog | None, loop_kwargs: dict[str, Any]) -> Any:
-        from agents.registry import make_agent
+        from recgym.agents.registry import make_agent
 
         t = make_agent(resolve_agent_name(self.config.teacher), self.n_items, seed=self.seed, protocol="loo")
         if isinstance(t, TorchAgent):

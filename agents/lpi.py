@@ -1,7 +1,7 @@
 """Local Policy Improvement (Liang & Vlassis) and its weighted cross-entropy baselines.
 
-Every agent here is one policy network (an :mod:`agents.nets` encoder → a softmax head over the
-catalogue) trained by a *weighted* cross-entropy (losses in :mod:`agents.lpi_losses`):
+Every agent here is one policy network (an :mod:`recgym.agents.nets` encoder → a softmax head over the
+catalogue) trained by a *weighted* cross-entropy (losses in :mod:`recgym.agents.lpi_losses`):
 
 =========  ===========================================================================
 agent      weight of ``log π(a_i | x_i)``
@@ -40,12 +40,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents import lpi_losses as LL
-from agents import qlearning_losses as QL
-from agents.nets import build_encoder
-from agents.sasrec import PRESETS as SASREC_PRESETS
-from agents.sasrec import SASRecAgent, SASRecConfig
-from agents.training import TorchAgent
+from recgym.agents import lpi_losses as LL
+from recgym.agents import qlearning_losses as QL
+from recgym.agents.nets import build_encoder
+from recgym.agents.sasrec import PRESETS as SASREC_PRESETS
+from recgym.agents.sasrec import SASRecAgent, SASRecConfig
+from recgym.agents.training import TorchAgent
 from recgym.data import SessionLog, Transitions
 
 

@@ -6,7 +6,7 @@ given the history and the return we want?* Read top to bottom:
 1. prompt generation (Algorithm 1, :mod:`recgym.prompts`): every logged event gives
    ``{R_t, x_{1:t}, t} -> x_{t+1}``; ``R_t`` is the return-to-go (Eq. 7, discount 1 by default);
 2. prompt encoding (Eq. 9–10): ``P_t = [R_t·e_r, s_t, h_t] ∈ R^{3×d}`` with ``s_t`` from any
-   :mod:`agents.nets` encoder (Eq. 8 is the GRU case) and ``h_t`` a step embedding;
+   :mod:`recgym.agents.nets` encoder (Eq. 8 is the GRU case) and ``h_t`` a step embedding;
 3. supervised attentive learning (Eq. 11–13): one non-causal self-attention block over the three
    tokens with residual, dropout and layer norm; logits from the state token (Eq. 14);
 4. loss (Eq. 15): cross-entropy weighted by the immediate reward ``r_t``;
@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.nets import build_encoder
-from agents.training import TorchAgent, TorchAgentConfig
+from recgym.agents.nets import build_encoder
+from recgym.agents.training import TorchAgent, TorchAgentConfig
 from recgym.data import SessionLog, Transitions
 from recgym.prompts import ReturnStats, generate_prompts, prompt_steps
 
@@ -127,7 +127,7 @@ class PromptNet(nn.Module):
 
 
 class PRLAgent(TorchAgent):
-    """PRL over any :mod:`agents.nets` encoder (see the module docstring)."""
+    """PRL over any :mod:`recgym.agents.nets` encoder (see the module docstring)."""
 
     name: ClassVar[str] = "prl"
     Config = PRLConfig

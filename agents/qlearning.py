@@ -1,9 +1,9 @@
 """The Q-learning family: ``sqn``, ``sac``, ``snqn``, ``sa2c``, ``co`` and ``ccql``.
 
-One readable agent with switches, on the shared loop of :mod:`agents.training`; the losses are
-in :mod:`agents.qlearning_losses` (equation numbers of the CCQL paper there). Every agent:
+One readable agent with switches, on the shared loop of :mod:`recgym.agents.training`; the losses are
+in :mod:`recgym.agents.qlearning_losses` (equation numbers of the CCQL paper there). Every agent:
 
-* owns two identical networks ``q1``/``q2`` (any :mod:`agents.nets` encoder → a cross-entropy
+* owns two identical networks ``q1``/``q2`` (any :mod:`recgym.agents.nets` encoder → a cross-entropy
   head and a Q head on the same state, SQN's design); every step a fair coin picks the *main*
   one (trained) and the *target* one (frozen for this step) — SQN's random switch, no Polyak;
 * minimises ``L = L_actor + ω · L_TD (+ α · L_CQL) (+ L_CO)`` (CCQL Eq. 4), where L_TD is the
@@ -37,11 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents import qlearning_losses as QL
-from agents.augment import AUGMENTATIONS, augment
-from agents.nets import build_encoder
-from agents.nets.linear_ce import linear_cross_entropy
-from agents.training import TorchAgent, TorchAgentConfig
+from recgym.agents import qlearning_losses as QL
+from recgym.agents.augment import AUGMENTATIONS, augment
+from recgym.agents.nets import build_encoder
+from recgym.agents.nets.linear_ce import linear_cross_entropy
+from recgym.agents.training import TorchAgent, TorchAgentConfig
 from recgym.data import SessionLog, Transitions
 
 
@@ -113,7 +113,7 @@ class QNetwork(nn.Module):
 
     def cross_entropy(self, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Per-row cross-entropy of ``items [B]`` under the CE head's softmax at states ``h [B, d]``
-        → ``[B]`` (:func:`agents.nets.linear_ce.linear_cross_entropy`: one ``[B, n]`` buffer
+        → ``[B]`` (:func:`recgym.agents.nets.linear_ce.linear_cross_entropy`: one ``[B, n]`` buffer
         instead of ~9 passes over the logits)."""
         return linear_cross_entropy(h, self.ce_head.weight, self.ce_head.bias, items)
 
@@ -141,7 +141,7 @@ def double_q(main: QNetwork, target: QNetwork, h_main: torch.Tensor, h_target: t
     """``Q_target(s, argmax_a Q_main(s, a))`` → ``[B]`` from the two networks' state vectors of the
     same states ``s`` (``[B, d]`` each): the main network's full-catalogue Q picks the action, the
     target network is evaluated at that one action only — the same number as gathering from its
-    ``[B, n]`` Q matrix (:func:`agents.qlearning_losses.double_q_target`) without that GEMM."""
+    ``[B, n]`` Q matrix (:func:`recgym.agents.qlearning_losses.double_q_target`) without that GEMM."""
     a_star = QL.greedy_actions(main.head(main.q_head, h_main))
     return target.q_at(h_target, a_star[:, None]).squeeze(1)
 
@@ -149,7 +149,7 @@ def double_q(main: QNetwork, target: QNetwork, h_main: torch.Tensor, h_target: t
 def _loo_like_sasrec() -> dict[str, Any]:
     """The ``sasrec`` baseline's leave-one-out encoder settings, so comparisons share them."""
     try:
-        from agents.sasrec import PRESETS as SASREC_PRESETS
+        from recgym.agents.sasrec import PRESETS as SASREC_PRESETS
 
         base = dict(SASREC_PRESETS.get("ml-100k", {}))
     except ImportError:  # pragma: no cover - sasrec agent is part of the foundation

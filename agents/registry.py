@@ -1,7 +1,7 @@
 """CLI names -> agent classes (imported lazily, so ``import agents`` stays cheap).
 
 ``get_agent_class`` also accepts ``"my_pkg.my_module:MyAgent"`` so users plug in their own
-subclass of :class:`agents.base.Agent` without touching this file.
+subclass of :class:`recgym.agents.base.Agent` without touching this file.
 """
 
 from __future__ import annotations
@@ -10,40 +10,40 @@ import dataclasses
 import importlib
 from typing import Any
 
-from agents.base import Agent
+from recgym.agents.base import Agent
 
 AGENTS: dict[str, str] = {
-    "pop": "agents.baselines:PopularityAgent",
-    "mc": "agents.baselines:MarkovChainAgent",
-    "bpr": "agents.baselines:BPRAgent",
-    "sasrec": "agents.sasrec:SASRecAgent",
+    "pop": "recgym.agents.baselines:PopularityAgent",
+    "mc": "recgym.agents.baselines:MarkovChainAgent",
+    "bpr": "recgym.agents.baselines:BPRAgent",
+    "sasrec": "recgym.agents.sasrec:SASRecAgent",
     # Q-learning family (agents/qlearning.py)
-    "sqn": "agents.qlearning:SQNAgent",
-    "sac": "agents.qlearning:SACAgent",
-    "snqn": "agents.qlearning:SNQNAgent",
-    "sa2c": "agents.qlearning:SA2CAgent",
-    "co": "agents.qlearning:COAgent",
-    "ccql": "agents.qlearning:CCQLAgent",
+    "sqn": "recgym.agents.qlearning:SQNAgent",
+    "sac": "recgym.agents.qlearning:SACAgent",
+    "snqn": "recgym.agents.qlearning:SNQNAgent",
+    "sa2c": "recgym.agents.qlearning:SA2CAgent",
+    "co": "recgym.agents.qlearning:COAgent",
+    "ccql": "recgym.agents.qlearning:CCQLAgent",
     # policy improvement against the logging policy (agents/lpi.py)
-    "lmu": "agents.lpi:LMuAgent",
-    "pg": "agents.lpi:PGAgent",
-    "ips": "agents.lpi:IPSAgent",
-    "ips-pg": "agents.lpi:IPSPGAgent",
-    "lpi-cb": "agents.lpi:LPICBAgent",
-    "lpi": "agents.lpi:LPIAgent",
+    "lmu": "recgym.agents.lpi:LMuAgent",
+    "pg": "recgym.agents.lpi:PGAgent",
+    "ips": "recgym.agents.lpi:IPSAgent",
+    "ips-pg": "recgym.agents.lpi:IPSPGAgent",
+    "lpi-cb": "recgym.agents.lpi:LPICBAgent",
+    "lpi": "recgym.agents.lpi:LPIAgent",
     # prompt-based RL and its ablations (agents/prl.py)
-    "prl": "agents.prl:PRLAgent",
-    "prl-mean": "agents.prl:PRLMeanAgent",
-    "prl-mlp": "agents.prl:PRLMLPAgent",
-    "prl-wo": "agents.prl:PRLWoAgent",
-    "prl-cumu": "agents.prl:PRLCumuAgent",
+    "prl": "recgym.agents.prl:PRLAgent",
+    "prl-mean": "recgym.agents.prl:PRLMeanAgent",
+    "prl-mlp": "recgym.agents.prl:PRLMLPAgent",
+    "prl-wo": "recgym.agents.prl:PRLWoAgent",
+    "prl-cumu": "recgym.agents.prl:PRLCumuAgent",
     # Next-K generation and beyond-accuracy baselines (agents/gptrec.py, bert4rec.py, rerank.py)
-    "bert4rec": "agents.bert4rec:BERT4RecAgent",
-    "gptrec": "agents.gptrec:GPTRecAgent",
-    "gptrec-ppo": "agents.gptrec:GPTRecPPOAgent",
-    "mmr": "agents.rerank:MMRAgent",
-    "pop-rerank": "agents.rerank:PopRerankAgent",
-    "nextk-decode": "agents.rerank:NextKDecoder",
+    "bert4rec": "recgym.agents.bert4rec:BERT4RecAgent",
+    "gptrec": "recgym.agents.gptrec:GPTRecAgent",
+    "gptrec-ppo": "recgym.agents.gptrec:GPTRecPPOAgent",
+    "mmr": "recgym.agents.rerank:MMRAgent",
+    "pop-rerank": "recgym.agents.rerank:PopRerankAgent",
+    "nextk-decode": "recgym.agents.rerank:NextKDecoder",
 }
 """Implemented agents: CLI name -> ``"module:Class"``."""
 
@@ -89,7 +89,7 @@ def get_agent_class(name: str) -> type[Agent]:
     except AttributeError as e:
         raise ValueError(f"agent {name!r}: module {module_name!r} has no attribute {attr!r}") from e
     if not (isinstance(cls, type) and issubclass(cls, Agent)):
-        raise ValueError(f"agent {name!r}: {target!r} is not a subclass of agents.base.Agent")
+        raise ValueError(f"agent {name!r}: {target!r} is not a subclass of recgym.agents.base.Agent")
     return cls
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.base import Agent, AgentConfig
+from recgym.agents.base import Agent, AgentConfig
 from recgym.data import SessionLog
 
 
@@ -62,8 +62,8 @@ class _Reranker(Agent):
     def fit(self, train: SessionLog, valid: SessionLog | None = None, base: Agent | None = None, **kwargs: Any) -> "_Reranker":
         """Attach a fitted ``base`` (or fit ``config.base`` on ``train``) and read genres / popularity."""
         if base is None:
-            from agents.gptrec import resolve_agent_name
-            from agents.registry import make_agent
+            from recgym.agents.gptrec import resolve_agent_name
+            from recgym.agents.registry import make_agent
 
             base = make_agent(resolve_agent_name(self.config.base), self.n_items, seed=self.seed, protocol="loo")
             base.fit(train, valid, **kwargs)
@@ -108,8 +108,8 @@ class _Reranker(Agent):
         return {"genres": self.genres, "pop": self.pop, "base": self.base_agent.state_dict() if self.base_agent else {}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from agents.gptrec import resolve_agent_name
-        from agents.registry import make_agent
+        from recgym.agents.gptrec import resolve_agent_name
+        from recgym.agents.registry import make_agent
 
         self.genres, self.pop = state["genres"], state["pop"]
         if state.get("base"):

@@ -2,7 +2,7 @@
 
 This is the supervised baseline of SQN/SAC/SA2C/PRL/CCQL and the logging-policy estimate
 ``μ̂`` of LPI ("the same architecture trained by plain cross-entropy, no reward"). The encoder
-is any of ``agents.nets`` (``encoder="sasrec"`` by default, ``--set encoder=gru`` ...).
+is any of ``recgym.agents.nets`` (``encoder="sasrec"`` by default, ``--set encoder=gru`` ...).
 
 Loss (SQN paper Eq. 2, the supervised head): ``L = -log softmax(W s_t + b)[a_t]`` with
 ``s_t = Encoder(x_{t-L:t})``; with ``tied_output=True`` (SASRec paper) ``W`` is the item
@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.nets import build_encoder
-from agents.training import TorchAgent, TorchAgentConfig
+from recgym.agents.nets import build_encoder
+from recgym.agents.training import TorchAgent, TorchAgentConfig
 
 
 @dataclass
@@ -60,7 +60,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 class SASRecAgent(TorchAgent):
-    """Cross-entropy next-item model over an :mod:`agents.nets` encoder."""
+    """Cross-entropy next-item model over an :mod:`recgym.agents.nets` encoder."""
 
     name = "sasrec"
     Config = SASRecConfig

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.base import Agent, AgentConfig
+from recgym.agents.base import Agent, AgentConfig
 from recgym.data import SessionLog, Transitions
 
 CHECKPOINT_FORMAT = 1

@@ -5,15 +5,15 @@ Ids (registered by ``import recgym``): ``recgym/Replay-{Synthetic,ML100K,YooChoo
 ``recgym/SlateNextK-{ML1M,ML100K,Steam,Synthetic}-v0``. See ``docs/envs.md``.
 """
 
-from envs.registration import env_ids, register_envs
+from recgym.envs.registration import env_ids, register_envs
 
 __all__ = ["env_ids", "register_envs"]
 
 
 def __getattr__(name: str):
     # the env classes load lazily, so `import recgym` (which registers the ids) stays light
-    lazy = {"ReplayEnv": "envs.replay", "ReplayVectorEnv": "envs.replay", "SlateNextKEnv": "envs.slate_nextk",
-            "SlateNextKVectorEnv": "envs.slate_nextk", "MFUserEnv": "envs.mf_user", "SlateReward": "envs.rewards"}
+    lazy = {"ReplayEnv": "recgym.envs.replay", "ReplayVectorEnv": "recgym.envs.replay", "SlateNextKEnv": "recgym.envs.slate_nextk",
+            "SlateNextKVectorEnv": "recgym.envs.slate_nextk", "MFUserEnv": "recgym.envs.mf_user", "SlateReward": "recgym.envs.rewards"}
     if name in lazy:
         import importlib
 

@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.common import check_action, contexts_of, count_box, id_box, load_env_split
+from recgym.envs.common import check_action, contexts_of, count_box, id_box, load_env_split
 from recgym.data import Split, split_leave_one_out
 from recgym.sim.mf import MFConfig, WeightedMF, _log_rows, rating_to_reward
 
@@ -53,7 +53,7 @@ class MFUserEnv(gym.Env):
             rating 1, or reward 0 for logs without ratings).
         mf_path: an ``.npz`` of a fitted imputer: loaded when it exists, else written after fitting.
         order: ``"random"`` (drawn contexts) or ``"sequential"`` (in order, cycling).
-        data, data_dir, download, seed, **params: see :func:`envs.common.load_env_split`.
+        data, data_dir, download, seed, **params: see :func:`recgym.envs.common.load_env_split`.
 
     Observation: ``{"history": int64 [L] (pad n_items), "length": int64 [1]}``; action ``Discrete(n_items)``.
     """

@@ -20,15 +20,15 @@ def env_ids() -> dict[str, dict]:
     """Every recgym id with its entry points and default kwargs."""
     out: dict[str, dict] = {}
     for name, src in REPLAY.items():
-        out[f"recgym/Replay-{name}-v0"] = dict(entry_point="envs.replay:ReplayEnv",
-                                               vector_entry_point="envs.replay:ReplayVectorEnv",
+        out[f"recgym/Replay-{name}-v0"] = dict(entry_point="recgym.envs.replay:ReplayEnv",
+                                               vector_entry_point="recgym.envs.replay:ReplayVectorEnv",
                                                kwargs={"source": src})
     for name, src in SLATE.items():
-        out[f"recgym/SlateNextK-{name}-v0"] = dict(entry_point="envs.slate_nextk:SlateNextKEnv",
-                                                   vector_entry_point="envs.slate_nextk:SlateNextKVectorEnv",
+        out[f"recgym/SlateNextK-{name}-v0"] = dict(entry_point="recgym.envs.slate_nextk:SlateNextKEnv",
+                                                   vector_entry_point="recgym.envs.slate_nextk:SlateNextKVectorEnv",
                                                    kwargs={"source": src})
     for name, src in MF_USER.items():
-        out[f"recgym/{name}-v0"] = dict(entry_point="envs.mf_user:MFUserEnv", kwargs={"source": src})
+        out[f"recgym/{name}-v0"] = dict(entry_point="recgym.envs.mf_user:MFUserEnv", kwargs={"source": src})
     return out
 
 

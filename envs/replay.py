@@ -19,7 +19,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.common import check_action, count_box, id_box, load_env_split, window
+from recgym.envs.common import check_action, count_box, id_box, load_env_split, window
 from recgym.data.session_log import SessionLog
 
 

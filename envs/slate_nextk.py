@@ -10,7 +10,7 @@ Context per episode (kwarg ``split``):
 
 Observation: ``{"history": int64 [L] (pad n_items), "length": int64 [1], "slate": int64 [K]
 (pad n_items), "position": int64 [1]}``. Action: ``Discrete(n_items)``. Step ``j`` (0-based)
-earns ``NDCG_j + λ_ild · ILD_j − λ_pop · PCOUNT_j`` from :mod:`envs.rewards` (= ``recgym.metrics``).
+earns ``NDCG_j + λ_ild · ILD_j − λ_pop · PCOUNT_j`` from :mod:`recgym.envs.rewards` (= ``recgym.metrics``).
 ``action_masks()`` is False for items already in the slate and, with ``mask_history=True``, for
 items in the observed history. An invalid (masked) action is still placed in the slate (so every
 episode has exactly K steps) but earns ``invalid_penalty`` instead of its reward terms. An action
@@ -27,8 +27,8 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.common import check_action, contexts_of, count_box, id_box, load_env_split, window
-from envs.rewards import SlateReward
+from recgym.envs.common import check_action, contexts_of, count_box, id_box, load_env_split, window
+from recgym.envs.rewards import SlateReward
 
 
 class SlateContexts:
@@ -95,7 +95,7 @@ class SlateNextKEnv(gym.Env):
         invalid_penalty: reward of a masked action (default -1.0).
         order: ``"random"`` or ``"sequential"`` (valid/test: walk the contexts in order; default
             ``"random"`` for train, ``"sequential"`` otherwise).
-        data, data_dir, download, seed, **params: see :func:`envs.common.load_env_split`.
+        data, data_dir, download, seed, **params: see :func:`recgym.envs.common.load_env_split`.
     """
 
     metadata = {"render_modes": []}

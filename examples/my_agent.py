@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.base import Agent, AgentConfig
+from recgym.agents.base import Agent, AgentConfig
 from recgym.data import SessionLog
 
 

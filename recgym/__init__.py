@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from envs.registration import register_envs  # noqa: E402  (registers the recgym/* env ids)
+from recgym.envs.registration import register_envs  # noqa: E402  (registers the recgym/* env ids)
 
 register_envs()

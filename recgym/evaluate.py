@@ -9,7 +9,7 @@
 
 An *evaluable* is anything with ``n_items``, ``state_len`` and
 ``scores(states int64 [B, L] right-padded with n_items, lengths int64 [B]) -> [B, n_items]``
-(:class:`agents.base.Agent`). ``scores`` must return a tensor the caller may modify (a fresh
+(:class:`recgym.agents.base.Agent`). ``scores`` must return a tensor the caller may modify (a fresh
 one, as a matmul gives; views and non-contiguous results are copied before the leave-one-out
 exclusion writes ``-inf`` into them). Scoring runs in batches under ``torch.no_grad``; ranks come from
 one counting pass over each score batch (:func:`recgym.metrics.target_ranks` semantics:

@@ -197,7 +197,7 @@ def bench_eval(args: argparse.Namespace) -> dict:
 # ------------------------------------------------------------------------------------------ others
 def bench_envs_section(args: argparse.Namespace) -> dict:
     """Steps/s of every Synthetic env, single and vectorised (implementation in envs/bench.py)."""
-    from envs.bench import bench_envs
+    from recgym.envs.bench import bench_envs
 
     print("\n== envs: steps/s on the Synthetic world (single env vs vector env)")
     return bench_envs()
@@ -205,7 +205,7 @@ def bench_envs_section(args: argparse.Namespace) -> dict:
 
 def bench_train_section(args: argparse.Namespace) -> dict:
     """ms per training step of sqn and ccql vs the matmul bound (implementation in agents/bench_train.py)."""
-    from agents.bench_train import bench_train
+    from recgym.agents.bench_train import bench_train
 
     print("\n== train: ms per training step (batch 256, d 64, 70,852 items)")
     return bench_train()
@@ -213,7 +213,7 @@ def bench_train_section(args: argparse.Namespace) -> dict:
 
 def bench_gen_section(args: argparse.Namespace) -> dict:
     """GPTRec lists/s with and without the KV cache, and the PPO-update choice (agents/bench_gen.py)."""
-    from agents.bench_gen import bench_gen
+    from recgym.agents.bench_gen import bench_gen
 
     print("\n== gen: GPTRec Next-K lists/s (3,416 items, history 200, d 256, 3 layers, K 10)")
     return bench_gen()

@@ -64,8 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from agents.compare import CompareConfig, compare
-    from agents.experiment import ExperimentError, parse_overrides
+    from recgym.agents.compare import CompareConfig, compare
+    from recgym.agents.experiment import ExperimentError, parse_overrides
 
     def fail(msg: str) -> int:
         print(f"compare: error: {msg}", file=sys.stderr)

@@ -76,9 +76,9 @@ def load_data(args: argparse.Namespace, cfg: dict[str, Any], seed: int):
 def run_seed(args: argparse.Namespace, cfg: dict[str, Any], seed: int, log) -> dict[str, Any]:
     import torch
 
-    from agents.gptrec import GPTRecAgent, GPTRecPPOAgent, resolve_agent_name
-    from agents.registry import make_agent
-    from agents.rerank import NextKDecoder
+    from recgym.agents.gptrec import GPTRecAgent, GPTRecPPOAgent, resolve_agent_name
+    from recgym.agents.registry import make_agent
+    from recgym.agents.rerank import NextKDecoder
     from recgym.evaluate import evaluate_loo
 
     sp, dataset = load_data(args, cfg, seed)
@@ -148,7 +148,7 @@ def run_seed(args: argparse.Namespace, cfg: dict[str, Any], seed: int, log) -> d
 
 def _seed_result(rows, ndcg_curves, best_name, sp, n, parts, seed, cfg, best, pop) -> dict[str, Any]:
     """Adds the re-ranking sweeps over the best Top-K model (when ``rerank`` is a part)."""
-    from agents.rerank import MMRAgent, PopRerankAgent
+    from recgym.agents.rerank import MMRAgent, PopRerankAgent
     from recgym.evaluate import evaluate_loo
 
     for cls, kind in ((MMRAgent, "mmr"), (PopRerankAgent, "pop-rerank")) if "rerank" in parts else ():

@@ -25,7 +25,7 @@ _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from envs.mf_user import MFUserEnv  # noqa: E402
+from recgym.envs.mf_user import MFUserEnv  # noqa: E402
 
 WORLD = dict(n_users=400, n_items=150, ratings_per_user=20, history_len=50, purchase_offset=0.5, quality_pop_corr=0.6)
 
@@ -68,7 +68,7 @@ def sasrec_policy(env: MFUserEnv, seed: int = 0) -> np.ndarray:
     """Greedy unseen item of a small SASRec trained on the env's training split."""
     import torch
 
-    from agents.sasrec import SASRecAgent
+    from recgym.agents.sasrec import SASRecAgent
 
     sp, n = env.split_data, env.n_items
     agent = SASRecAgent(sp.n_items, seed=seed, hidden=32, state_len=50, steps=300, eval_every=300, all_positions=True)

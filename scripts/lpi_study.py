@@ -6,7 +6,7 @@
         --out docs/results/lpi
 
 (a) Contextual bandit (Table 1) on a rating log split leave-one-out, served by the MF user
-    simulator (:class:`envs.mf_user.MFUserEnv`, Steck-imputed rewards): μ̂, L_μ, IPS and LPI^CB for
+    simulator (:class:`recgym.envs.mf_user.MFUserEnv`, Steck-imputed rewards): μ̂, L_μ, IPS and LPI^CB for
     β ∈ {0.001, 0.1, 1, 1000}; AR@1 (logged reward of the greedy item), iAR@1 (imputed reward of the
     greedy item), JS(π̂ ‖ μ̂) on the test contexts; on Synthetic also the World's true reward.
 (b) MDP (Table 3) on session data (synthetic sessions; ml-100k with the click-purchase scheme, each
@@ -72,9 +72,9 @@ def _greedy(agent: Any, hist: np.ndarray, hlen: np.ndarray, batch: int = 1024) -
 
 # ------------------------------------------------------------------------------ (a) bandit
 def bandit_table(dataset: str, seed: int, P: dict, data_dir: str | None, work: Path) -> list[dict[str, Any]]:
-    from agents.lpi import IPSAgent, LMuAgent, LPICBAgent
-    from agents.sasrec import SASRecAgent
-    from envs.mf_user import MFUserEnv
+    from recgym.agents.lpi import IPSAgent, LMuAgent, LPICBAgent
+    from recgym.agents.sasrec import SASRecAgent
+    from recgym.envs.mf_user import MFUserEnv
     from recgym import metrics
     from recgym.divergence import policy_divergence
 
@@ -131,8 +131,8 @@ def mdp_split(dataset: str, seed: int, P: dict, data_dir: str | None) -> Any:
 
 
 def mdp_agents(sp: Any, seed: int, P: dict, work: Path, tag: str) -> dict[str, Any]:
-    from agents.lpi import IPSPGAgent, LMuAgent, LPIAgent, PGAgent
-    from agents.sasrec import SASRecAgent
+    from recgym.agents.lpi import IPSPGAgent, LMuAgent, LPIAgent, PGAgent
+    from recgym.agents.sasrec import SASRecAgent
 
     kw = P["agent"]
     mu = _fit(SASRecAgent(sp.n_items, seed=seed, **kw), sp, "session")
@@ -141,7 +141,7 @@ def mdp_agents(sp: Any, seed: int, P: dict, work: Path, tag: str) -> dict[str, A
     for name, cls in (("L_μ", LMuAgent), ("PG", PGAgent), ("IPS-PG", IPSPGAgent)):
         out[name] = _fit(cls(sp.n_items, seed=seed, logging_policy=mu_path, **kw), sp, "session")
     try:  # the Q-learning issue's agents
-        from agents.qlearning import SACAgent, SQNAgent
+        from recgym.agents.qlearning import SACAgent, SQNAgent
 
         out["SQN"] = _fit(SQNAgent(sp.n_items, seed=seed, **{k: v for k, v in kw.items()}), sp, "session")
         n_steps = kw.get("steps") or 1000
@@ -176,7 +176,7 @@ def mdp_table(sp: Any, agents: dict[str, Any], P: dict) -> list[dict[str, Any]]:
 
 def sweep(sp: Any, seed: int, P: dict, mu_path: str) -> list[dict[str, Any]]:
     """Figure 2: LPI^RL over β (λ = 1) and over λ (β = 1), on the validation part."""
-    from agents.lpi import LPIAgent
+    from recgym.agents.lpi import LPIAgent
     from recgym.divergence import policy_divergence
     from recgym.evaluate import evaluate_sessions
 

@@ -50,8 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-# the one implementation lives in agents.experiment (scripts/compare.py runs the same jobs)
-from agents.experiment import (  # noqa: E402,F401  (re-exported: older imports of these names keep working)
+# the one implementation lives in recgym.agents.experiment (scripts/compare.py runs the same jobs)
+from recgym.agents.experiment import (  # noqa: E402,F401  (re-exported: older imports of these names keep working)
     ExperimentError,
     JobSpec,
     clean_metrics as _clean,

@@ -81,9 +81,9 @@ def load_data(dataset: str, seed: int, P: dict, data_dir: str | None) -> tuple[A
 
 def train(kind: str, encoder: str, sp: Any, seed: int, P: dict, **extra: Any) -> Any:
     """Build and fit one method: ``CE``, ``SQN``, ``SAC`` or a PRL agent name."""
-    from agents.prl import PRLAgent, PRLCumuAgent, PRLMeanAgent, PRLMLPAgent, PRLWoAgent
-    from agents.qlearning import SACAgent, SQNAgent
-    from agents.sasrec import SASRecAgent
+    from recgym.agents.prl import PRLAgent, PRLCumuAgent, PRLMeanAgent, PRLMLPAgent, PRLWoAgent
+    from recgym.agents.qlearning import SACAgent, SQNAgent
+    from recgym.agents.sasrec import SASRecAgent
 
     classes = {"CE": SASRecAgent, "SQN": SQNAgent, "SAC": SACAgent, "PRL": PRLAgent, "PRL-mean": PRLMeanAgent,
                "PRL-MLP": PRLMLPAgent, "PRL-w/o": PRLWoAgent, "PRL-cumu": PRLCumuAgent}

@@ -5,8 +5,8 @@
     RECGYM_DATA_DIR=../shared/data nice python scripts/qlearning_study.py   # the study (docs/results)
 
 Runs ``sasrec, sqn, sac, snqn, sa2c, co, ccql`` (SASRec encoder) for every seed on every dataset
-through the shared pieces only: ``agents.registry.make_agent`` → ``fit`` (the shared loop of
-``agents.training``) → ``recgym.evaluate.evaluate``. Each job writes
+through the shared pieces only: ``recgym.agents.registry.make_agent`` → ``fit`` (the shared loop of
+``recgym.agents.training``) → ``recgym.evaluate.evaluate``. Each job writes
 ``<runs>/<dataset>/<agent>/seed<N>/results.json`` (the ``scripts/offline_eval.py`` schema plus a
 ``study`` block); a job whose ``results.json`` exists with the same study settings is skipped, so
 an interrupted study resumes where it stopped (and an interrupted job resumes from its own
@@ -177,8 +177,8 @@ def run_job(job: Job, runs: Path, data_dir: str | None = None) -> dict[str, Any]
     """Train and evaluate one (dataset, agent, seed); write and return its ``results.json``."""
     from offline_eval import _clean, data_checksum, versions
 
-    from agents.registry import make_agent
-    from agents.training import NonFiniteLossError
+    from recgym.agents.registry import make_agent
+    from recgym.agents.training import NonFiniteLossError
     from recgym.data.io import atomic_path
     from recgym.evaluate import evaluate
 

@@ -34,12 +34,12 @@ def load_policy(spec: str, env: gym.Env, seed: int):
             except Exception as e:  # the checkpoint names its class; try the next
                 errors.append(f"{cls.__name__}: {e}")
         raise ValueError(f"{p}: not an SB3 PPO/MaskablePPO/DQN checkpoint ({'; '.join(errors)})")
-    from agents.registry import get_agent_class, make_agent
+    from recgym.agents.registry import get_agent_class, make_agent
 
     if p.exists():
         payload = torch.load(p, weights_only=True, map_location="cpu")
         return get_agent_class(payload["agent"]).load(p)
-    from envs.common import load_env_split
+    from recgym.envs.common import load_env_split
 
     u = env.unwrapped
     split = getattr(u, "split_data", None)

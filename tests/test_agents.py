@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from agents.base import Agent
-from agents.baselines import BPRAgent, MarkovChainAgent, PopularityAgent
-from agents.registry import AGENTS, get_agent_class, make_agent
+from recgym.agents.base import Agent
+from recgym.agents.baselines import BPRAgent, MarkovChainAgent, PopularityAgent
+from recgym.agents.registry import AGENTS, get_agent_class, make_agent
 from recgym.data import SessionLog
 
 
@@ -65,7 +65,7 @@ def test_registered_names_resolve_and_build():
     for name in AGENTS:
         cls = get_agent_class(name)
         assert cls.name == name, f"{name!r} resolves to {cls.__name__} whose name is {cls.name!r}"
-    from agents.nets import ENCODERS, make_encoder
+    from recgym.agents.nets import ENCODERS, make_encoder
 
     for enc in ENCODERS:
         e = make_encoder(enc, 12, hidden=16, state_len=6, dropout=0.0).eval()
@@ -75,7 +75,7 @@ def test_registered_names_resolve_and_build():
 def test_registry_loads_custom_module_class(tmp_path, monkeypatch):
     (tmp_path / "my_agents_mod.py").write_text(textwrap.dedent("""
         import torch
-        from agents.base import Agent
+        from recgym.agents.base import Agent
 
         class MyAgent(Agent):
             name = "mine"
@@ -192,7 +192,7 @@ def test_bpr_smoke_deterministic_and_roundtrip(tmp_path):
 
 # ----------------------------------------------------------------------------- SASRec encoder
 def _encoder(**kw):
-    from agents.nets import make_encoder
+    from recgym.agents.nets import make_encoder
 
     torch.manual_seed(0)
     return make_encoder("sasrec", 20, hidden=16, state_len=8, dropout=0.0, **kw).eval()

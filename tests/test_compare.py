@@ -1,4 +1,4 @@
-"""The comparison harness: agents.experiment (one job), agents.compare (fan-out, report), scripts/compare.py."""
+"""The comparison harness: recgym.agents.experiment (one job), recgym.agents.compare (fan-out, report), scripts/compare.py."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 import torch
 from scipy.stats import spearmanr, ttest_rel
 
-from agents.compare import CompareConfig, aggregate, make_jobs, report_markdown
-from agents.experiment import ExperimentError, JobSpec, evaluate_in_env, make_sim_env, run_job
+from recgym.agents.compare import CompareConfig, aggregate, make_jobs, report_markdown
+from recgym.agents.experiment import ExperimentError, JobSpec, evaluate_in_env, make_sim_env, run_job
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM = "recgym/MFUser-Synthetic-v0"
@@ -117,7 +117,7 @@ def test_config_errors_are_named():
 
 # ------------------------------------------------------------------------------- one job
 def test_sim_env_kwargs_build_the_job_data():
-    from agents.experiment import sim_env_kwargs
+    from recgym.agents.experiment import sim_env_kwargs
 
     spec = JobSpec(agent="pop", seed=3, data_params={"n_sessions": 300, "n_items": 50, "world_seed": 7})
     # the MF user env builds the World itself: world seed and World fields, no loader-only params
@@ -216,7 +216,7 @@ CRASH_AGENT = textwrap.dedent("""
     import os
     import signal
     from pathlib import Path
-    from agents.sasrec import SASRecAgent
+    from recgym.agents.sasrec import SASRecAgent
 
     MARKER = {marker!r}
 
@@ -286,7 +286,7 @@ def test_same_jobs_on_local_ray_with_a_crash_retried(tmp_path, local_ray, monkey
     cfg = CompareConfig(agents=agents, seeds=[0, 1], out=str(tmp_path / "cmp"), ray_address="local", retries=1,
                         data_params=dict(TINY_PARAMS), steps=20,
                         overrides={"hidden": 8, "batch_size": 32, "eval_every": 10})
-    from agents.compare import compare
+    from recgym.agents.compare import compare
 
     rep = compare(cfg, log=lambda m: None)
     assert (tmp_path / "crashed").exists(), "the crash agent's worker was killed once"
@@ -297,7 +297,7 @@ def test_same_jobs_on_local_ray_with_a_crash_retried(tmp_path, local_ray, monkey
 
 
 def test_job_lock_removes_temporary_files_of_a_killed_writer(tmp_path):
-    from agents.experiment import ExperimentError, job_lock
+    from recgym.agents.experiment import ExperimentError, job_lock
 
     job = tmp_path / "job"
     job.mkdir()

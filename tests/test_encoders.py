@@ -12,12 +12,12 @@ N_ITEMS, HIDDEN, L = 30, 16, 10
 
 def _encoder_classes():
     out = [
-        ("gru", "agents.nets.gru", "GRUEncoder"),
-        ("caser", "agents.nets.caser", "CaserEncoder"),
-        ("nextitnet", "agents.nets.nextitnet", "NextItNetEncoder"),
+        ("gru", "recgym.agents.nets.gru", "GRUEncoder"),
+        ("caser", "recgym.agents.nets.caser", "CaserEncoder"),
+        ("nextitnet", "recgym.agents.nets.nextitnet", "NextItNetEncoder"),
     ]
     params = [pytest.param(m, c, id=n) for n, m, c in out]
-    params.append(pytest.param("agents.nets.sasrec", None, id="sasrec"))
+    params.append(pytest.param("recgym.agents.nets.sasrec", None, id="sasrec"))
     return params
 
 
@@ -81,8 +81,8 @@ def test_empty_histories_share_one_state(module, cls):
 
 @pytest.mark.parametrize(
     "module,cls",
-    [pytest.param("agents.nets.gru", "GRUEncoder", id="gru"),
-     pytest.param("agents.nets.nextitnet", "NextItNetEncoder", id="nextitnet")],
+    [pytest.param("recgym.agents.nets.gru", "GRUEncoder", id="gru"),
+     pytest.param("recgym.agents.nets.nextitnet", "NextItNetEncoder", id="nextitnet")],
 )
 def test_causal_prefix(module, cls):
     """For causal encoders the state of a prefix equals the state read from the full sequence
@@ -99,13 +99,13 @@ def test_causal_prefix(module, cls):
 
 
 def test_caser_out_dim_matches_reference():
-    from agents.nets.caser import CaserEncoder
+    from recgym.agents.nets.caser import CaserEncoder
 
     assert CaserEncoder(N_ITEMS, 64, 10, 0.1).out_dim == 3 * 16 + 64  # 112, as REFERENCE.md
 
 
 def test_caser_short_window_and_too_wide_input():
-    from agents.nets.caser import CaserEncoder
+    from recgym.agents.nets.caser import CaserEncoder
 
     enc = CaserEncoder(N_ITEMS, HIDDEN, 3, 0.0)  # state_len below the tallest filter (4)
     out = enc(torch.tensor([[1, 2, N_ITEMS]]), torch.tensor([2]))
@@ -115,7 +115,7 @@ def test_caser_short_window_and_too_wide_input():
 
 
 def test_gradients_reach_embeddings_of_real_items_only():
-    from agents.nets.gru import GRUEncoder
+    from recgym.agents.nets.gru import GRUEncoder
 
     enc = GRUEncoder(N_ITEMS, HIDDEN, L, 0.0)
     states = torch.tensor([[3, 4, N_ITEMS, N_ITEMS]])
@@ -125,7 +125,7 @@ def test_gradients_reach_embeddings_of_real_items_only():
 
 
 def test_bad_input_is_named():
-    from agents.nets.nextitnet import NextItNetEncoder
+    from recgym.agents.nets.nextitnet import NextItNetEncoder
 
     enc = NextItNetEncoder(N_ITEMS, HIDDEN, L, 0.0)
     with pytest.raises(ValueError, match="lengths"):

@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import recgym  # noqa: F401  (registers the ids)
-from envs.mf_user import MFUserEnv
-from envs.registration import env_ids
-from envs.replay import ReplayEnv, ReplayVectorEnv
-from envs.slate_nextk import SlateNextKEnv, SlateNextKVectorEnv
+from recgym.envs.mf_user import MFUserEnv
+from recgym.envs.registration import env_ids
+from recgym.envs.replay import ReplayEnv, ReplayVectorEnv
+from recgym.envs.slate_nextk import SlateNextKEnv, SlateNextKVectorEnv
 from recgym import metrics
 from recgym.data import Split, split_by_session
 from recgym.data.session_log import SessionLog

@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import spearmanr
 
 import recgym  # noqa: F401
-from envs.mf_user import MFUserEnv
+from recgym.envs.mf_user import MFUserEnv
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from iar_vs_truth import diverse_policies  # noqa: E402

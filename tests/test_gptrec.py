@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from agents.nets.gpt import (GPTDecoder, ValueModel, attention_mask, generation_mask, history_exclusion, left_pad,
+from recgym.agents.nets.gpt import (GPTDecoder, ValueModel, attention_mask, generation_mask, history_exclusion, left_pad,
                              sequence_inputs)
-from agents.ppo import clipped_surrogate_loss, discounted_returns, gae
+from recgym.agents.ppo import clipped_surrogate_loss, discounted_returns, gae
 from recgym import metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,7 +147,7 @@ def test_clipped_objective_gradient_is_zero_outside_the_clip_range():
 
 
 def test_slate_rewards_sum_to_the_list_metric():
-    from agents.gptrec import GPTRecPPOAgent
+    from recgym.agents.gptrec import GPTRecPPOAgent
 
     rng = np.random.default_rng(0)
     genres = (rng.random((N_ITEMS, 5)) < 0.4).astype(np.float32)
@@ -179,13 +179,13 @@ TINY = dict(state_len=16, hidden=32, n_layers=1, n_heads=2, batch_size=32, steps
 
 @pytest.fixture(scope="module")
 def student(split):
-    from agents.gptrec import GPTRecAgent
+    from recgym.agents.gptrec import GPTRecAgent
 
     return GPTRecAgent(N_ITEMS, **TINY).fit(split.train, split.valid, progress=False, log=lambda m: None)
 
 
 def test_student_learns_the_teacher_lists(split, student):
-    from agents.gptrec import GPTRecAgent
+    from recgym.agents.gptrec import GPTRecAgent
 
     tl = student.make_transitions(split.train)
     batch = tl.sample(256, np.random.default_rng(1))
@@ -227,7 +227,7 @@ def test_bfloat16_inference_keeps_the_weights_and_mostly_the_lists(split, studen
 
 
 def test_save_load_round_trip(tmp_path, split, student):
-    from agents.gptrec import GPTRecAgent
+    from recgym.agents.gptrec import GPTRecAgent
 
     student.save(tmp_path / "g.pt")
     back = GPTRecAgent.load(tmp_path / "g.pt")
@@ -236,7 +236,7 @@ def test_save_load_round_trip(tmp_path, split, student):
 
 
 def test_ppo_raises_the_training_reward_and_keeps_the_best_checkpoint(split, student):
-    from agents.gptrec import GPTRecPPOAgent
+    from recgym.agents.gptrec import GPTRecPPOAgent
 
     # a strong popularity penalty is easy to learn: PCOUNT of the greedy lists must fall
     agent = GPTRecPPOAgent(N_ITEMS, **TINY, lambda_pop=20.0, ppo_steps=30, ppo_eval_every=10, policy_lr=3e-3,
@@ -255,8 +255,8 @@ def test_ppo_raises_the_training_reward_and_keeps_the_best_checkpoint(split, stu
 
 
 def test_bert4rec_and_rerankers(split):
-    from agents.bert4rec import BERT4RecAgent
-    from agents.rerank import MMRAgent, PopRerankAgent
+    from recgym.agents.bert4rec import BERT4RecAgent
+    from recgym.agents.rerank import MMRAgent, PopRerankAgent
     from recgym.evaluate import evaluate_loo, loo_ranks
 
     b = BERT4RecAgent(N_ITEMS, state_len=16, hidden=32, n_layers=1, n_heads=2, batch_size=32, steps=80, eval_every=40)
@@ -288,8 +288,8 @@ def test_bert4rec_and_rerankers(split):
 
 
 def test_bad_inputs_raise_clear_errors(split):
-    from agents.gptrec import GPTRecAgent, GPTRecPPOAgent
-    from agents.rerank import MMRAgent
+    from recgym.agents.gptrec import GPTRecAgent, GPTRecPPOAgent
+    from recgym.agents.rerank import MMRAgent
 
     with pytest.raises(ValueError, match="score_mode"):
         GPTRecAgent(N_ITEMS, hidden=8, n_heads=1, score_mode="topk")
@@ -327,7 +327,7 @@ def test_study_quick_runs_and_writes_its_outputs(tmp_path):
 
 
 def test_bench_gen_small():
-    from agents.bench_gen import bench_gen
+    from recgym.agents.bench_gen import bench_gen
 
     r = bench_gen(n_items=50, history=12, hidden=16, n_layers=1, n_heads=2, k=5, batch=8, ppo_batch=4,
                   min_seconds=0.01, print_table=False)
@@ -373,8 +373,8 @@ def test_study_report_from_seed_files_with_different_best_topk_and_a_merged_run(
 def test_nextk_decoding_feeds_each_pick_back_into_the_window(split):
     """A stub base whose best item is 'last item + 1': Top-K gives one chain step then its prior;
     Next-K decoding walks the chain (each pick appended to the history, window = base.state_len)."""
-    from agents.base import Agent
-    from agents.rerank import NextKDecoder
+    from recgym.agents.base import Agent
+    from recgym.agents.rerank import NextKDecoder
 
     n = split.n_items
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.nets.linear_ce import linear_cross_entropy
+from recgym.agents.nets.linear_ce import linear_cross_entropy
 
 
 def _pair(B: int, d: int, n: int, seed: int, dtype=torch.float64, scale: float = 1.0, bias: bool = True):

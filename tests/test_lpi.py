@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents import lpi_losses as LL
-from agents.lpi import REGISTRY, IPSAgent, LMuAgent, LPIAgent, LPICBAgent
-from agents.sasrec import SASRecAgent
+from recgym.agents import lpi_losses as LL
+from recgym.agents.lpi import REGISTRY, IPSAgent, LMuAgent, LPIAgent, LPICBAgent
+from recgym.agents.sasrec import SASRecAgent
 from recgym.data import split_by_session
 from recgym.divergence import divergence_to_logging_policy, evaluation_states, policy_divergence
 from recgym.sim.world import World

@@ -104,7 +104,7 @@ def test_sasrec_end_to_end_records_curves(tmp_path, main):
 
 SLOW_AGENT = textwrap.dedent("""
     import time
-    from agents.sasrec import SASRecAgent
+    from recgym.agents.sasrec import SASRecAgent
 
     class SlowSASRec(SASRecAgent):
         name = "slow-sasrec"
@@ -148,7 +148,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
 
 def test_nan_training_exits_3_and_names_the_step(tmp_path, main, capsys, monkeypatch):
     (tmp_path / "nan_agent_mod.py").write_text(textwrap.dedent("""
-        from agents.sasrec import SASRecAgent
+        from recgym.agents.sasrec import SASRecAgent
 
         class NaNSASRec(SASRecAgent):
             def update(self, batch, step):

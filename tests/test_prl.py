@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.prl import PRLAgent, PRLCumuAgent, PRLMeanAgent, PRLMLPAgent, PRLWoAgent, session_rollout
+from recgym.agents.prl import PRLAgent, PRLCumuAgent, PRLMeanAgent, PRLMLPAgent, PRLWoAgent, session_rollout
 from recgym.data import KIND_CLICK, KIND_PURCHASE, SessionLog, Transitions, split_by_session
 from recgym.data.transitions import return_to_go
 from recgym.prompts import ReturnStats, generate_prompts, return_to_go_quadratic, step_means
@@ -200,7 +200,7 @@ def test_bad_configs_are_named(split):
 
 
 def test_session_wise_online_mode_in_the_replay_env(split):
-    from envs.replay import ReplayEnv
+    from recgym.envs.replay import ReplayEnv
 
     agent = PRLAgent(split.n_items, seed=0, steps=60, **TINY).fit(split.train, **QUIET)
     env = ReplayEnv(data=split, split="test", state_len=TINY["state_len"], order="sequential")

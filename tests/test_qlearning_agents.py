@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.qlearning import CCQLAgent, COAgent, SA2CAgent, SACAgent, SNQNAgent, SQNAgent
+from recgym.agents.qlearning import CCQLAgent, COAgent, SA2CAgent, SACAgent, SNQNAgent, SQNAgent
 from recgym.data import split_by_session
 from recgym.sim.world import make_synthetic_log
 
@@ -141,8 +141,8 @@ def test_q_at_matches_the_full_q_matrix_and_its_gradient(split):
 
 @pytest.mark.parametrize("encoder", ["sasrec", "gru"])
 def test_double_q_bootstrap_equals_the_full_matrix_double_q_target(split, encoder):
-    from agents import qlearning_losses as QL
-    from agents.qlearning import double_q
+    from recgym.agents import qlearning_losses as QL
+    from recgym.agents.qlearning import double_q
 
     agent = CCQLAgent(split.n_items, seed=0, encoder=encoder, **TINY)
     agent.set_training(False)  # no dropout: both routes see the same state vectors
@@ -154,7 +154,7 @@ def test_double_q_bootstrap_equals_the_full_matrix_double_q_target(split, encode
 
 
 def test_one_pass_over_groups_equals_one_pass_per_group(split):
-    from agents.qlearning import encode_groups
+    from recgym.agents.qlearning import encode_groups
 
     for encoder in ("sasrec", "gru", "caser", "nextitnet"):
         agent = SQNAgent(split.n_items, seed=0, encoder=encoder, **TINY)

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents import qlearning_losses as QL
-from agents.augment import augment, crop, mask, reorder
+from recgym.agents import qlearning_losses as QL
+from recgym.agents.augment import augment, crop, mask, reorder
 
 
 def test_double_q_target_uses_main_argmax_target_value_and_done():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.sasrec import SASRecAgent
-from agents.training import NonFiniteLossError, TorchAgent, load_checkpoint, train_loop
+from recgym.agents.sasrec import SASRecAgent
+from recgym.agents.training import NonFiniteLossError, TorchAgent, load_checkpoint, train_loop
 from recgym.data import SessionLog, split_by_session
 
 N_ITEMS = 20

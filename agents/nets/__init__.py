@@ -16,10 +16,10 @@ from typing import Any
 from torch import nn
 
 ENCODERS: dict[str, str] = {
-    "sasrec": "agents.nets.sasrec:SASRecEncoder",
-    "gru": "agents.nets.gru:GRUEncoder",
-    "caser": "agents.nets.caser:CaserEncoder",
-    "nextitnet": "agents.nets.nextitnet:NextItNetEncoder",
+    "sasrec": "recgym.agents.nets.sasrec:SASRecEncoder",
+    "gru": "recgym.agents.nets.gru:GRUEncoder",
+    "caser": "recgym.agents.nets.caser:CaserEncoder",
+    "nextitnet": "recgym.agents.nets.nextitnet:NextItNetEncoder",
 }
 """Encoder names (``--encoder``) -> ``"module:Class"`` (imported on first use)."""
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.nets.gru import check_states, valid_mask
+from recgym.agents.nets.gru import check_states, valid_mask
 
 
 class CaserEncoder(nn.Module):

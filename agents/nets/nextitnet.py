@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.nets.gru import check_states, last_valid, valid_mask
+from recgym.agents.nets.gru import check_states, last_valid, valid_mask
 
 
 class ResidualBlock(nn.Module):

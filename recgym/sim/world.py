@@ -623,7 +623,7 @@ class World:
 
         Args:
             agent: an object with ``scores(states, lengths) -> [B, n_items]`` (an
-                :class:`agents.base.Agent`; its ``state_len`` window is applied), a callable with the
+                :class:`recgym.agents.base.Agent`; its ``state_len`` window is applied), a callable with the
                 same signature (torch int64 inputs; torch or numpy output), or an int array of
                 recommendations ``[B]`` / ``[B, >= k]``, best first (e.g. :meth:`oracle_slates`).
             users, histories, lengths: contexts as for :meth:`expected_reward`.
