@@ -158,7 +158,7 @@ class BPRConfig(AgentConfig):
 
     state_len: int = 50
     factors: int = 64
-    learning_rate: float = 0.01
+    lr: float = 0.01
     regularization: float = 0.01
     iterations: int = 100
     num_threads: int = 1
@@ -194,7 +194,7 @@ class BPRAgent(Agent):
         )
         user_items.data[:] = 1.0  # repeated (session, item) pairs: a binary interaction
         model = BayesianPersonalizedRanking(
-            factors=cfg.factors, learning_rate=cfg.learning_rate, regularization=cfg.regularization,
+            factors=cfg.factors, learning_rate=cfg.lr, regularization=cfg.regularization,
             iterations=cfg.iterations, num_threads=cfg.num_threads, random_state=self.seed,
         )
         with threadpool_limits(1, "blas"):  # implicit warns (and slows) under multi-threaded BLAS

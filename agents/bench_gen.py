@@ -24,17 +24,17 @@ import torch
 from recgym.agents.bench_train import median_seconds
 
 
-def bench_gen(n_items: int = 3416, history: int = 200, hidden: int = 256, n_layers: int = 3, n_heads: int = 4,
+def bench_gen(n_items: int = 3416, history: int = 200, hidden: int = 256, n_blocks: int = 3, n_heads: int = 4,
               k: int = 10, batch: int = 128, ppo_batch: int = 32, min_seconds: float = 1.0,
               print_table: bool = True) -> dict[str, Any]:
     """Lists/s with and without the KV cache, and ms per PPO update (one pass vs per-prefix passes)."""
     from recgym.agents.nets.gpt import GPTDecoder
 
     torch.manual_seed(0)
-    model = GPTDecoder(n_items, hidden, n_layers, n_heads, history, k, dropout=0.0).eval()
+    model = GPTDecoder(n_items, hidden, n_blocks, n_heads, history, k, dropout=0.0).eval()
     g = torch.Generator().manual_seed(0)
     hist = torch.randint(0, n_items, (batch, history), generator=g)
-    out: dict[str, Any] = {"n_items": n_items, "history": history, "hidden": hidden, "n_layers": n_layers, "k": k,
+    out: dict[str, Any] = {"n_items": n_items, "history": history, "hidden": hidden, "n_blocks": n_blocks, "k": k,
                            "batch": batch, "threads": torch.get_num_threads()}
     t_c = median_seconds(lambda: model.generate(hist, k, use_cache=True), min_seconds)
     t_u = median_seconds(lambda: model.generate(hist, k, use_cache=False), min_seconds)
@@ -75,7 +75,7 @@ def bench_gen(n_items: int = 3416, history: int = 200, hidden: int = 256, n_laye
                 ("PPO update, per prefix (SB3 shape)", f"{out['ppo_update_ms_per_prefix']:.0f} ms"),
                 ("one-pass speed-up", f"{out['ppo_update_speedup']:.1f}x")]
         w = max(len(a) for a, _ in rows)
-        print(f"  ({n_items} items, history {history}, d {hidden}, {n_layers} layers, batch {batch}, "
+        print(f"  ({n_items} items, history {history}, d {hidden}, {n_blocks} layers, batch {batch}, "
               f"{out['threads']} threads)")
         for a, b in rows:
             print(f"  {a:<{w}}  {b}")

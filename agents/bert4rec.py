@@ -32,7 +32,7 @@ from recgym.data import SessionLog
 class BERT4RecNet(nn.Module):
     """Bidirectional transformer over left-padded ids; token ``n_items`` = pad, ``n_items + 1`` = mask."""
 
-    def __init__(self, n_items: int, hidden: int, n_layers: int, n_heads: int, max_len: int, dropout: float) -> None:
+    def __init__(self, n_items: int, hidden: int, n_blocks: int, n_heads: int, max_len: int, dropout: float) -> None:
         super().__init__()
         self.n_items, self.max_len = n_items, max_len
         self.token_embeddings = nn.Embedding(n_items + 2, hidden)
@@ -40,7 +40,7 @@ class BERT4RecNet(nn.Module):
         nn.init.normal_(self.token_embeddings.weight, std=0.02)
         nn.init.normal_(self.position_embeddings.weight, std=0.02)
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(GPTBlock(hidden, n_heads, dropout) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(GPTBlock(hidden, n_heads, dropout) for _ in range(n_blocks))
         self.final_norm = nn.LayerNorm(hidden)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -88,7 +88,7 @@ class BERT4RecConfig(TorchAgentConfig):
 
     state_len: int = 200
     hidden: int = 64
-    n_layers: int = 2
+    n_blocks: int = 2
     n_heads: int = 2
     dropout: float = 0.1
     mask_prob: float = 0.2
@@ -108,7 +108,7 @@ class BERT4RecAgent(TorchAgent):
 
     def build(self) -> None:
         c = self.config
-        self.net = BERT4RecNet(self.n_items, c.hidden, c.n_layers, c.n_heads, c.state_len, c.dropout)
+        self.net = BERT4RecNet(self.n_items, c.hidden, c.n_blocks, c.n_heads, c.state_len, c.dropout)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
 
     def make_transitions(self, train: SessionLog) -> _Windows:

@@ -129,13 +129,13 @@ class GPTRecConfig(TorchAgentConfig):
     state_len: int = 200
     """History length ``N`` (left-padded; the last ``N`` items are read)."""
     hidden: int = 256
-    n_layers: int = 3
+    n_blocks: int = 3
     n_heads: int = 4
     dropout: float = 0.1
     lr: float = 1e-3
     batch_size: int = 128
     epochs: float = 50
-    list_k: int = 10
+    slate_size: int = 10
     """Length ``K`` of generated lists and of the teacher's lists."""
     teacher: str = "mc"
     """Registered Top-K agent whose lists the student learns (paper: ``mc`` on ML-1M, ``bert4rec`` on Steam)."""
@@ -149,7 +149,7 @@ class GPTRecConfig(TorchAgentConfig):
     with AMX / AVX512-BF16, see ``scripts/bench.py gen``); near-tied items may then swap places."""
 
 
-_CPU = dict(state_len=50, hidden=64, n_layers=2, n_heads=2, dropout=0.1, lr=1e-3, batch_size=128, epochs=20)
+_CPU = dict(state_len=50, hidden=64, n_blocks=2, n_heads=2, dropout=0.1, lr=1e-3, batch_size=128, epochs=20)
 """CPU-scale preset: a small model that trains in a few minutes on 2 cores (ml-100k)."""
 
 
@@ -166,7 +166,7 @@ class GPTRecAgent(TorchAgent):
         cfg = self.config
         if cfg.score_mode not in ("nextk", "first"):
             raise ValueError(f"{self.name}: score_mode must be 'nextk' or 'first', got {cfg.score_mode!r}")
-        self.model = GPTDecoder(self.n_items, cfg.hidden, cfg.n_layers, cfg.n_heads, cfg.state_len, cfg.list_k, cfg.dropout)
+        self.model = GPTDecoder(self.n_items, cfg.hidden, cfg.n_blocks, cfg.n_heads, cfg.state_len, cfg.slate_size, cfg.dropout)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.teacher_agent: Any = None
 
@@ -206,7 +206,7 @@ class GPTRecAgent(TorchAgent):
     @torch.no_grad()
     def _teacher_lists(self, train: SessionLog, sessions: np.ndarray, cuts: np.ndarray, hist: np.ndarray,
                        chunk: int = 1024) -> np.ndarray:
-        t, K = self.teacher_agent, self.config.list_k
+        t, K = self.teacher_agent, self.config.slate_size
         out = np.empty((len(sessions), K), dtype=np.int64)
         for lo in range(0, len(sessions), chunk):
             hi = min(lo + chunk, len(sessions))
@@ -250,7 +250,7 @@ class GPTRecAgent(TorchAgent):
         first = self.first_logits(history, model)
         if self.config.score_mode == "first":
             return first
-        items, _ = model.generate(history, min(self.config.list_k, self.n_items))
+        items, _ = model.generate(history, min(self.config.slate_size, self.n_items))
         out = torch.log_softmax(first, dim=1)  # <= 0: every listed item (> 0) ranks above the rest
         K = items.shape[1]
         out.scatter_(1, items, torch.arange(K, 0, -1, dtype=out.dtype, device=out.device).expand(len(items), K))
@@ -286,7 +286,7 @@ class GPTRecPPOConfig(GPTRecConfig):
     """Weight of the ILD reward term (half the paper's λ, see the module docstring)."""
     lambda_pop: float = 0.0
     """Weight of the PCOUNT cost term."""
-    gamma: float = 0.99
+    discount: float = 0.99
     gae_lambda: float = 0.9
     clip: float = 0.2
     policy_lr: float = 1e-5
@@ -351,14 +351,14 @@ class GPTRecPPOAgent(GPTRecAgent):
         """Per-position rewards ``[B, K]`` from :func:`recgym.metrics.slate_step_rewards`."""
         c = self.config
         return metrics.slate_step_rewards(slates, targets, self._genres, self._popularity, c.lambda_ild, c.lambda_pop,
-                                          K=c.list_k)
+                                          K=c.slate_size)
 
     @torch.no_grad()
     def validation_reward(self, valid: SessionLog) -> dict[str, float]:
         """Mean list reward (the target metric) and NDCG@K of greedy lists for the validation users."""
         sessions, cuts, targets = self._val
         hist = torch.from_numpy(windows(valid, sessions, cuts, self.config.state_len, "left")).to(self.device)
-        slates = self.model.generate(hist, self.config.list_k)[0].cpu().numpy()
+        slates = self.model.generate(hist, self.config.slate_size)[0].cpu().numpy()
         r = self.slate_rewards(slates, targets).sum(1)
         pos = metrics.slate_positions(slates, targets)
         return {"val_reward": float(r.mean()), "val_ndcg@10": float(metrics.ndcg_at_k(pos, slates.shape[1]).mean())}
@@ -393,13 +393,13 @@ class GPTRecPPOAgent(GPTRecAgent):
             history, targets = self._rollout_inputs(train, c.batch_size)
             exclude = history_exclusion(history, self.n_items)
             with torch.no_grad():
-                slates, logp_old = policy.generate(history, c.list_k, exclude=exclude, greedy=False)
+                slates, logp_old = policy.generate(history, c.slate_size, exclude=exclude, greedy=False)
                 rewards = torch.from_numpy(self.slate_rewards(slates.cpu().numpy(), targets)).float().to(self.device)
                 if reference is not None:
                     rewards = rewards - c.kl_coef * (logp_old - reference.slate_log_probs(history, slates, exclude))
                 v_old = value(history, slates)
-                adv, lam_ret = gae(rewards, v_old, c.gamma, c.gae_lambda)
-                v_target = discounted_returns(rewards, c.gamma) if c.value_target == "returns" else lam_ret
+                adv, lam_ret = gae(rewards, v_old, c.discount, c.gae_lambda)
+                v_target = discounted_returns(rewards, c.discount) if c.value_target == "returns" else lam_ret
                 if c.normalize_advantages:
                     adv = normalize(adv)
             for _ in range(c.update_epochs):

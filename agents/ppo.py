@@ -11,17 +11,17 @@ from __future__ import annotations
 import torch
 
 
-def discounted_returns(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
+def discounted_returns(rewards: torch.Tensor, discount: float) -> torch.Tensor:
     """``G_i = Σ_{j>=i} γ^{j-i} r_j`` per row (Eq. 7's target), ``[B, K]``."""
     out = torch.empty_like(rewards)
     running = torch.zeros_like(rewards[:, 0])
     for i in range(rewards.shape[1] - 1, -1, -1):
-        running = rewards[:, i] + gamma * running
+        running = rewards[:, i] + discount * running
         out[:, i] = running
     return out
 
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float = 0.99, lam: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
+def gae(rewards: torch.Tensor, values: torch.Tensor, discount: float = 0.99, lam: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation over a ``K``-step episode (Eqs. 9-10).
 
     ``δ_i = r_i + γ V_{i+1} − V_i`` (``V_K = 0``), ``A_i = Σ_l (γλ)^l δ_{i+l}``.
@@ -30,11 +30,11 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float = 0.99, lam: f
     :return: ``(advantages [B, K], λ-returns A + V [B, K])``.
     """
     next_values = torch.cat([values[:, 1:], torch.zeros_like(values[:, :1])], dim=1)
-    deltas = rewards + gamma * next_values - values
+    deltas = rewards + discount * next_values - values
     adv = torch.empty_like(deltas)
     running = torch.zeros_like(deltas[:, 0])
     for i in range(deltas.shape[1] - 1, -1, -1):
-        running = deltas[:, i] + gamma * lam * running
+        running = deltas[:, i] + discount * lam * running
         adv[:, i] = running
     return adv, adv + values
 

@@ -38,13 +38,13 @@ def greedy_actions(q: torch.Tensor, block: int = 1024) -> torch.Tensor:
     return start + q.gather(1, cols).max(dim=1).indices  # column n−1 after itself: the first maximum wins
 
 
-def td_target(reward: torch.Tensor, q_boot: torch.Tensor, done: torch.Tensor, gamma: float) -> torch.Tensor:
+def td_target(reward: torch.Tensor, q_boot: torch.Tensor, done: torch.Tensor, discount: float) -> torch.Tensor:
     """``y = r + γ · q_boot · (1 − done)`` (Eq. 1), all ``[B]``, no gradient."""
-    return (reward + gamma * q_boot * (1.0 - done)).detach()
+    return (reward + discount * q_boot * (1.0 - done)).detach()
 
 
 def double_q_target(
-    reward: torch.Tensor, q_next_main: torch.Tensor, q_next_target: torch.Tensor, done: torch.Tensor, gamma: float
+    reward: torch.Tensor, q_next_main: torch.Tensor, q_next_target: torch.Tensor, done: torch.Tensor, discount: float
 ) -> torch.Tensor:
     """TD target of Eq. 1 with double Q-learning, as SQN codes it.
 
@@ -53,7 +53,7 @@ def double_q_target(
     event. reward/done ``[B]``, q_next_* ``[B, n]`` → ``[B]`` (no gradient). (The Q-learning agents
     compute ``Q_target`` only at the chosen action and call :func:`td_target`: the same number.)"""
     a_star = greedy_actions(q_next_main)[:, None]
-    return td_target(reward, q_next_target.gather(1, a_star).squeeze(1), done, gamma)
+    return td_target(reward, q_next_target.gather(1, a_star).squeeze(1), done, discount)
 
 
 def td_loss(q_sa: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -87,7 +87,7 @@ def sample_negatives(
 
 
 def negative_td_target(
-    neg_reward: float, q_cur_main: torch.Tensor, q_cur_target: torch.Tensor, gamma: float
+    neg_reward: float, q_cur_main: torch.Tensor, q_cur_target: torch.Tensor, discount: float
 ) -> torch.Tensor:
     """TD target of a sampled negative action (SNQN, as coded in the WSDM'22 release).
 
@@ -95,7 +95,7 @@ def negative_td_target(
     *current* state ``s``: ``y⁻ = r⁻ + γ · Q_target(s, argmax_a Q_main(s, a))``, with no ``done``
     zeroing (the session did not end because of the ignored item). q_cur_* ``[B, n]`` → ``[B]``."""
     a_star = greedy_actions(q_cur_main)[:, None]
-    return (neg_reward + gamma * q_cur_target.gather(1, a_star).squeeze(1)).detach()
+    return (neg_reward + discount * q_cur_target.gather(1, a_star).squeeze(1)).detach()
 
 
 def negative_td_loss(q_neg: torch.Tensor, target_neg: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Greedy re-rankers over any Top-K agent: ``mmr`` (diversity) and ``pop-rerank`` (popularity bias).
 
 Both take the base agent's top ``candidates`` items (history items removed), normalise the base
-scores to ``rel ∈ [0, 1]`` per row (min-max over the candidates) and build a ``list_k`` list:
+scores to ``rel ∈ [0, 1]`` per row (min-max over the candidates) and build a ``slate_size`` list:
 
 * ``mmr`` (Carbonell & Goldstein's Maximal Marginal Relevance on genre cosine distance): the
   first item is the most relevant; then greedily
@@ -38,7 +38,7 @@ class RerankConfig(AgentConfig):
     weight: float = 0.5
     """Trade-off ``w`` between relevance (0) and the secondary objective (1)."""
     candidates: int = 100
-    list_k: int = 10
+    slate_size: int = 10
     state_len: int = 200
     """Overwritten by the base agent's window when a base is attached."""
 
@@ -96,7 +96,7 @@ class _Reranker(Agent):
         lo = torch.where(finite, top, top.new_full((), torch.inf)).min(1, keepdim=True).values
         hi = top[:, :1]
         rel = torch.where(finite, (top - lo) / (hi - lo).clamp(min=1e-12), torch.full_like(top, -1e9))
-        k = min(self.config.list_k, n_cand)
+        k = min(self.config.slate_size, n_cand)
         picked = self._select(rel, cand, k)
         items = cand.gather(1, picked)
         # the base ranking below the list: squash it into (−1, 0) so the list (k..1) stays on top
@@ -166,7 +166,7 @@ class NextKDecoder(_Reranker):
         if self.base_agent is None:
             raise RuntimeError(f"{self.name}: no base agent (call fit)")
         B, L = states.shape
-        k, pad, dev = min(self.config.list_k, self.n_items), self.n_items, states.device
+        k, pad, dev = min(self.config.slate_size, self.n_items), self.n_items, states.device
         seq = torch.cat([states, torch.full((B, k), pad, dtype=states.dtype, device=dev)], dim=1)  # history + list
         valid = torch.arange(L, device=dev)[None, :] < lengths[:, None]
         seen = torch.zeros(B, self.n_items + 1, dtype=torch.bool, device=dev)

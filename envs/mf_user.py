@@ -2,7 +2,7 @@
 
 A Steck-style weighted MF (:mod:`recgym.sim.mf`) is fitted on the training part of a rating log
 (all users' sequences but their last two items). Each episode serves one held-out context: the
-user's last ``history_len`` (200) ratings before the held-out item. The action is an item; the
+user's last ``state_len`` (200) ratings before the held-out item. The action is an item; the
 reward is the imputed rating ``r̂(user, item)`` mapped with the source's reward scheme (iAR). ``info``
 has ``imputed_reward``, ``observed_reward`` (the logged reward when the action equals the logged
 next item, else 0: AR), ``logged_item`` and, on the Synthetic world, ``true_reward``.
@@ -47,7 +47,7 @@ class MFUserEnv(gym.Env):
             log; extra ``**params`` go to ``World``, plus ``ratings_per_user``).
         split: ``"valid"`` or ``"test"`` contexts (``"train"`` also works: its leave-one-out contexts).
         horizon: steps per episode (1 = contextual bandit).
-        history_len: history window (200, as LPI).
+        state_len: history window (200, as LPI).
         reward: ``"imputed"`` (iAR) or ``"true"`` (Synthetic only: the World's expected reward).
         mf_config: :class:`recgym.sim.mf.MFConfig` of the imputer (its ``baseline`` defaults to
             rating 1, or reward 0 for logs without ratings).
@@ -60,7 +60,7 @@ class MFUserEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, source: str = "synthetic", split: str = "test", horizon: int = 1, history_len: int = 200,
+    def __init__(self, source: str = "synthetic", split: str = "test", horizon: int = 1, state_len: int = 200,
                  reward: str = "imputed", mf_config: MFConfig | dict | None = None, mf_path: str | None = None,
                  order: str = "random", data: Any = None, data_dir: Any = None, download: bool = False,
                  seed: int = 0, **params: Any) -> None:
@@ -70,8 +70,8 @@ class MFUserEnv(gym.Env):
             raise ValueError(f"reward must be 'imputed' or 'true', got {reward!r}")
         if order not in ("random", "sequential"):
             raise ValueError(f"order must be 'random' or 'sequential', got {order!r}")
-        if horizon < 1 or history_len < 1:
-            raise ValueError(f"horizon and history_len must be >= 1, got {horizon}, {history_len}")
+        if horizon < 1 or state_len < 1:
+            raise ValueError(f"horizon and state_len must be >= 1, got {horizon}, {state_len}")
         self.world = None
         if source == "synthetic" and data is None:
             sp, self.world = _world_split(seed, dict(params))
@@ -85,7 +85,7 @@ class MFUserEnv(gym.Env):
         if reward == "true" and self.world is None:
             raise ValueError("reward='true' needs the Synthetic world (its log carries meta['world'])")
         self.split_data, self.reward_kind, self.order = sp, reward, order
-        self.horizon, self.L = int(horizon), int(history_len)
+        self.horizon, self.L = int(horizon), int(state_len)
         train = sp.train
         self.n_items = train.n_items
         self.scheme = "rating" if train.ratings is not None else "identity"

@@ -20,10 +20,10 @@ class SlateReward:
     """Weights and item data of the slate reward ``NDCG + λ_ild · ILD − λ_pop · PCOUNT``.
 
     ``genres`` float ``[n_items, g]`` (needed when ``lambda_ild != 0``), ``popularity`` float
-    ``[n_items]`` (training event share; needed when ``lambda_pop != 0``), ``K`` the list length.
+    ``[n_items]`` (training event share; needed when ``lambda_pop != 0``), ``slate_size`` the list length K.
     """
 
-    K: int = 10
+    slate_size: int = 10
     lambda_ild: float = 0.0
     lambda_pop: float = 0.0
     genres: np.ndarray | None = None
@@ -39,20 +39,20 @@ class SlateReward:
         """Reward of the last item of each prefix: ``prefix`` int ``[B, i]`` (``1 <= i <= K``),
         ``targets`` int ``[B]`` → float ``[B]``."""
         return metrics.slate_step_rewards(
-            prefix, targets, self.genres, self.popularity, self.lambda_ild, self.lambda_pop, K=self.K
+            prefix, targets, self.genres, self.popularity, self.lambda_ild, self.lambda_pop, K=self.slate_size
         )[:, -1]
 
     def steps(self, slates: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """All per-position rewards of full slates ``[B, K]`` → ``[B, K]``."""
         return metrics.slate_step_rewards(
-            slates, targets, self.genres, self.popularity, self.lambda_ild, self.lambda_pop, K=self.K
+            slates, targets, self.genres, self.popularity, self.lambda_ild, self.lambda_pop, K=self.slate_size
         )
 
     def list_metrics(self, slates: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
         """List metrics of finished slates ``[B, K]``: ``ndcg@K``, ``hit@K``, ``ild@K``, ``pcount@K``
         (when the data allows) and ``reward`` = the weighted combination, each float ``[B]``."""
         slates = np.atleast_2d(slates)
-        K = self.K
+        K = self.slate_size
         pos = metrics.slate_positions(slates, targets)
         out = {f"ndcg@{K}": metrics.ndcg_at_k(pos, K), f"hit@{K}": metrics.hit_at_k(pos, K)}
         total = out[f"ndcg@{K}"].copy()

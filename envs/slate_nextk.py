@@ -34,12 +34,12 @@ from recgym.envs.rewards import SlateReward
 class SlateContexts:
     """Draws ``(history [n, L], length [n], target [n])`` contexts of one split part, vectorised."""
 
-    def __init__(self, source: str, split: str, history_len: int, data: Any, data_dir: Any, download: bool,
+    def __init__(self, source: str, split: str, state_len: int, data: Any, data_dir: Any, download: bool,
                  seed: int, params: dict[str, Any]) -> None:
         if split not in ("train", "valid", "test"):
             raise ValueError(f"split must be 'train', 'valid' or 'test', got {split!r}")
         sp = load_env_split(source, data=data, data_dir=data_dir, download=download, seed=seed, **params)
-        self.split, self.L = split, int(history_len)
+        self.split, self.L = split, int(state_len)
         train = sp.train
         self.n_items = train.n_items
         self.genres = train.genres
@@ -88,8 +88,8 @@ class SlateNextKEnv(gym.Env):
     Args:
         source: data source (``"synthetic"``, ``"ml-1m"``, ``"ml-100k"``, ``"steam"``, …).
         split: ``"train"`` (random prefixes) or ``"valid"`` / ``"test"`` (leave-one-out contexts).
-        K: list length (10).
-        history_len: history window ``L`` of the observation (200, as GPTRec).
+        slate_size: list length K (10).
+        state_len: history window ``L`` of the observation (200, as GPTRec).
         lambda_ild, lambda_pop: weights of the ILD bonus and the PCOUNT cost.
         mask_history: also mask (and penalise) items of the observed history.
         invalid_penalty: reward of a masked action (default -1.0).
@@ -100,25 +100,25 @@ class SlateNextKEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, source: str = "synthetic", split: str = "train", K: int = 10, history_len: int = 200,
+    def __init__(self, source: str = "synthetic", split: str = "train", slate_size: int = 10, state_len: int = 200,
                  lambda_ild: float = 0.0, lambda_pop: float = 0.0, mask_history: bool = True,
                  invalid_penalty: float = -1.0, order: str | None = None, data: Any = None, data_dir: Any = None,
                  download: bool = False, seed: int = 0, **params: Any) -> None:
-        if K < 1 or history_len < 1:
-            raise ValueError(f"K and history_len must be >= 1, got {K}, {history_len}")
+        if slate_size < 1 or state_len < 1:
+            raise ValueError(f"slate_size and state_len must be >= 1, got {slate_size}, {state_len}")
         order = order or ("random" if split == "train" else "sequential")
         if order not in ("random", "sequential") or (order == "sequential" and split == "train"):
             raise ValueError(f"order must be 'random' (any split) or 'sequential' (valid/test), got {order!r}")
-        self.ctx = SlateContexts(source, split, history_len, data, data_dir, download, seed, params)
-        self.n_items, self.K, self.L = self.ctx.n_items, int(K), int(history_len)
-        self.reward_fn = SlateReward(self.K, lambda_ild, lambda_pop, self.ctx.genres, self.ctx.popularity)
+        self.ctx = SlateContexts(source, split, state_len, data, data_dir, download, seed, params)
+        self.n_items, self.slate_size, self.L = self.ctx.n_items, int(slate_size), int(state_len)
+        self.reward_fn = SlateReward(self.slate_size, lambda_ild, lambda_pop, self.ctx.genres, self.ctx.popularity)
         self.mask_history, self.invalid_penalty, self.order = bool(mask_history), float(invalid_penalty), order
-        self.observation_space = _spaces(self.n_items, self.L, self.K)
+        self.observation_space = _spaces(self.n_items, self.L, self.slate_size)
         self.action_space = spaces.Discrete(self.n_items)
         self._cursor = 0
         self._hist = np.full(self.L, self.n_items, dtype=np.int64)
         self._hlen, self._target, self._pos = 0, -1, 0
-        self._slate = np.full(self.K, self.n_items, dtype=np.int64)
+        self._slate = np.full(self.slate_size, self.n_items, dtype=np.int64)
 
     def _obs(self) -> dict[str, np.ndarray]:
         return {"history": self._hist.copy(), "length": np.array([self._hlen]), "slate": self._slate.copy(),
@@ -152,7 +152,7 @@ class SlateNextKEnv(gym.Env):
 
     def step(self, action: Any):
         a = check_action(action, self.n_items, "SlateNextKEnv")
-        if self._pos >= self.K:
+        if self._pos >= self.slate_size:
             raise RuntimeError("SlateNextKEnv: the slate is full; call reset()")
         invalid = not self.action_masks()[a]
         self._slate[self._pos] = a
@@ -161,7 +161,7 @@ class SlateNextKEnv(gym.Env):
             reward = self.invalid_penalty
         else:
             reward = float(self.reward_fn.step(self._slate[None, : self._pos], np.array([self._target]))[0])
-        terminated = self._pos == self.K
+        terminated = self._pos == self.slate_size
         info: dict[str, Any] = {"invalid": invalid, "hit": a == self._target}
         if terminated:
             m = self.reward_fn.list_metrics(self._slate[None], np.array([self._target]))
@@ -179,14 +179,14 @@ class SlateNextKVectorEnv(VectorEnv):
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, num_envs: int = 1, source: str = "synthetic", split: str = "train", K: int = 10,
-                 history_len: int = 200, lambda_ild: float = 0.0, lambda_pop: float = 0.0, mask_history: bool = True,
+    def __init__(self, num_envs: int = 1, source: str = "synthetic", split: str = "train", slate_size: int = 10,
+                 state_len: int = 200, lambda_ild: float = 0.0, lambda_pop: float = 0.0, mask_history: bool = True,
                  invalid_penalty: float = -1.0, order: str | None = None, data: Any = None, data_dir: Any = None,
                  download: bool = False, seed: int = 0, **params: Any) -> None:
-        single = SlateNextKEnv(source, split, K, history_len, lambda_ild, lambda_pop, mask_history, invalid_penalty,
+        single = SlateNextKEnv(source, split, slate_size, state_len, lambda_ild, lambda_pop, mask_history, invalid_penalty,
                                order, data, data_dir, download, seed, **params)
         self.ctx, self.reward_fn = single.ctx, single.reward_fn
-        self.n_items, self.K, self.L = single.n_items, single.K, single.L
+        self.n_items, self.slate_size, self.L = single.n_items, single.slate_size, single.L
         self.mask_history, self.invalid_penalty, self.order = single.mask_history, single.invalid_penalty, single.order
         self.num_envs = B = int(num_envs)
         self.single_observation_space = single.observation_space
@@ -198,7 +198,7 @@ class SlateNextKVectorEnv(VectorEnv):
         self._hist = np.full((B, self.L), self.n_items, dtype=np.int64)
         self._hlen = np.zeros(B, dtype=np.int64)
         self._target = np.full(B, -1, dtype=np.int64)
-        self._slate = np.full((B, self.K), self.n_items, dtype=np.int64)
+        self._slate = np.full((B, self.slate_size), self.n_items, dtype=np.int64)
         self._pos = np.zeros(B, dtype=np.int64)
         self._autoreset = np.zeros(B, dtype=bool)
 
@@ -216,7 +216,7 @@ class SlateNextKVectorEnv(VectorEnv):
 
     def _in_state(self, items: np.ndarray) -> np.ndarray:
         """bool ``[B]``: ``items[b]`` is already in sub-env b's slate (or history when masked)."""
-        hit = np.any((self._slate == items[:, None]) & (np.arange(self.K) < self._pos[:, None]), axis=1)
+        hit = np.any((self._slate == items[:, None]) & (np.arange(self.slate_size) < self._pos[:, None]), axis=1)
         if self.mask_history:
             hit |= np.any((self._hist == items[:, None]) & (np.arange(self.L) < self._hlen[:, None]), axis=1)
         return hit
@@ -225,7 +225,7 @@ class SlateNextKVectorEnv(VectorEnv):
         """bool ``[num_envs, n_items]``: True where the action is valid."""
         m = np.ones((self.num_envs, self.n_items + 1), dtype=bool)
         rows = np.arange(self.num_envs)[:, None]
-        m[rows, np.where(np.arange(self.K) < self._pos[:, None], self._slate, self.n_items)] = False
+        m[rows, np.where(np.arange(self.slate_size) < self._pos[:, None], self._slate, self.n_items)] = False
         if self.mask_history:
             m[rows, np.where(np.arange(self.L) < self._hlen[:, None], self._hist, self.n_items)] = False
         return m[:, : self.n_items]
@@ -257,7 +257,7 @@ class SlateNextKVectorEnv(VectorEnv):
             rows = np.flatnonzero(ok & (self._pos == p))
             reward[rows] = self.reward_fn.step(self._slate[rows, :p], self._target[rows])
         reward[invalid] = self.invalid_penalty
-        terminated = live & (self._pos == self.K)
+        terminated = live & (self._pos == self.slate_size)
         info: dict[str, Any] = {"invalid": invalid, "hit": live & (a == self._target)}
         if terminated.any():
             m = self.reward_fn.list_metrics(self._slate, self._target)

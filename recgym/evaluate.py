@@ -178,17 +178,17 @@ def loo_ranks(
     agent: Evaluable,
     log: SessionLog,
     exclude_history: bool = True,
-    list_k: int = 10,
+    slate_size: int = 10,
     batch_size: int = 1024,
     device: str | torch.device | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ranks and top-``list_k`` lists for the last event of every non-empty session.
+    """Ranks and top-``slate_size`` lists for the last event of every non-empty session.
 
     The input is the session without its last event (the agent reads its last ``state_len``
     items); with ``exclude_history`` every item of the whole input (not only the window) is
     removed from the ranking and from the list — except the target in the ranking.
 
-    :return: ``(ranks int64 [S], lists int64 [S, list_k], sessions int64 [S])``.
+    :return: ``(ranks int64 [S], lists int64 [S, slate_size], sessions int64 [S])``.
     """
     _check(agent, log)
     dev = _device_of(agent, device)
@@ -204,7 +204,7 @@ def loo_ranks(
     in_items = log.items[in_idx].astype(np.int64)
     states, slen = pad_sequences(in_items, in_offsets, int(agent.state_len), log.pad_id, "right")
     S = len(sessions)
-    k_list = min(list_k, log.n_items)
+    k_list = min(slate_size, log.n_items)
     ranks = np.empty(S, dtype=np.int64)
     lists = np.empty((S, k_list), dtype=np.int64)
     for lo in range(0, S, batch_size):
@@ -230,19 +230,19 @@ def evaluate_loo(
     exclude_history: bool = True,
     genres: np.ndarray | None = None,
     popularity: np.ndarray | None = None,
-    list_k: int = 10,
+    slate_size: int = 10,
     batch_size: int = 1024,
     device: str | torch.device | None = None,
 ) -> dict[str, float]:
     """The leave-one-out protocol: the last event of each session is the target.
 
     ``recall@k`` (= ``hr@k``, one target per user) and ``ndcg@k`` for each ``k``; on the agent's
-    top-``list_k`` list (history excluded when ``exclude_history``): ``ild@10`` (genres given, or
+    top-``slate_size`` list (history excluded when ``exclude_history``): ``ild@10`` (genres given, or
     ``log.genres`` when present), ``pcount@10`` and ``npcount@10`` (``popularity`` given: the
     **training** item shares ``[n_items]``; the reference is the global top-10 of that
     popularity), ``coverage@10`` (distinct listed items / ``n_items``); ``n_users``.
     """
-    ranks, lists, _ = loo_ranks(agent, log, exclude_history=exclude_history, list_k=list_k,
+    ranks, lists, _ = loo_ranks(agent, log, exclude_history=exclude_history, slate_size=slate_size,
                                 batch_size=batch_size, device=device)
     out: dict[str, float] = {}
     for k in ks:
@@ -254,14 +254,14 @@ def evaluate_loo(
         genres = np.asarray(genres)
         if genres.shape[0] != log.n_items:
             raise ValueError(f"evaluate_loo: genres has {genres.shape[0]} rows, expected n_items={log.n_items}")
-        out[f"ild@{list_k}"] = _mean(metrics.ild_at_k(lists, genres))
+        out[f"ild@{slate_size}"] = _mean(metrics.ild_at_k(lists, genres))
     if popularity is not None:
         popularity = np.asarray(popularity, dtype=np.float64)
         if popularity.shape != (log.n_items,):
             raise ValueError(f"evaluate_loo: popularity has shape {popularity.shape}, expected ({log.n_items},)")
-        out[f"pcount@{list_k}"] = _mean(metrics.pcount_at_k(lists, popularity))
-        out[f"npcount@{list_k}"] = _mean(metrics.npcount_at_k(lists, popularity))
-    out[f"coverage@{list_k}"] = metrics.coverage(lists, log.n_items)
+        out[f"pcount@{slate_size}"] = _mean(metrics.pcount_at_k(lists, popularity))
+        out[f"npcount@{slate_size}"] = _mean(metrics.npcount_at_k(lists, popularity))
+    out[f"coverage@{slate_size}"] = metrics.coverage(lists, log.n_items)
     out["n_users"] = float(len(ranks))
     return out
 

@@ -34,7 +34,7 @@ _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-TINY = dict(state_len=20, hidden=32, n_layers=1, n_heads=2)
+TINY = dict(state_len=20, hidden=32, n_blocks=1, n_heads=2)
 QUICK = dict(
     data=dict(n_users=150, n_items=60, n_genres=6, n_sessions=300),
     agents={"sasrec": dict(state_len=20, hidden=32, steps=150, eval_every=75),

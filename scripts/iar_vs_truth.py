@@ -27,7 +27,7 @@ if str(_ROOT) not in sys.path:
 
 from recgym.envs.mf_user import MFUserEnv  # noqa: E402
 
-WORLD = dict(n_users=400, n_items=150, ratings_per_user=20, history_len=50, purchase_offset=0.5, quality_pop_corr=0.6)
+WORLD = dict(n_users=400, n_items=150, ratings_per_user=20, state_len=50, purchase_offset=0.5, quality_pop_corr=0.6)
 
 
 def diverse_policies(env: MFUserEnv, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -83,15 +83,15 @@ def bandit_table(dataset: str, seed: int, P: dict, data_dir: str | None, work: P
         params = dict(P["world"])
         if P["ratings_per_user"]:
             params["ratings_per_user"] = P["ratings_per_user"]
-        env = MFUserEnv("synthetic", split="test", history_len=10, seed=seed, **params)
+        env = MFUserEnv("synthetic", split="test", state_len=10, seed=seed, **params)
     else:
-        env = MFUserEnv(dataset, split="test", history_len=50, data_dir=data_dir, seed=seed, reward_scheme="rating")
+        env = MFUserEnv(dataset, split="test", state_len=50, data_dir=data_dir, seed=seed, reward_scheme="rating")
         agent_kw = {"state_len": 50, **agent_kw}
     sp = env.split_data
     state_len = agent_kw.get("state_len", 10)
     hist, hlen = env.hist[:, :state_len], np.minimum(env.hlen, state_len)
     if env.L != state_len:
-        raise ValueError(f"history_len {env.L} != state_len {state_len}")
+        raise ValueError(f"state_len {env.L} != state_len {state_len}")
 
     mu = _fit(SASRecAgent(sp.n_items, seed=seed, **agent_kw), sp, "loo")
     mu_path = str(mu.save(work / f"mu_cb_{dataset}_{seed}.pt"))

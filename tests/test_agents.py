@@ -178,8 +178,8 @@ def test_bpr_smoke_deterministic_and_roundtrip(tmp_path):
     # two item communities: sessions stay inside {0..4} or {5..9}
     sessions = [list(rng.integers(0, 5, 6)) if i % 2 else list(rng.integers(5, 10, 6)) for i in range(200)]
     log = _log(sessions, 10)
-    a = BPRAgent(10, factors=8, iterations=100, learning_rate=0.05, seed=0).fit(log)
-    b = BPRAgent(10, factors=8, iterations=100, learning_rate=0.05, seed=0).fit(log)
+    a = BPRAgent(10, factors=8, iterations=100, lr=0.05, seed=0).fit(log)
+    b = BPRAgent(10, factors=8, iterations=100, lr=0.05, seed=0).fit(log)
     torch.testing.assert_close(a.item_factors, b.item_factors, rtol=0, atol=0)
     s, n = _states([[0, 1, 2], [6, 7], []], 50, 10)
     out = a.scores(s, n)

@@ -113,12 +113,12 @@ def test_replay_vector_autoreset_step():
 # ------------------------------------------------------------------ slate
 def slate_env(**kw):
     kw.setdefault("data", tiny_split())
-    kw.setdefault("K", 3)
+    kw.setdefault("slate_size", 3)
     return SlateNextKEnv(**kw)
 
 
 def test_held_out_item_first_gets_ndcg_one():
-    env = slate_env(split="test", K=3, history_len=5)
+    env = slate_env(split="test", slate_size=3, state_len=5)
     obs, info = env.reset(seed=0)
     target = info["target"]
     assert target == 2 and obs["length"][0] == 2  # context of session [0 1 2]
@@ -127,7 +127,7 @@ def test_held_out_item_first_gets_ndcg_one():
 
 
 def test_slate_masks_penalty_and_final_metrics():
-    env = slate_env(split="test", K=3, lambda_ild=0.5, lambda_pop=2.0, invalid_penalty=-0.7)
+    env = slate_env(split="test", slate_size=3, lambda_ild=0.5, lambda_pop=2.0, invalid_penalty=-0.7)
     m = env.action_masks()  # valid before any reset
     assert m.shape == (N_ITEMS,) and m.all()
     env.reset(seed=0)  # history [0, 1], target 2
@@ -156,7 +156,7 @@ def test_slate_masks_penalty_and_final_metrics():
 @settings(max_examples=40, deadline=None)
 @given(st.data(), st.floats(0, 2), st.floats(0, 5), st.integers(2, 6))
 def test_step_rewards_sum_to_list_metric(data, lam_ild, lam_pop, K):
-    env = slate_env(data=tiny_split(), split="test", K=K, lambda_ild=lam_ild, lambda_pop=lam_pop, mask_history=False)
+    env = slate_env(data=tiny_split(), split="test", slate_size=K, lambda_ild=lam_ild, lambda_pop=lam_pop, mask_history=False)
     _, info = env.reset(seed=data.draw(st.integers(0, 100)))
     target = info["target"]
     slate = data.draw(st.permutations(range(N_ITEMS)))[:K]
@@ -174,7 +174,7 @@ def test_step_rewards_sum_to_list_metric(data, lam_ild, lam_pop, K):
 
 
 def test_slate_train_contexts_are_prefixes(small_synth):
-    env = SlateNextKEnv(data=small_synth, split="train", history_len=50)
+    env = SlateNextKEnv(data=small_synth, split="train", state_len=50)
     train = small_synth.train
     seqs = {tuple(train.session(s)) for s in range(train.n_sessions)}
     for seed in range(20):
@@ -184,7 +184,7 @@ def test_slate_train_contexts_are_prefixes(small_synth):
 
 
 def test_slate_vector_matches_single(small_synth):
-    kw = dict(data=small_synth, split="test", lambda_ild=0.3, lambda_pop=1.0, history_len=20)
+    kw = dict(data=small_synth, split="test", lambda_ild=0.3, lambda_pop=1.0, state_len=20)
     venv = SlateNextKVectorEnv(4, **kw)
     venv.reset(seed=0)
     singles = [SlateNextKEnv(**kw) for _ in range(4)]
@@ -209,7 +209,7 @@ def test_slate_vector_matches_single(small_synth):
 # ------------------------------------------------------------------ MF user
 @pytest.fixture(scope="module")
 def mf_env():
-    return MFUserEnv(source="synthetic", n_users=120, n_items=60, ratings_per_user=15, horizon=2, history_len=30,
+    return MFUserEnv(source="synthetic", n_users=120, n_items=60, ratings_per_user=15, horizon=2, state_len=30,
                      mf_config={"dim": 8, "n_iters": 8, "baseline": 1.0})
 
 
@@ -233,7 +233,7 @@ def test_mf_user_rewards_and_horizon(mf_env):
 
 def test_mf_user_true_reward_mode(mf_env, tmp_path):
     p = tmp_path / "mf.npz"
-    env = MFUserEnv(source="synthetic", n_users=120, n_items=60, ratings_per_user=15, reward="true", history_len=30,
+    env = MFUserEnv(source="synthetic", n_users=120, n_items=60, ratings_per_user=15, reward="true", state_len=30,
                     mf_config={"dim": 8, "n_iters": 8, "baseline": 1.0}, mf_path=str(p))
     assert p.exists()
     env.reset(seed=0)
@@ -254,7 +254,7 @@ def test_every_id_registered_with_vector_entry():
 
 SYNTH_KW = {
     "recgym/Replay-Synthetic-v0": dict(n_items=40, n_users=60),
-    "recgym/SlateNextK-Synthetic-v0": dict(n_items=40, n_users=60, history_len=30, lambda_ild=0.2, lambda_pop=1.0),
+    "recgym/SlateNextK-Synthetic-v0": dict(n_items=40, n_users=60, state_len=30, lambda_ild=0.2, lambda_pop=1.0),
     "recgym/MFUser-Synthetic-v0": dict(n_items=40, n_users=60, ratings_per_user=10, mf_config={"dim": 4, "n_iters": 3}),
 }
 

@@ -14,7 +14,7 @@ from recgym.envs.mf_user import MFUserEnv
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from iar_vs_truth import diverse_policies  # noqa: E402
 
-SLATE_KW = dict(n_items=30, n_users=50, n_sessions=300, history_len=20, lambda_ild=0.2, lambda_pop=1.0)
+SLATE_KW = dict(n_items=30, n_users=50, n_sessions=300, state_len=20, lambda_ild=0.2, lambda_pop=1.0)
 
 
 @pytest.mark.slow
@@ -63,7 +63,7 @@ def test_dqn_on_replay():
 def test_imputer_ranks_policies_like_the_truth():
     # a world whose purchase probabilities spread (offset 0.5) and whose quality tracks popularity,
     # so the five policies' true values differ by more than the sampling noise
-    env = MFUserEnv(source="synthetic", n_users=400, n_items=150, ratings_per_user=20, history_len=50,
+    env = MFUserEnv(source="synthetic", n_users=400, n_items=150, ratings_per_user=20, state_len=50,
                     purchase_offset=0.5, quality_pop_corr=0.6)
     pol = diverse_policies(env, np.random.default_rng(0))
     iar, true = [], []

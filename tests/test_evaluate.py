@@ -108,12 +108,12 @@ def test_evaluate_sessions_no_purchases_gives_nan_and_state_len_window():
 def test_loo_only_last_event_and_history_exclusion():
     log = tiny_log()
     agent = TableAgent()
-    ranks, lists, sess = loo_ranks(agent, log, exclude_history=False, list_k=2)
+    ranks, lists, sess = loo_ranks(agent, log, exclude_history=False, slate_size=2)
     np.testing.assert_array_equal(sess, [0, 1, 2])
     np.testing.assert_array_equal(ranks, [2, 4, 2])  # targets 2, 1, 2 (last events only)
     lengths = torch.cat([c[1] for c in agent.calls])
     np.testing.assert_array_equal(lengths.numpy(), [2, 1, 1])
-    ranks, lists, _ = loo_ranks(agent, log, exclude_history=True, list_k=2, batch_size=2)
+    ranks, lists, _ = loo_ranks(agent, log, exclude_history=True, slate_size=2, batch_size=2)
     np.testing.assert_array_equal(ranks, [1, 3, 2])
     np.testing.assert_array_equal(lists, [[3, 2], [2, 4], [1, 3]])  # history items never listed
 
@@ -121,7 +121,7 @@ def test_loo_only_last_event_and_history_exclusion():
 def test_evaluate_loo_metrics_by_hand():
     genres = np.array([[1, 0], [1, 0], [0, 1], [1, 1], [0, 1]], dtype=np.float32)
     pop = np.array([0.4, 0.3, 0.2, 0.1, 0.0])
-    out = evaluate_loo(TableAgent(), tiny_log(), ks=(1, 3), genres=genres, popularity=pop, list_k=2)
+    out = evaluate_loo(TableAgent(), tiny_log(), ks=(1, 3), genres=genres, popularity=pop, slate_size=2)
     assert out["recall@1"] == 0.0 and out["hr@1"] == 0.0
     assert out["recall@3"] == pytest.approx(2 / 3)
     assert out["ndcg@3"] == pytest.approx((1 / math.log2(3) + 0.5) / 3)

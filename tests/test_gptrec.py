@@ -23,7 +23,7 @@ N_ITEMS = 40
 
 def tiny_decoder(seed: int = 0, **kw) -> GPTDecoder:
     torch.manual_seed(seed)
-    args = dict(hidden=32, n_layers=2, n_heads=4, max_history=8, max_generate=5, dropout=0.0)
+    args = dict(hidden=32, n_blocks=2, n_heads=4, max_history=8, max_generate=5, dropout=0.0)
     args.update(kw)
     return GPTDecoder(N_ITEMS, **args).double().eval()
 
@@ -155,7 +155,7 @@ def test_slate_rewards_sum_to_the_list_metric():
     pop /= pop.sum()
     slates = np.stack([rng.permutation(N_ITEMS)[:10] for _ in range(16)])
     targets = np.where(rng.random(16) < 0.5, slates[np.arange(16), rng.integers(0, 10, 16)], rng.integers(0, N_ITEMS, 16))
-    agent = GPTRecPPOAgent(N_ITEMS, hidden=8, n_layers=1, n_heads=1, state_len=5, lambda_ild=0.3, lambda_pop=2.0)
+    agent = GPTRecPPOAgent(N_ITEMS, hidden=8, n_blocks=1, n_heads=1, state_len=5, lambda_ild=0.3, lambda_pop=2.0)
     agent._genres, agent._popularity = genres, pop
     r = agent.slate_rewards(slates, targets)
     ndcg = metrics.ndcg_at_k(metrics.slate_positions(slates, targets), 10)
@@ -174,7 +174,7 @@ def split():
     return split_leave_one_out(log)
 
 
-TINY = dict(state_len=16, hidden=32, n_layers=1, n_heads=2, batch_size=32, steps=60, eval_every=30)
+TINY = dict(state_len=16, hidden=32, n_blocks=1, n_heads=2, batch_size=32, steps=60, eval_every=30)
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +259,7 @@ def test_bert4rec_and_rerankers(split):
     from recgym.agents.rerank import MMRAgent, PopRerankAgent
     from recgym.evaluate import evaluate_loo, loo_ranks
 
-    b = BERT4RecAgent(N_ITEMS, state_len=16, hidden=32, n_layers=1, n_heads=2, batch_size=32, steps=80, eval_every=40)
+    b = BERT4RecAgent(N_ITEMS, state_len=16, hidden=32, n_blocks=1, n_heads=2, batch_size=32, steps=80, eval_every=40)
     b.fit(split.train, split.valid, progress=False, log=lambda m: None)
     batch = b.make_transitions(split.train).sample(8, np.random.default_rng(0))
     assert ((batch["labels"] != -100).sum(1) >= 1).all()
@@ -329,7 +329,7 @@ def test_study_quick_runs_and_writes_its_outputs(tmp_path):
 def test_bench_gen_small():
     from recgym.agents.bench_gen import bench_gen
 
-    r = bench_gen(n_items=50, history=12, hidden=16, n_layers=1, n_heads=2, k=5, batch=8, ppo_batch=4,
+    r = bench_gen(n_items=50, history=12, hidden=16, n_blocks=1, n_heads=2, k=5, batch=8, ppo_batch=4,
                   min_seconds=0.01, print_table=False)
     assert r["cached_equals_uncached"] and r["lists_per_s_cached"] > 0 and r["ppo_update_ms_one_pass"] > 0
     assert r["lists_per_s_cached_bf16"] > 0 and 0.0 <= r["bf16_same_items"] <= 1.0
@@ -393,7 +393,7 @@ def test_nextk_decoding_feeds_each_pick_back_into_the_window(split):
             return out
 
     base = NextItem(n, state_len=3)
-    dec = NextKDecoder(n, list_k=5).fit(split.train, base=base)
+    dec = NextKDecoder(n, slate_size=5).fit(split.train, base=base)
     states = torch.tensor([[7, 2, n, n], [n - 2, n, n, n]])  # right-padded histories [7, 2] and [n-2]
     lengths = torch.tensor([2, 1])
     sc = dec.scores(states, lengths)

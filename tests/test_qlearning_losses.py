@@ -19,7 +19,7 @@ def test_double_q_target_uses_main_argmax_target_value_and_done():
     q_main = torch.tensor([[0.0, 5.0, 1.0], [3.0, 0.0, 1.0]])  # argmax: item 1, item 0
     q_tgt = torch.tensor([[9.0, 2.0, 7.0], [4.0, 8.0, 0.0]])  # NOT the target's own max
     done = torch.tensor([0.0, 1.0])
-    y = QL.double_q_target(r, q_main, q_tgt, done, gamma=0.5)
+    y = QL.double_q_target(r, q_main, q_tgt, done, discount=0.5)
     # row 0: 1 + 0.5 * q_tgt[0, 1] = 1 + 0.5 * 2 = 2 ; row 1: done -> 0.2
     torch.testing.assert_close(y, torch.tensor([2.0, 0.2]))
     assert not y.requires_grad
@@ -56,7 +56,7 @@ def test_sample_negatives_never_hit_the_target_and_are_uniform():
 def test_negative_td_bootstraps_from_current_state_without_done():
     q_cur_main = torch.tensor([[0.0, 2.0, 1.0]])  # argmax 1
     q_cur_tgt = torch.tensor([[5.0, 3.0, 9.0]])
-    y = QL.negative_td_target(-1.0, q_cur_main, q_cur_tgt, gamma=0.5)
+    y = QL.negative_td_target(-1.0, q_cur_main, q_cur_tgt, discount=0.5)
     torch.testing.assert_close(y, torch.tensor([-1.0 + 0.5 * 3.0]))
     q_neg = torch.tensor([[0.5, 1.5]])
     # sum over negatives: 0.5 * (0.5 - 0.5)^2 + 0.5 * (0.5 - 1.5)^2 = 0.5

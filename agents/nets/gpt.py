@@ -159,10 +159,10 @@ class GPTBlock(nn.Module):
 # the decoder
 # ---------------------------------------------------------------------------------------------
 class GPTDecoder(nn.Module):
-    """GPTRec backbone: token + position embeddings, ``n_layers`` pre-norm blocks, final LN.
+    """GPTRec backbone: token + position embeddings, ``n_blocks`` pre-norm blocks, final LN.
 
     :param n_items: catalogue size; token ``n_items`` = padding, ``n_items + 1`` = separator.
-    :param hidden: width ``d`` (paper: 256). :param n_layers: blocks (paper: 3).
+    :param hidden: width ``d`` (paper: 256). :param n_blocks: blocks (paper: 3).
     :param n_heads: heads (paper: 4). :param max_history: ``N`` (paper: 200).
     :param max_generate: longest list ``K`` (10). :param dropout: GPT-2's 0.1.
 
@@ -170,7 +170,7 @@ class GPTDecoder(nn.Module):
     layer tied to the item embeddings, as GPT-2).
     """
 
-    def __init__(self, n_items: int, hidden: int = 256, n_layers: int = 3, n_heads: int = 4, max_history: int = 200,
+    def __init__(self, n_items: int, hidden: int = 256, n_blocks: int = 3, n_heads: int = 4, max_history: int = 200,
                  max_generate: int = 10, dropout: float = 0.1) -> None:
         super().__init__()
         self.n_items, self.hidden, self.max_history, self.max_generate = int(n_items), int(hidden), int(max_history), int(max_generate)
@@ -178,12 +178,12 @@ class GPTDecoder(nn.Module):
         self.token_embeddings = nn.Embedding(self.n_items + 2, hidden)
         self.position_embeddings = nn.Embedding(self.max_history + 1 + self.max_generate, hidden)
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(GPTBlock(hidden, n_heads, dropout) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(GPTBlock(hidden, n_heads, dropout) for _ in range(n_blocks))
         self.final_norm = nn.LayerNorm(hidden)
         self.apply(self._init)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by 1/sqrt(2 L)
             if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
-                nn.init.normal_(p, std=0.02 / math.sqrt(2 * n_layers))
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * n_blocks))
 
     @staticmethod
     def _init(m: nn.Module) -> None:
