@@ -10,16 +10,22 @@ in :mod:`recgym.agents.qlearning_losses` (equation numbers of the CCQL paper the
   double-Q TD error on the next state (Eq. 1) plus, with negatives, SNQN's negative-action TD;
 * scores items with ``q1``'s cross-entropy head, as every release evaluates.
 
+Negatives are uniform over the items the user has not interacted with in the state's history
+nor the logged action (CCQL §3.3; ``neg_exclude_history=False`` is the SNQN release: only the
+logged action). CO/CCQL's actor is Eq. 4's plain CE; their release's Q-weighted CE after
+``switch_step`` is ``actor="q"`` (weights clamped at 0, see
+:func:`recgym.agents.qlearning_losses.q_weighted_ce`).
+
 =======  ==============================================================================
 agent    what it adds
 =======  ==============================================================================
 sqn      CE + TD                                     (Xin et al., SIGIR 2020)
-sac      SQN, then CE weighted per sample by stop-grad Q(s, a) after ``switch_step``
-snqn     SQN + 10 uniform negatives with their TD    (Xin et al., WSDM 2022)
+sac      SQN, then CE weighted per sample by stop-grad max(Q(s, a), 0) after ``switch_step``
+snqn     SQN + 10 negatives with their TD             (Xin et al., WSDM 2022)
 sa2c     SNQN, then CE weighted by the clipped advantage (× optional propensity correction)
          with a new Adam (lr 0.001) after ``switch_step``
-co       SAC (= SASRec-AC) + InfoNCE between two augmented views   (CCQL paper, "SASRec-CO")
-ccql     SAC + negatives + CQL term (Eq. 2) + InfoNCE (Eq. 3), total Eq. 4   ("SASRec-CCQL")
+co       SQN + InfoNCE between two augmented views (Eq. 3)   (CCQL paper, "SASRec-CO")
+ccql     SQN + negatives + CQL term (Eq. 2) + InfoNCE (Eq. 3), total Eq. 4   ("SASRec-CCQL")
 =======  ==============================================================================
 
 Diagnostics (CCQL paper §4.3: "monitor training progress"): every validation records the mean
@@ -57,12 +63,18 @@ class QLearningConfig(TorchAgentConfig):
     """γ of the TD target."""
     td_weight: float = 1.0
     """ω of Eq. 4 (1 in SQN/SNQN/SA2C)."""
+    actor: str = "ce"
+    """Actor loss from ``switch_step`` on: ``"ce"`` (plain CE, Eq. 4), ``"q"`` (CE weighted per
+    sample by stop-grad max(Q(s, a), 0): SAC) or ``"advantage"`` (SA2C); plain CE before it."""
     switch_step: int | None = None
-    """Step from which the actor's CE is weighted (by Q or the advantage); ``None`` = never."""
+    """Step from which ``actor`` applies (and ``lr2``); ``None`` = never."""
     lr2: float | None = None
     """From ``switch_step`` on, train with a fresh Adam of this lr (SA2C: 0.001); ``None`` = keep."""
     n_negatives: int = 0
-    """Uniform negative actions per transition (SNQN: 10)."""
+    """Negative actions per transition (SNQN: 10)."""
+    neg_exclude_history: bool = True
+    """Draw negatives among items outside the state's history (CCQL §3.3: items "the user has
+    never interacted with"); ``False`` = exclude only the logged action (SNQN release)."""
     neg_reward: float = 0.0
     """Reward of a negative action (SNQN: 0; CCQL: −1 on RC15, −3 on RetailRocket)."""
     adv_min: float = 0.0
@@ -72,7 +84,8 @@ class QLearningConfig(TorchAgentConfig):
     """SA2C propensity correction exponent; 0 (the release's default) = off."""
     cql_alpha: float = 0.0
     """α of Eq. 4 (CCQL: 0.01); needs ``n_negatives > 0``."""
-    cql_temperature: float = 0.5
+    cql_temperature: float = 1.0
+    """τ of the CQL log-sum-exp; Eq. 2 has none (1); the CCQL release uses 0.5."""
     co_weight: float = 0.0
     """Weight of the InfoNCE term (Eq. 4 uses 1 for CO/CCQL)."""
     co_temperature: float = 0.07
@@ -173,8 +186,6 @@ class QLearningAgent(TorchAgent):
 
     name: ClassVar[str] = "sqn"
     Config = QLearningConfig
-    actor: ClassVar[str] = "ce"
-    """Actor weighting after ``switch_step``: ``"ce"`` (none), ``"q"`` (SAC), ``"advantage"`` (SA2C)."""
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "synthetic": {"epochs": 10},
         "ml-100k": _loo_like_sasrec(),
@@ -186,7 +197,9 @@ class QLearningAgent(TorchAgent):
         cfg, n = self.config, self.n_items
         if cfg.cql_alpha > 0 and cfg.n_negatives < 1:
             raise ValueError(f"{self.name}: cql_alpha > 0 needs n_negatives >= 1 (Eq. 2 runs over negatives)")
-        if self.actor == "advantage" and cfg.n_negatives < 1:
+        if cfg.actor not in ("ce", "q", "advantage"):
+            raise ValueError(f"{self.name}: actor={cfg.actor!r}; choose from 'ce', 'q', 'advantage'")
+        if cfg.actor == "advantage" and cfg.n_negatives < 1:
             raise ValueError(f"{self.name}: the advantage baseline needs n_negatives >= 1")
         methods = tuple(m.strip() for m in cfg.augmentations.split(",") if m.strip())
         if cfg.co_weight > 0 and (not methods or set(methods) - set(AUGMENTATIONS)):
@@ -254,7 +267,7 @@ class QLearningAgent(TorchAgent):
         info = {"td": float(l_td.detach()), "q_sa": float(q_sa.detach().mean())}
         q_neg = None
         if cfg.n_negatives > 0:  # SNQN negatives, bootstrapped from the current state
-            neg = QL.sample_negatives(a, self.n_items, cfg.n_negatives)
+            neg = QL.sample_negatives(a, self.n_items, cfg.n_negatives, history=s if cfg.neg_exclude_history else None)
             q_neg = main.q_at(h, neg)
             with torch.no_grad():  # argmax by the main network at s, value by the target
                 y_neg = cfg.neg_reward + cfg.discount * double_q(main, target, h.detach(), h_target[1])
@@ -262,10 +275,10 @@ class QLearningAgent(TorchAgent):
             l_td = l_td + l_neg
             info.update(td_neg=float(l_neg.detach()), q_neg=float(q_neg.detach().mean()))
 
-        # actor: the CE head, weighted after the phase switch
-        if phase2 and self.actor == "q":
+        # actor: the CE head (Eq. 4's L_CE), weighted after the phase switch for SAC / SA2C
+        if phase2 and cfg.actor == "q":
             l_actor = QL.q_weighted_ce(ce, q_sa)
-        elif phase2 and self.actor == "advantage":
+        elif phase2 and cfg.actor == "advantage":
             adv = QL.advantage(q_sa, q_neg, (cfg.adv_min, cfg.adv_max))
             w = None
             if cfg.smooth != 0 and self._behaviour is not None:
@@ -341,6 +354,7 @@ class SACConfig(QLearningConfig):
     """SAC: Q-weighted CE from step 30,000 (SASRec encoder; the release uses 15,000 and lr 0.005
     for GRU on RetailRocket — set them with overrides)."""
 
+    actor: str = "q"
     switch_step: int | None = 30_000
 
 
@@ -349,13 +363,12 @@ class SACAgent(QLearningAgent):
 
     name = "sac"
     Config = SACConfig
-    actor = "q"
     PRESETS = {**QLearningAgent.PRESETS, **_SMALL}
 
 
 @dataclass
 class SNQNConfig(QLearningConfig):
-    """SNQN: 10 uniform negatives per transition, negative reward 0."""
+    """SNQN: 10 negatives per transition, negative reward 0."""
 
     n_negatives: int = 10
 
@@ -372,6 +385,7 @@ class SA2CConfig(SNQNConfig):
     """SA2C: SNQN for 15,000 steps, then a new Adam (lr 0.001) on the advantage-weighted CE
     (advantage clipped to [0, 10]; propensity correction off, smooth = 0)."""
 
+    actor: str = "advantage"
     switch_step: int | None = 15_000
     lr2: float | None = 0.001
 
@@ -381,14 +395,14 @@ class SA2CAgent(QLearningAgent):
 
     name = "sa2c"
     Config = SA2CConfig
-    actor = "advantage"
     PRESETS = {**QLearningAgent.PRESETS, **_SMALL}
 
 
 @dataclass
 class COConfig(QLearningConfig):
-    """SASRec-CO (CCQL release, RC15 values): SASRec-AC (Q-weighted CE after 15,000 steps, lr
-    0.005 then a new Adam at 0.001) + InfoNCE (cosine, temperature 0.07); 60 epochs."""
+    """SASRec-CO: Eq. 4 without negatives and CQL — plain CE + TD + InfoNCE (cosine, temperature
+    0.07) — with the CCQL release's RC15 schedule: lr 0.005, a new Adam at 0.001 from step
+    15,000, 60 epochs. The release also weights the CE by Q from that step (``actor="q"``)."""
 
     epochs: float = 60
     lr: float = 0.005
@@ -398,11 +412,10 @@ class COConfig(QLearningConfig):
 
 
 class COAgent(QLearningAgent):
-    """SASRec-CO: the actor-critic plus the contrastive objective, no negatives, no CQL."""
+    """SASRec-CO: CE + TD + the contrastive objective (Eq. 4 without negatives and CQL)."""
 
     name = "co"
     Config = COConfig
-    actor = "q"
     PRESETS = {
         **QLearningAgent.PRESETS,
         **_SMALL,
@@ -413,21 +426,19 @@ class COAgent(QLearningAgent):
 
 @dataclass
 class CCQLConfig(COConfig):
-    """SASRec-CCQL (RC15 values): CO + 10 negatives with reward −1 in the TD loss, CQL term
-    with α = 0.01 and temperature 0.5 (Eq. 4 with ω = 1)."""
+    """SASRec-CCQL (RC15 values): CO + 10 negatives with reward −1 in the TD loss and the CQL
+    term with α = 0.01 (Eq. 4 with ω = 1; τ = 1 as Eq. 2, the release's 0.5 is an option)."""
 
     n_negatives: int = 10
     neg_reward: float = -1.0
     cql_alpha: float = 0.01
-    cql_temperature: float = 0.5
 
 
 class CCQLAgent(QLearningAgent):
-    """SASRec-CCQL: CE (Q-weighted after the switch) + ω TD (with negatives) + InfoNCE + α CQL."""
+    """SASRec-CCQL: CE + ω TD (with negatives) + InfoNCE + α CQL (Eq. 4)."""
 
     name = "ccql"
     Config = CCQLConfig
-    actor = "q"
     PRESETS = {
         **QLearningAgent.PRESETS,
         **_SMALL,

@@ -69,20 +69,34 @@ def switch_networks(coin: float) -> bool:
     return coin < 0.5
 
 
-# ---------------------------------------------------------------------- negatives (SNQN, §3.2)
+# ---------------------------------------------------------------------- negatives (SNQN; CCQL §3.2-3.3)
 def sample_negatives(
-    actions: torch.Tensor, n_items: int, n_neg: int, generator: torch.Generator | None = None
+    actions: torch.Tensor,
+    n_items: int,
+    n_neg: int,
+    generator: torch.Generator | None = None,
+    history: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``K = n_neg`` items per row drawn uniformly from the catalogue and re-drawn only where equal
-    to the row's logged action (as SNQN: duplicates among negatives are allowed).
-    actions int64 ``[B]`` → int64 ``[B, K]``."""
-    if n_items < 2:
-        raise ValueError(f"sample_negatives: need n_items >= 2 to draw a negative, got {n_items}")
+    """``K = n_neg`` negative actions per row, each uniform over the items the row does not exclude.
+
+    Excluded: the logged action and, when ``history [B, L]`` is given, every item of the state's
+    history — CCQL §3.3 evaluates Q "on negative actions ... items with which the user has never
+    interacted". Entries of ``history`` outside ``[0, n_items)`` (padding) exclude nothing. The
+    SNQN release excludes only the logged action (``history=None``). Rejection sampling,
+    vectorised over the clashing cells (expected ``1 + K·L/n`` redraws per cell); duplicates among
+    a row's negatives are allowed, as in SNQN. actions int64 ``[B]`` → int64 ``[B, K]``."""
+    excl = actions[:, None] if history is None else torch.cat([actions[:, None], history.to(actions)], dim=1)
+    if n_items <= excl.shape[1]:  # only a tiny catalogue can be used up by one row's exclusions
+        s = torch.where((excl >= 0) & (excl < n_items), excl, -1).sort(dim=1).values
+        first = torch.ones_like(s, dtype=torch.bool)
+        first[:, 1:] = s[:, 1:] != s[:, :-1]
+        if int((first & (s >= 0)).sum(dim=1).max()) >= n_items:
+            raise ValueError(f"sample_negatives: a row excludes all n_items={n_items} items; no negative to draw")
     neg = torch.randint(0, n_items, (actions.shape[0], n_neg), generator=generator, device=actions.device)
-    clash = neg == actions[:, None]
-    while clash.any():  # expected 1 + K/n redraws; vectorised over the clashing cells
+    clash = (neg[:, :, None] == excl[:, None, :]).any(dim=2)  # [B, K]
+    while clash.any():
         neg[clash] = torch.randint(0, n_items, (int(clash.sum()),), generator=generator, device=actions.device)
-        clash = neg == actions[:, None]
+        clash = (neg[:, :, None] == excl[:, None, :]).any(dim=2)
     return neg
 
 
@@ -111,12 +125,16 @@ def ce_per_sample(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
 
 
 def q_weighted_ce(ce: torch.Tensor, q_sa: torch.Tensor) -> torch.Tensor:
-    """SAC's actor loss: ``mean_b stopgrad(Q(s_b, a_b)) · CE_b``, **per sample**; ``ce`` is the
-    per-row cross-entropy ``[B]`` (:func:`ce_per_sample`, or the agents' fused head).
+    """SAC's actor loss: ``mean_b max(stopgrad(Q(s_b, a_b)), 0) · CE_b``, **per sample**; ``ce`` is
+    the per-row cross-entropy ``[B]`` (:func:`ce_per_sample`, or the agents' fused head).
 
+    The weight is clamped at 0: a negative weight would turn the step into gradient *ascent* on
+    the logged item's cross-entropy (pushing the policy away from what the user did). With SAC's
+    rewards (≥ 0) the true Q is ≥ 0, so the clamp only removes critic error; with CCQL's negative
+    rewards most estimated Q values are negative and the clamp is what keeps the weighting sane.
     The CCQL release multiplies the batch mean of Q by the batch mean of CE, which throws the
     per-transition weighting away; that is a bug and is not copied."""
-    return (q_sa.detach() * ce).mean()
+    return (q_sa.detach().clamp_min(0.0) * ce).mean()
 
 
 def advantage(q_pos: torch.Tensor, q_neg: torch.Tensor, clip: tuple[float, float] = (0.0, 10.0)) -> torch.Tensor:
@@ -149,7 +167,8 @@ def cql_loss(q_pos: torch.Tensor, q_neg: torch.Tensor, temperature: float = 1.0)
     ``mean_b [ τ · log Σ_{a ∈ {a_b} ∪ negatives_b} exp(Q(s_b, a) / τ) − Q(s_b, a_b) ]``.
 
     As the paper says, the log-sum-exp runs over explicit negative actions instead of CQL's
-    random ones. ``τ = temperature`` (0.5 in the CCQL release; τ → 0 gives max − Q(s, a)). The
+    random ones. Eq. 2 has no temperature: ``τ = 1`` is the paper; the CCQL release divides by
+    ``τ = 0.5`` (an option; τ → 0 gives max − Q(s, a)). The
     release puts an item *index* into the logsumexp: a bug, not copied. The α weight is applied
     by the caller (Eq. 4). q_pos ``[B]``, q_neg ``[B, K]`` → scalar ≥ 0 when τ·log(K+1) ≥ 0."""
     logits = torch.cat([q_pos[:, None], q_neg], dim=1) / temperature
