@@ -25,14 +25,21 @@ def test_double_q_target_uses_main_argmax_target_value_and_done():
     assert not y.requires_grad
 
 
-def test_td_loss_value_and_gradient():
+def test_eq1_td_target_hand_computed():
+    # y = r + γ · q_boot · (1 − done): row 0 bootstraps, row 1 ends its session
+    y = QL.td_target(torch.tensor([0.2, 1.0]), torch.tensor([3.0, 5.0]), torch.tensor([0.0, 1.0]), discount=0.5)
+    torch.testing.assert_close(y, torch.tensor([0.2 + 0.5 * 3.0, 1.0]))
+
+
+def test_eq1_td_loss_value_and_gradient():
     q = torch.tensor([1.0, 0.0], requires_grad=True)
-    y = torch.tensor([2.0, 0.2])
+    y = torch.tensor([2.0, 0.2], requires_grad=True)  # a target with a graph must still be a constant
     loss = QL.td_loss(q, y)
     # mean(0.5 * [1, 0.04]) = 0.26
     assert loss.item() == pytest.approx(0.26)
     loss.backward()
     torch.testing.assert_close(q.grad, torch.tensor([-0.5, -0.1]))  # (q - y) / B
+    assert y.grad is None
 
 
 def test_switch_is_a_fair_coin():
@@ -53,7 +60,22 @@ def test_sample_negatives_never_hit_the_target_and_are_uniform():
         QL.sample_negatives(actions, 1, 2)
 
 
-def test_negative_td_bootstraps_from_current_state_without_done():
+def test_negatives_exclude_the_history_ccql_section_3_3():
+    # "items with which the user has never interacted": row 0 saw {1, 2} and logged 0 → only 3, 4
+    # remain; row 1 is all padding (id 5 = n_items) and logged 4 → 0..3, uniformly
+    g = torch.Generator().manual_seed(0)
+    actions = torch.tensor([0, 4]).repeat(1000)
+    history = torch.tensor([[1, 2, 5], [5, 5, 5]]).repeat(1000, 1)
+    neg = QL.sample_negatives(actions, n_items=5, n_neg=8, generator=g, history=history)
+    row0, row1 = neg[0::2], neg[1::2]
+    assert set(row0.unique().tolist()) == {3, 4} and set(row1.unique().tolist()) == {0, 1, 2, 3}
+    assert abs((row0 == 3).float().mean().item() - 1 / 2) < 0.02
+    assert abs((row1 == 0).float().mean().item() - 1 / 4) < 0.02
+    with pytest.raises(ValueError, match="excludes all"):  # {0, 1, 2} ∪ {3} covers 4 items
+        QL.sample_negatives(torch.tensor([3]), 4, 2, history=torch.tensor([[0, 1, 2, 2]]))
+
+
+def test_snqn_negative_td_bootstraps_from_current_state_without_done():
     q_cur_main = torch.tensor([[0.0, 2.0, 1.0]])  # argmax 1
     q_cur_tgt = torch.tensor([[5.0, 3.0, 9.0]])
     y = QL.negative_td_target(-1.0, q_cur_main, q_cur_tgt, discount=0.5)
@@ -87,6 +109,16 @@ def test_advantage_weighted_ce_and_propensity():
     torch.testing.assert_close(QL.propensity_weight(pi, beta, smooth=0.5), torch.tensor([5.0**0.5, 0.1**0.5]))
 
 
+def test_q_weighted_ce_clamps_negative_q_at_zero():
+    # Q = [-2, 1]: row 0 would be gradient ascent on its CE; clamped, it drops out
+    logits = torch.tensor([[0.0, 0.0], [0.0, 0.0]], requires_grad=True)
+    ce = QL.ce_per_sample(logits, torch.tensor([0, 1]))
+    loss = QL.q_weighted_ce(ce, torch.tensor([-2.0, 1.0]))
+    assert loss.item() == pytest.approx((0.0 + 1.0 * math.log(2)) / 2, rel=1e-6)
+    loss.backward()
+    assert logits.grad[0].abs().sum() == 0
+
+
 def test_q_weighted_ce_is_per_sample_not_product_of_means():
     logits = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]], requires_grad=True)
     actions = torch.tensor([0, 1])
@@ -100,7 +132,14 @@ def test_q_weighted_ce_is_per_sample_not_product_of_means():
     assert logits.grad[1].abs().sum() == 0  # weight 0 -> no actor signal for row 1
 
 
-def test_cql_term_hand_computed():
+def test_eq2_cql_term_default_temperature_is_one():
+    # Eq. 2 (no temperature): log(e^1 + e^0 + e^2) − 1
+    q_pos, q_neg = torch.tensor([1.0]), torch.tensor([[0.0, 2.0]])
+    expect = math.log(math.e + 1.0 + math.exp(2.0)) - 1.0
+    assert QL.cql_loss(q_pos, q_neg).item() == pytest.approx(expect, rel=1e-6)
+
+
+def test_eq2_cql_term_hand_computed():
     q_pos = torch.tensor([1.0, 0.0])
     q_neg = torch.tensor([[0.0, 0.0], [1.0, 2.0]])
     tau = 0.5
@@ -119,7 +158,7 @@ def test_cql_small_temperature_tends_to_max_minus_logged():
     assert QL.cql_loss(q_pos, q_neg, 1e-3).item() == pytest.approx(2.0, abs=1e-2)
 
 
-def test_info_nce_hand_computed():
+def test_eq3_info_nce_hand_computed():
     z1 = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     z2 = torch.tensor([[3.0, 0.0], [1.0, 1.0]])
     t = 0.5
