@@ -170,6 +170,23 @@ def test_popularity_reference_is_the_pop_models_own_lists():
     assert M.popularity_reference(pop, 2) == pytest.approx(0.4)  # nothing excluded: the global top-2
 
 
+def test_pop_agent_has_npcount_exactly_one():
+    """GPTRec paper §4.4: nPCOUNT divides by the popularity model's PCOUNT, so ``pop`` evaluated by
+    the same protocol (leave-one-out, history excluded) scores 1 exactly."""
+    from recgym.agents.baselines import PopularityAgent
+    from recgym.data.splits import split_leave_one_out
+    from recgym.evaluate import evaluate_loo
+    from recgym.sim.world import World
+
+    sp = split_leave_one_out(World(seed=1, n_users=80, n_items=30, n_genres=4).generate(120))
+    agent = PopularityAgent(sp.n_items).fit(sp.train)
+    pop = sp.train.popularity()
+    for exclude in (True, False):
+        out = evaluate_loo(agent, sp.test, popularity=pop, exclude_history=exclude)
+        assert out["npcount@10"] == 1.0, (exclude, out["npcount@10"])
+    # the check has teeth: history exclusion pushes popular items out of pop's lists here
+    assert evaluate_loo(agent, sp.test, popularity=pop)["pcount@10"] < M.popularity_reference(pop, 10)
+
 
 # ------------------------------------------------------------------ slate step rewards
 def test_step_rewards_by_hand():
