@@ -12,14 +12,17 @@ Generation (Eq. 4) is greedy Next-K with the history's items and the items alrea
 masked; special tokens (padding, separator) are outside the output layer, so never generated.
 
 Stage 2 (``gptrec-ppo``, Appendix A.3): the policy starts from the student; the critic is a copy of
-the student's backbone with a random scalar head. Each iteration samples ``batch_size`` training
-histories (a random prefix, the next item is the target), generates ``K`` items stochastically
-with the KV cache, scores each position with :func:`recgym.metrics.slate_step_rewards` (NDCG term,
-``+ λ_ild`` ILD term, ``− λ_pop`` PCOUNT term: their sum is the list metric), computes GAE (Eqs.
-9-10) and takes ``update_epochs`` steps of the clipped surrogate (Eq. 12) and the value MSE (Eq. 8).
-All ``K`` log-probabilities and values come from one forward pass over ``[h, SEP, g_1..g_{K-1}]``.
-Every ``eval_every`` iterations, greedy lists for up to ``val_users`` validation users give the
-validation reward; the best policy is kept.
+the student's backbone with a random scalar head. Each iteration samples ``n_minibatches ×
+batch_size`` training histories (a random prefix, the next item is the target), generates ``K``
+items stochastically with the KV cache (π_Θold), scores each position with
+:func:`recgym.metrics.slate_step_rewards` (NDCG term, ``+ λ_ild`` ILD term, ``− λ_pop`` PCOUNT term:
+their sum is the list metric) and computes GAE (Eqs. 9-10); then ``update_epochs`` passes over
+these lists in minibatches of ``batch_size`` take one step each of Eq. 13: the clipped surrogate
+(Eq. 12, ratio to the rollout's log-probabilities) plus the value MSE (Eq. 8). All ``K``
+log-probabilities and values come from one forward pass over ``[h, SEP, g_1..g_{K-1}]``. Every
+``ppo_eval_every`` optimisation steps, greedy lists for up to ``val_users`` validation users give the
+validation reward; the best policy is kept. The curves log ``clip_frac``, ``approx_kl`` and
+``entropy`` per iteration (``clip_frac = approx_kl = 0`` throughout would mean Θ never left Θ_old).
 
 Scores for the evaluator: ``score_mode="nextk"`` (default) puts the greedy Next-K list first, in
 order, then every other item by the first-position distribution, so
@@ -27,7 +30,7 @@ order, then every other item by the first-position distribution, so
 first-position logits (Top-K decoding of the same model).
 
 Scale: the defaults are the paper's (3 layers, d 256, 4 heads, history 200, policy lr 1e-5, value lr
-1e-4, batch 128, 64,000 PPO steps); ``PRESETS["cpu"]`` (also used for ml-100k and synthetic) is a
+1e-4, batch 128, 64,000 PPO optimisation steps); ``PRESETS["cpu"]`` (also used for ml-100k and synthetic) is a
 small model that trains in minutes on 2 cores.
 
 Note on the ILD weight: :mod:`recgym.metrics` measures ILD@K as the full mean pairwise distance,
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -46,23 +50,10 @@ import numpy as np
 import torch
 
 from recgym.agents.nets.gpt import GPTDecoder, ValueModel, history_exclusion, left_pad, np_left_pad
-from recgym.agents.ppo import clipped_surrogate_loss, discounted_returns, gae, normalize, value_loss
+from recgym.agents.ppo import clipped_surrogate_loss, discounted_returns, gae, masked_entropy, normalize, value_loss
 from recgym.agents.training import NonFiniteLossError, TorchAgent, TorchAgentConfig, _clone_state
 from recgym import metrics
 from recgym.data import SessionLog
-
-
-OWN_AGENTS = {"gptrec": "recgym.agents.gptrec:GPTRecAgent", "gptrec-ppo": "recgym.agents.gptrec:GPTRecPPOAgent",
-              "bert4rec": "recgym.agents.bert4rec:BERT4RecAgent", "mmr": "recgym.agents.rerank:MMRAgent",
-              "pop-rerank": "recgym.agents.rerank:PopRerankAgent"}
-"""Registry lines of issue 7 (fallback while ``recgym.agents.registry.AGENTS`` does not list them yet)."""
-
-
-def resolve_agent_name(name: str) -> str:
-    """``name`` if the registry knows it, else its ``module:Class`` from :data:`OWN_AGENTS`."""
-    from recgym.agents.registry import AGENTS
-
-    return name if name in AGENTS or ":" in name else OWN_AGENTS.get(name, name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,7 +171,7 @@ class GPTRecAgent(TorchAgent):
     def _fit_teacher(self, train: SessionLog, valid: SessionLog | None, loop_kwargs: dict[str, Any]) -> Any:
         from recgym.agents.registry import make_agent
 
-        t = make_agent(resolve_agent_name(self.config.teacher), self.n_items, seed=self.seed, protocol="loo")
+        t = make_agent(self.config.teacher, self.n_items, seed=self.seed, protocol="loo")
         if isinstance(t, TorchAgent):
             t.fit(train, valid, **{k: v for k, v in loop_kwargs.items() if k in ("protocol", "progress", "log")})
         else:
@@ -280,7 +271,17 @@ class GPTRecAgent(TorchAgent):
 @dataclass
 class GPTRecPPOConfig(GPTRecConfig):
     """Stage-2 values of Appendix A.3 / REFERENCE.md (the stage-1 fields train the student when no
-    ``student`` is passed to ``fit``)."""
+    ``student`` is passed to ``fit``).
+
+    PPO schedule: each iteration generates ``n_minibatches × batch_size`` lists with the current
+    policy (Θ_old), then takes ``update_epochs`` passes over them in ``n_minibatches`` shuffled
+    minibatches of ``batch_size`` lists, one optimisation step each; from the second step on Θ ≠
+    Θ_old, so the ratio of Eq. 11 moves and the clip of Eq. 12 can bind. The paper gives the
+    minibatch (128) and the total (64,000 optimisation steps) but not how often a list is reused
+    ("multiple optimisation steps", its optimiser samples from a cache of the last ``M`` generated
+    batches, ``M`` not given); 4 epochs × 4 minibatches are our choice (CleanRL's defaults), so a
+    list is used in 4 steps and each iteration takes 16.
+    """
 
     lambda_ild: float = 0.0
     """Weight of the ILD reward term (half the paper's λ, see the module docstring)."""
@@ -293,24 +294,58 @@ class GPTRecPPOConfig(GPTRecConfig):
     value_lr: float = 1e-4
     ppo_weight_decay: float = 0.01
     ppo_steps: int = 64_000
-    """PPO iterations (one rollout batch of ``batch_size`` histories each)."""
-    update_epochs: int = 1
-    """Optimisation passes over each rollout batch."""
+    """Optimisation steps (minibatches) of stage 2, the paper's unit; ``update_epochs × n_minibatches``
+    per iteration."""
+    update_epochs: int = 4
+    """Passes over each iteration's generated lists (Θ_old is fixed for all of them)."""
+    n_minibatches: int = 4
+    """Minibatches of ``batch_size`` lists per pass; an iteration generates ``n_minibatches × batch_size`` lists."""
+    ent_coef: float = 0.0
+    """Entropy bonus weight (PPO paper); the GPTRec paper omits it (0)."""
     kl_coef: float = 0.0
     """Optional per-token KL penalty to the frozen student, subtracted from the rewards (InstructGPT)."""
     normalize_advantages: bool = True
+    """Normalise the advantages over each iteration's lists (zero mean, unit std)."""
     value_target: str = "returns"
     """``"returns"``: discounted returns (Eq. 8); ``"gae"``: the λ-returns ``A + V``."""
     rollout_prefix: str = "random"
     """``"random"``: a random prefix of a training sequence, the next item is the target; ``"last"``:
     the whole training sequence but its last item."""
     ppo_eval_every: int = 200
+    """Validate after the iteration in which every ``ppo_eval_every``-th optimisation step falls."""
     val_users: int = 512
     """Validation users (greedy lists) for the best-checkpoint choice."""
     ppo_max_grad_norm: float | None = 1.0
 
 
-_PPO_CPU = dict(_CPU, policy_lr=1e-4, value_lr=1e-3, ppo_steps=300, ppo_eval_every=50, batch_size=128)
+_PPO_CPU = dict(_CPU, policy_lr=1e-4, value_lr=1e-3, ppo_steps=1200, ppo_eval_every=200, batch_size=128)
+
+
+@dataclass
+class Rollout:
+    """One iteration's generated lists (``B`` histories, ``K`` items each) and what PPO needs of them.
+
+    ``history [B, W]`` left-padded, ``targets [B]`` (the next item), ``exclude bool [B, n_items]``
+    (the history's items), ``slates [B, K]``, ``logp_old [B, K]`` (log π_Θold of each item, from generation), ``rewards [B, K]``,
+    ``values [B, K]`` (V_Ψold), ``advantages [B, K]`` (GAE, normalised when configured),
+    ``value_targets [B, K]``.
+    """
+
+    history: torch.Tensor
+    targets: torch.Tensor
+    exclude: torch.Tensor
+    slates: torch.Tensor
+    logp_old: torch.Tensor
+    rewards: torch.Tensor
+    values: torch.Tensor
+    advantages: torch.Tensor
+    value_targets: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.slates)
+
+    def rows(self, idx: torch.Tensor) -> "Rollout":
+        return Rollout(*(getattr(self, f.name)[idx] for f in dataclasses.fields(self)))
 
 
 class GPTRecPPOAgent(GPTRecAgent):
@@ -363,11 +398,15 @@ class GPTRecPPOAgent(GPTRecAgent):
         pos = metrics.slate_positions(slates, targets)
         return {"val_reward": float(r.mean()), "val_ndcg@10": float(metrics.ndcg_at_k(pos, slates.shape[1]).mean())}
 
-    def train_ppo(self, train: SessionLog, valid: SessionLog | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-        """Stage 2 from the current weights (the student). Returns the curves."""
-        c, log = self.config, log or (lambda m: None)
+    # ------------------------------------------------------------------ PPO pieces
+    def init_ppo(self, train: SessionLog) -> None:
+        """Check the config and data; create the critic (a copy of the policy's backbone with a
+        random head, §3.2), the optimisers and the RNGs of stage 2."""
+        c = self.config
         if c.value_target not in ("returns", "gae") or c.rollout_prefix not in ("random", "last"):
             raise ValueError(f"{self.name}: value_target must be 'returns'/'gae' and rollout_prefix 'random'/'last'")
+        if c.update_epochs < 1 or c.n_minibatches < 1:
+            raise ValueError(f"{self.name}: update_epochs ({c.update_epochs}) and n_minibatches ({c.n_minibatches}) must be >= 1")
         if c.lambda_ild and train.genres is None:
             raise ValueError(f"{self.name}: lambda_ild={c.lambda_ild} needs genres, the log {train.name!r} has none")
         if not (train.lengths >= 2).any():
@@ -376,62 +415,116 @@ class GPTRecPPOAgent(GPTRecAgent):
         self._popularity = train.popularity()
         torch.manual_seed(self.seed)
         self.rng = np.random.default_rng(self.seed)
+        self.value_model = ValueModel.from_backbone(self.model)
+        self.reference_model = copy.deepcopy(self.model).eval() if c.kl_coef else None
+        self.opt_pi = torch.optim.AdamW(self.model.parameters(), lr=c.policy_lr, weight_decay=c.ppo_weight_decay)
+        self.opt_v = torch.optim.AdamW(self.value_model.parameters(), lr=c.value_lr, weight_decay=c.ppo_weight_decay)
+        self.model.eval()  # no dropout in rollouts or updates: the ratio compares the same function
+        self.value_model.eval()
+
+    @torch.no_grad()
+    def collect_rollout(self, train: SessionLog, n: int) -> Rollout:
+        """Steps 1-3 of Appendix A.3: sample ``n`` histories, generate lists stochastically with
+        π_Θold, score each position, and compute GAE (Eqs. 9-10) with V_Ψold."""
+        c = self.config
+        history, targets = self._rollout_inputs(train, n)
+        exclude = history_exclusion(history, self.n_items)
+        slates, logp_old = self.model.generate(history, c.slate_size, exclude=exclude, greedy=False)
+        rewards = torch.from_numpy(self.slate_rewards(slates.cpu().numpy(), targets)).float().to(self.device)
+        if self.reference_model is not None:
+            rewards = rewards - c.kl_coef * (logp_old - self.reference_model.slate_log_probs(history, slates, exclude))
+        values = self.value_model(history, slates)
+        adv, lam_ret = gae(rewards, values, c.discount, c.gae_lambda)
+        v_target = discounted_returns(rewards, c.discount) if c.value_target == "returns" else lam_ret
+        if c.normalize_advantages:
+            adv = normalize(adv)
+        return Rollout(history, torch.from_numpy(targets).to(self.device), exclude, slates, logp_old, rewards, values, adv, v_target)
+
+    def ppo_loss(self, mb: Rollout) -> tuple[torch.Tensor, dict[str, float]]:
+        """Eq. 13 on a minibatch: ``L_CLIP(Θ) + L_MSE(Ψ) − ent_coef · H(π_Θ)``.
+
+        ``L_CLIP`` (Eq. 12) compares the current log-probabilities of the generated items with the
+        rollout's ``logp_old``; ``L_MSE`` (Eq. 8) fits ``V_Ψ`` to ``value_targets``; ``H`` is the mean
+        entropy of the masked next-item distributions. All ``K`` positions come from one forward
+        pass over ``[h, SEP, g_1..g_{K-1}]``."""
+        logp, logp_all = self.model.slate_log_probs(mb.history, mb.slates, mb.exclude, return_logits=True)
+        loss_pi, info = clipped_surrogate_loss(logp, mb.logp_old, mb.advantages, self.config.clip)
+        loss_v = value_loss(self.value_model(mb.history, mb.slates), mb.value_targets)
+        entropy = masked_entropy(logp_all).mean()
+        loss = loss_pi + loss_v - self.config.ent_coef * entropy
+        return loss, {"loss_pi": float(loss_pi.detach()), "loss_v": float(loss_v.detach()),
+                      "entropy": float(entropy.detach()), **info}
+
+    def ppo_update(self, rollout: Rollout) -> list[dict[str, float]]:
+        """Step 4 of Appendix A.3: ``update_epochs`` shuffled passes over ``rollout`` in
+        ``n_minibatches`` minibatches, one optimisation step of policy and critic each.
+
+        :return: per epoch, the mean over its minibatches of ``loss_pi``, ``loss_v``, ``entropy``,
+            ``clip_frac`` and ``approx_kl`` (both 0 in the first step, where Θ = Θ_old).
+        """
+        c = self.config
+        per_epoch = []
+        for _ in range(c.update_epochs):
+            order = torch.from_numpy(self.rng.permutation(len(rollout))).to(self.device)
+            stats = []
+            for idx in torch.tensor_split(order, c.n_minibatches):
+                if not len(idx):
+                    continue
+                loss, info = self.ppo_loss(rollout.rows(idx))
+                if not torch.isfinite(loss.detach()):
+                    raise NonFiniteLossError(f"{self.name}: non-finite PPO loss ({info})")
+                self.opt_pi.zero_grad(set_to_none=True)
+                self.opt_v.zero_grad(set_to_none=True)
+                loss.backward()
+                if c.ppo_max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.ppo_max_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(self.value_model.parameters(), c.ppo_max_grad_norm)
+                self.opt_pi.step()
+                self.opt_v.step()
+                stats.append(info)
+            per_epoch.append({k: float(np.mean([s[k] for s in stats])) for k in stats[0]})
+        return per_epoch
+
+    def train_ppo(self, train: SessionLog, valid: SessionLog | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Stage 2 from the current weights (the student). Returns the curves: one point per
+        iteration (optimisation ``step`` reached, rollout ``reward``, and the means over the
+        iteration's steps of ``loss_pi``, ``loss_v``, ``entropy``, ``clip_frac``, ``approx_kl``),
+        with ``val_reward`` / ``val_ndcg@10`` added at validation points (and at step 0)."""
+        c, log = self.config, log or (lambda m: None)
+        self.init_ppo(train)
         policy = self.model
-        value = ValueModel.from_backbone(policy)
-        reference = copy.deepcopy(policy).eval() if c.kl_coef else None
-        opt_pi = torch.optim.AdamW(policy.parameters(), lr=c.policy_lr, weight_decay=c.ppo_weight_decay)
-        opt_v = torch.optim.AdamW(value.parameters(), lr=c.value_lr, weight_decay=c.ppo_weight_decay)
-        policy.eval()  # no dropout in rollouts or updates: the ratio compares the same function
-        value.eval()
         eval_log = valid if valid is not None else train
         self._val = loo_inputs(eval_log, c.val_users, np.random.default_rng(self.seed))
         best = self.validation_reward(eval_log)
         best_step, best_w = 0, _clone_state({"model": policy.state_dict()})
         curves = [{"step": 0.0, **best}]
+        steps_per_iter = c.update_epochs * c.n_minibatches
+        n_iter = max(1, math.ceil(c.ppo_steps / steps_per_iter))
         t0 = time.perf_counter()
-        for it in range(1, c.ppo_steps + 1):
-            history, targets = self._rollout_inputs(train, c.batch_size)
-            exclude = history_exclusion(history, self.n_items)
-            with torch.no_grad():
-                slates, logp_old = policy.generate(history, c.slate_size, exclude=exclude, greedy=False)
-                rewards = torch.from_numpy(self.slate_rewards(slates.cpu().numpy(), targets)).float().to(self.device)
-                if reference is not None:
-                    rewards = rewards - c.kl_coef * (logp_old - reference.slate_log_probs(history, slates, exclude))
-                v_old = value(history, slates)
-                adv, lam_ret = gae(rewards, v_old, c.discount, c.gae_lambda)
-                v_target = discounted_returns(rewards, c.discount) if c.value_target == "returns" else lam_ret
-                if c.normalize_advantages:
-                    adv = normalize(adv)
-            for _ in range(c.update_epochs):
-                logp = policy.slate_log_probs(history, slates, exclude)  # one pass: all K positions
-                loss_pi, info = clipped_surrogate_loss(logp, logp_old, adv, c.clip)
-                loss_v = value_loss(value(history, slates), v_target)
-                loss = loss_pi + loss_v
-                if not torch.isfinite(loss.detach()):
-                    policy.load_state_dict(best_w["model"])
-                    raise NonFiniteLossError(f"{self.name}: PPO stopped at iteration {it}: non-finite loss; "
-                                             f"the agent holds the best policy (iteration {best_step})")
-                opt_pi.zero_grad(set_to_none=True)
-                opt_v.zero_grad(set_to_none=True)
-                loss.backward()
-                if c.ppo_max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(policy.parameters(), c.ppo_max_grad_norm)
-                    torch.nn.utils.clip_grad_norm_(value.parameters(), c.ppo_max_grad_norm)
-                opt_pi.step()
-                opt_v.step()
-            if it % c.ppo_eval_every == 0 or it == c.ppo_steps:
-                point = {"step": float(it), "reward": float(rewards.sum(1).mean()), "loss_pi": float(loss_pi.detach()),
-                         "loss_v": float(loss_v.detach()), **info, **self.validation_reward(eval_log)}
-                curves.append(point)
+        for it in range(1, n_iter + 1):
+            rollout = self.collect_rollout(train, c.n_minibatches * c.batch_size)
+            try:
+                epochs = self.ppo_update(rollout)
+            except NonFiniteLossError as err:
+                policy.load_state_dict(best_w["model"])
+                raise NonFiniteLossError(f"{err}; stopped at iteration {it}, the agent holds the best policy "
+                                         f"(step {best_step})") from None
+            step = it * steps_per_iter
+            point = {"step": float(step), "reward": float(rollout.rewards.sum(1).mean()),
+                     **{k: float(np.mean([e[k] for e in epochs])) for k in epochs[0]}}
+            if step // c.ppo_eval_every > (step - steps_per_iter) // c.ppo_eval_every or it == n_iter:
+                point.update(self.validation_reward(eval_log))
                 if point["val_reward"] > best["val_reward"]:
-                    best, best_step = {k: point[k] for k in ("val_reward", "val_ndcg@10")}, it
+                    best, best_step = {k: point[k] for k in ("val_reward", "val_ndcg@10")}, step
                     best_w = _clone_state({"model": policy.state_dict()})
-                log(f"ppo {it}/{c.ppo_steps}  rollout reward {point['reward']:.4f}  val reward {point['val_reward']:.4f}"
+                log(f"ppo {step}/{n_iter * steps_per_iter}  rollout reward {point['reward']:.4f}  clip_frac "
+                    f"{point['clip_frac']:.3f}  approx_kl {point['approx_kl']:.4f}  val reward {point['val_reward']:.4f}"
                     f"  (best {best['val_reward']:.4f} @ {best_step})  {time.perf_counter() - t0:.0f}s")
+            curves.append(point)
         policy.load_state_dict(best_w["model"])
         policy.eval()
         self.ppo_curves, self.best_step, self.best_metric, self.selection_metric = curves, best_step, best["val_reward"], "val_reward"
         return {"curves": curves, "best_step": best_step, "best": best}
 
 
-__all__ = ["GPTRecAgent", "GPTRecConfig", "GPTRecPPOAgent", "GPTRecPPOConfig", "loo_inputs", "windows"]
+__all__ = ["GPTRecAgent", "GPTRecConfig", "GPTRecPPOAgent", "GPTRecPPOConfig", "Rollout", "loo_inputs", "windows"]

@@ -58,6 +58,14 @@ def clipped_surrogate_loss(logp: torch.Tensor, logp_old: torch.Tensor, advantage
     return loss, {"clip_frac": clip_frac, "approx_kl": approx_kl}
 
 
+def masked_entropy(logp: torch.Tensor) -> torch.Tensor:
+    """Entropy ``H = −Σ_a π(a) log π(a)`` of each distribution, ``[...]``, from log-probabilities
+    ``[..., n]`` where masked actions hold ``−inf`` (they contribute 0, with a zero gradient)."""
+    finite = torch.isfinite(logp)
+    safe = torch.where(finite, logp, torch.zeros_like(logp))
+    return -(safe.exp() * safe).masked_fill(~finite, 0.0).sum(-1)
+
+
 def value_loss(values: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Eq. 8: mean squared error of ``V`` against its targets."""
     return 0.5 * (values - targets).pow(2).mean()
@@ -68,4 +76,4 @@ def normalize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return (x - x.mean()) / (x.std() + eps) if x.numel() > 1 else x - x.mean()
 
 
-__all__ = ["clipped_surrogate_loss", "discounted_returns", "gae", "normalize", "value_loss"]
+__all__ = ["clipped_surrogate_loss", "discounted_returns", "gae", "masked_entropy", "normalize", "value_loss"]

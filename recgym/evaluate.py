@@ -192,16 +192,10 @@ def loo_ranks(
     """
     _check(agent, log)
     dev = _device_of(agent, device)
-    lengths = log.lengths
-    sessions = np.flatnonzero(lengths > 0)
-    ends = log.offsets[1:][sessions]
-    targets_all = log.items[ends - 1].astype(np.int64)
-    # input = every event but the last; its last state_len items are the state
-    in_offsets = np.concatenate([[0], np.cumsum(lengths[sessions] - 1)]).astype(np.int64)
-    starts = log.offsets[:-1][sessions]
-    in_len = lengths[sessions] - 1
-    in_idx = np.repeat(starts - in_offsets[:-1], in_len) + np.arange(in_offsets[-1], dtype=np.int64)
-    in_items = log.items[in_idx].astype(np.int64)
+    sessions = np.flatnonzero(log.lengths > 0)
+    targets_all = log.items[log.offsets[1:][sessions] - 1].astype(np.int64)
+    in_items, in_offsets = _loo_inputs(log, sessions)
+    in_len = np.diff(in_offsets)
     states, slen = pad_sequences(in_items, in_offsets, int(agent.state_len), log.pad_id, "right")
     S = len(sessions)
     k_list = min(slate_size, log.n_items)
@@ -219,6 +213,14 @@ def loo_ranks(
         ranks[lo:hi] = r.cpu().numpy()
         lists[lo:hi] = torch.topk(s, k_list, dim=1).indices.cpu().numpy()
     return ranks, lists, sessions
+
+
+def _loo_inputs(log: SessionLog, sessions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Leave-one-out inputs (every event but the last) of ``sessions``, CSR ``(items, offsets)``."""
+    in_len = log.lengths[sessions] - 1
+    in_offsets = np.concatenate([[0], np.cumsum(in_len)]).astype(np.int64)
+    in_idx = np.repeat(log.offsets[:-1][sessions] - in_offsets[:-1], in_len) + np.arange(in_offsets[-1], dtype=np.int64)
+    return log.items[in_idx].astype(np.int64), in_offsets
 
 
 def _mean(x: np.ndarray) -> float:
@@ -239,10 +241,11 @@ def evaluate_loo(
     ``recall@k`` (= ``hr@k``, one target per user) and ``ndcg@k`` for each ``k``; on the agent's
     top-``slate_size`` list (history excluded when ``exclude_history``): ``ild@10`` (genres given, or
     ``log.genres`` when present), ``pcount@10`` and ``npcount@10`` (``popularity`` given: the
-    **training** item shares ``[n_items]``; the reference is the global top-10 of that
-    popularity), ``coverage@10`` (distinct listed items / ``n_items``); ``n_users``.
+    **training** item shares ``[n_items]``; nPCOUNT = PCOUNT / PCOUNT of the popularity model's
+    lists under the same protocol, i.e. each user's 10 most popular items outside the history when
+    ``exclude_history``, so ``pop`` scores exactly 1), ``coverage@10`` (distinct listed items / ``n_items``); ``n_users``.
     """
-    ranks, lists, _ = loo_ranks(agent, log, exclude_history=exclude_history, slate_size=slate_size,
+    ranks, lists, sessions = loo_ranks(agent, log, exclude_history=exclude_history, slate_size=slate_size,
                                 batch_size=batch_size, device=device)
     out: dict[str, float] = {}
     for k in ks:
@@ -260,7 +263,12 @@ def evaluate_loo(
         if popularity.shape != (log.n_items,):
             raise ValueError(f"evaluate_loo: popularity has shape {popularity.shape}, expected ({log.n_items},)")
         out[f"pcount@{slate_size}"] = _mean(metrics.pcount_at_k(lists, popularity))
-        out[f"npcount@{slate_size}"] = _mean(metrics.npcount_at_k(lists, popularity))
+        # the popularity model's PCOUNT under this protocol: its own lists for the same users
+        # (history excluded or not), averaged the same way, so pop gets exactly 1
+        no_hist = (np.zeros(0, np.int64), np.zeros(len(sessions) + 1, np.int64))
+        hist = _loo_inputs(log, sessions) if exclude_history else no_hist
+        ref = metrics.popularity_reference(popularity, lists.shape[1], *hist)
+        out[f"npcount@{slate_size}"] = out[f"pcount@{slate_size}"] / ref if ref > 0 else float("nan")
     out[f"coverage@{slate_size}"] = metrics.coverage(lists, log.n_items)
     out["n_users"] = float(len(ranks))
     return out

@@ -36,6 +36,7 @@ __all__ = [
     "ild_at_k",
     "pcount_at_k",
     "npcount_at_k",
+    "popularity_lists",
     "popularity_reference",
     "coverage",
     "ndcg_step_rewards",
@@ -276,18 +277,55 @@ def pcount_at_k(slates: np.ndarray, popularity: np.ndarray) -> np.ndarray:
     return np.asarray(popularity, dtype=np.float64)[np.atleast_2d(np.asarray(slates))].mean(1)
 
 
-def popularity_reference(popularity: np.ndarray, k: int) -> float:
-    """PCOUNT@k of the popularity model: mean share of the ``k`` most popular items."""
+def popularity_lists(popularity: np.ndarray, k: int, history_items: np.ndarray | None = None,
+                     history_offsets: np.ndarray | None = None) -> np.ndarray:
+    """The popularity model's top-``k`` lists, most popular first, int64 ``[R, k]``.
+
+    Without histories: one row, the global top-``k``. With histories (CSR: row ``r`` excludes
+    ``history_items[history_offsets[r]:history_offsets[r+1]]``, ``R = len(history_offsets) − 1``):
+    the ``k`` most popular items outside each row's history, what the ``pop`` agent lists under
+    leave-one-out evaluation with history exclusion. Ties between equally popular items are
+    broken arbitrarily (they do not change PCOUNT). Rows are processed in chunks of dense ``[c, n]``
+    scores.
+    """
     p = np.asarray(popularity, dtype=np.float64)
-    k = min(k, len(p))
-    return float(np.partition(p, len(p) - k)[len(p) - k :].mean()) if k else 0.0
+    n = len(p)
+    k = min(int(k), n)
+    if history_offsets is None:
+        return np.argsort(-p, kind="stable")[:k][None].astype(np.int64)
+    offsets = np.asarray(history_offsets, dtype=np.int64)
+    items = np.asarray(history_items, dtype=np.int64)
+    R, lens = len(offsets) - 1, np.diff(offsets)
+    out = np.empty((R, k), dtype=np.int64)
+    if k == 0:
+        return out
+    chunk = max(1, (1 << 22) // max(n, 1))
+    for lo in range(0, R, chunk):  # chunks of rows, vectorised within
+        hi = min(lo + chunk, R)
+        s = np.broadcast_to(p, (hi - lo, n)).copy()
+        s[np.repeat(np.arange(hi - lo), lens[lo:hi]), items[offsets[lo] : offsets[hi]]] = -np.inf
+        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(s, top, 1), axis=1, kind="stable")
+        out[lo:hi] = np.take_along_axis(top, order, 1)
+    return out
+
+
+def popularity_reference(popularity: np.ndarray, k: int, history_items: np.ndarray | None = None,
+                         history_offsets: np.ndarray | None = None) -> float:
+    """PCOUNT@k of the popularity model under the same protocol: the mean over rows of
+    :func:`pcount_at_k` of :func:`popularity_lists` (global top-``k`` without histories; with
+    histories, each row's top-``k`` outside its history). nPCOUNT divides by this, so the ``pop``
+    agent evaluated the same way scores exactly 1 (GPTRec paper, §4.4)."""
+    lists = popularity_lists(popularity, k, history_items, history_offsets)
+    return float(pcount_at_k(lists, popularity).mean()) if lists.size else 0.0
 
 
 def npcount_at_k(slates: np.ndarray, popularity: np.ndarray, reference: float | None = None) -> np.ndarray:
     """nPCOUNT@K = PCOUNT@K / PCOUNT@K of the popularity model, float ``[B]`` (1 = as popular as pop).
 
-    ``reference`` defaults to :func:`popularity_reference` with ``k = K`` (the popularity model's
-    global top-K list, no per-user filtering).
+    ``reference`` is :func:`popularity_reference` of the evaluation protocol (pass the histories
+    when the lists exclude them, as :func:`recgym.evaluate.evaluate_loo` does); the default is the
+    global top-``K``, the popularity model's list when nothing is excluded.
     """
     slates = np.atleast_2d(np.asarray(slates))
     ref = popularity_reference(popularity, slates.shape[1]) if reference is None else float(reference)

@@ -231,3 +231,59 @@ def test_sasrec_encoder_ignores_padding_and_empty_is_consistent():
     torch.testing.assert_close(enc(s[:, :4], n), base)  # narrower window, same history
     torch.testing.assert_close(base[1], enc(*_states([[]], 2, 20))[0])  # every empty history alike
     assert not torch.allclose(base[0], base[2])
+
+
+# ----------------------------------------------------------------------------- sequence baselines: total loss by hand
+def _ce(logits: torch.Tensor, target: int) -> float:
+    """−log softmax(logits)[target] over the catalogue, written out."""
+    return float(torch.logsumexp(logits.double(), 0) - logits.double()[target])
+
+
+@pytest.mark.parametrize("all_positions", [False, True])
+def test_sasrec_loss_is_catalogue_cross_entropy_by_hand(all_positions):
+    """SQN paper Eq. 2 (one target per row) / SASRec training (every position predicts the next
+    item, the last valid one the logged action; an empty history predicts it from position 0)."""
+    from recgym.agents.sasrec import SASRecAgent
+
+    n, L = 9, 4
+    torch.manual_seed(0)
+    agent = SASRecAgent(n, state_len=L, hidden=8, n_blocks=1, n_heads=1, dropout=0.0, tied_output=all_positions,
+                        all_positions=all_positions)
+    states = torch.tensor([[1, 2, 3, n], [4, n, n, n], [n, n, n, n], [5, 6, 7, 8]])
+    lengths = torch.tensor([3, 1, 0, 4])
+    action = torch.tensor([6, 0, 2, 1])
+    loss, _ = agent.loss({"state": states, "state_len": lengths, "action": action})
+    with torch.no_grad():
+        if not all_positions:
+            logits = agent.logits(states, lengths)
+            terms = [_ce(logits[b], int(action[b])) for b in range(4)]
+        else:
+            h = agent.encoder.sequence(states, lengths)
+            terms = []
+            for b in range(4):
+                m = max(int(lengths[b]), 1)
+                for p in range(m):
+                    target = int(states[b, p + 1]) if p < int(lengths[b]) - 1 else int(action[b])
+                    terms.append(_ce(agent._output(h[b, p]), target))
+            assert len(terms) == 3 + 1 + 1 + 4
+    assert float(loss.detach()) == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+
+
+def test_bert4rec_loss_is_masked_item_cross_entropy_by_hand():
+    """Cloze loss (BERT4Rec paper): the mean over masked positions of −log softmax(E h_p)[x_p];
+    the batch sampler masks items with [MASK] and labels exactly those positions."""
+    from recgym.agents.bert4rec import BERT4RecAgent
+
+    n = 12
+    torch.manual_seed(0)
+    agent = BERT4RecAgent(n, state_len=6, hidden=8, n_blocks=1, n_heads=2, dropout=0.0, mask_prob=0.4)
+    log = _log([[0, 1, 2, 3, 4], [5, 6, 7], [8, 9, 10, 11, 0, 1, 2]], n)
+    batch = agent.make_transitions(log).sample(5, np.random.default_rng(3))
+    tokens, labels = batch["tokens"], batch["labels"]
+    masked = labels != -100
+    assert masked.any(1).all() and (tokens[masked] == n + 1).all() and (tokens[~masked] != n + 1).all()
+    loss, _ = agent.loss(batch)
+    with torch.no_grad():
+        logits = agent.net(tokens)
+        terms = [_ce(logits[b, p], int(labels[b, p])) for b, p in zip(*np.nonzero(masked.numpy()))]
+    assert float(loss.detach()) == pytest.approx(sum(terms) / len(terms), rel=1e-5)

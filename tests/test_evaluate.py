@@ -129,7 +129,8 @@ def test_evaluate_loo_metrics_by_hand():
     # lists [3,2], [2,4], [1,3]: distances 1-c, 0, 1-c
     assert out["ild@2"] == pytest.approx(2 * (1 - c) / 3)
     assert out["pcount@2"] == pytest.approx((0.15 + 0.1 + 0.2) / 3)
-    assert out["npcount@2"] == pytest.approx(0.15 / 0.35)
+    # pop's own lists (history excluded): [2, 3], [0, 1], [0, 1] -> PCOUNT (0.15 + 0.35 + 0.35) / 3
+    assert out["npcount@2"] == pytest.approx(0.45 / 0.85)
     assert out["coverage@2"] == pytest.approx(4 / 5)
     assert out["n_users"] == 3
     no_ex = evaluate(TableAgent(), tiny_log(), "loo", ks=(3,), exclude_history=False)

@@ -1,4 +1,4 @@
-"""GPTRec decoder, PPO pieces, gptrec / gptrec-ppo / bert4rec / re-rankers (issue 7)."""
+"""GPTRec decoder, PPO pieces, gptrec / gptrec-ppo / bert4rec / re-rankers."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 
 from recgym.agents.nets.gpt import (GPTDecoder, ValueModel, attention_mask, generation_mask, history_exclusion, left_pad,
                              sequence_inputs)
-from recgym.agents.ppo import clipped_surrogate_loss, discounted_returns, gae
+from recgym.agents.ppo import clipped_surrogate_loss, discounted_returns, gae, masked_entropy, normalize, value_loss
 from recgym import metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -239,12 +239,18 @@ def test_ppo_raises_the_training_reward_and_keeps_the_best_checkpoint(split, stu
     from recgym.agents.gptrec import GPTRecPPOAgent
 
     # a strong popularity penalty is easy to learn: PCOUNT of the greedy lists must fall
-    agent = GPTRecPPOAgent(N_ITEMS, **TINY, lambda_pop=20.0, ppo_steps=30, ppo_eval_every=10, policy_lr=3e-3,
+    agent = GPTRecPPOAgent(N_ITEMS, **TINY, lambda_pop=20.0, ppo_steps=48, ppo_eval_every=32, policy_lr=3e-3,
                            value_lr=3e-3, val_users=64)
     agent.fit(split.train, split.valid, student=student, log=lambda m: None)
     c = agent.ppo_curves
-    assert c[0]["step"] == 0 and len(c) == 4
-    assert agent.best_metric == max(p["val_reward"] for p in c)
+    # 16 optimisation steps per iteration (4 epochs x 4 minibatches): iterations end at 16, 32, 48;
+    # validation at 0, 32 (the 32nd step) and 48 (the last)
+    assert [p["step"] for p in c] == [0, 16, 32, 48]
+    assert ["val_reward" in p for p in c] == [True, False, True, True]
+    for p in c[1:]:  # PPO statistics logged every iteration
+        assert {"clip_frac", "approx_kl", "entropy", "loss_pi", "loss_v", "reward"} <= set(p)
+        assert p["approx_kl"] > 0 and p["entropy"] > 0
+    assert agent.best_metric == max(p["val_reward"] for p in c if "val_reward" in p)
     pop = split.train.popularity()
     states, lens = split.valid.padded(16)
     before = metrics.pcount_at_k(student.recommend(states, 10), pop).mean()
@@ -402,3 +408,121 @@ def test_nextk_decoding_feeds_each_pick_back_into_the_window(split):
     assert lists[1].tolist() == [n - 1, 0, 1, 2, 3]
     assert max(base.widths) <= 3  # the base only ever sees its own window
     assert base.scores(states[:, :3], lengths).topk(2, dim=1).indices[0].tolist() == [3, 0]  # Top-K: one step
+
+
+# ------------------------------------------------------------------------------ losses term by term
+def test_masked_entropy_by_hand():
+    p = torch.tensor([[0.5, 0.25, 0.25, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    logp = torch.log(p).requires_grad_(True)  # masked actions: -inf
+    h = masked_entropy(logp)
+    assert torch.allclose(h, torch.tensor([1.5 * math.log(2.0), 0.0]))
+    h.sum().backward()
+    assert torch.isfinite(logp.grad).all()
+
+
+def _hand_gae(r: torch.Tensor, v: torch.Tensor, discount: float, lam: float) -> torch.Tensor:
+    """Eqs. 9-10 written out: δ_i = r_i + γ V_{i+1} − V_i (V_K = 0), A_i = Σ_l (γλ)^l δ_{i+l}."""
+    B, K = r.shape
+    out = torch.zeros_like(r)
+    for b in range(B):
+        for i in range(K):
+            for l in range(K - i):
+                j = i + l
+                v_next = v[b, j + 1] if j + 1 < K else 0.0
+                out[b, i] += (discount * lam) ** l * (r[b, j] + discount * v_next - v[b, j])
+    return out
+
+
+def _ppo_agent(split, student, **kw):
+    from recgym.agents.gptrec import GPTRecPPOAgent
+
+    agent = GPTRecPPOAgent(N_ITEMS, **{**TINY, **kw})
+    agent.model.load_state_dict(student.model.state_dict())
+    agent.init_ppo(split.train)
+    return agent
+
+
+@pytest.mark.parametrize("ent_coef", [0.0, 0.05])
+def test_ppo_loss_equals_eq13_term_by_term(split, student, ent_coef):
+    """One rollout: rewards sum to the list metric, GAE (Eqs. 9-10) with γ and λ in their places,
+    returns as value targets; after the policy moves, the agent's loss is L_CLIP (Eq. 12, against
+    the rollout's old log-probabilities) + L_MSE (Eq. 8) − ent_coef · H, computed here term by term."""
+    c = dict(lambda_ild=0.3, lambda_pop=4.0, discount=0.95, gae_lambda=0.7, clip=0.15, ent_coef=ent_coef)
+    agent = _ppo_agent(split, student, **c)
+    ro = agent.collect_rollout(split.train, 24)
+    slates, targets = ro.slates.numpy(), ro.targets.numpy()
+    # per-position rewards sum to NDCG@K + λ_ild ILD@K − λ_pop PCOUNT@K of the generated list
+    ndcg = metrics.ndcg_at_k(metrics.slate_positions(slates, targets), 10)
+    listed = ndcg + 0.3 * metrics.ild_at_k(slates, split.train.genres) - 4.0 * metrics.pcount_at_k(slates, split.train.popularity())
+    np.testing.assert_allclose(ro.rewards.sum(1).numpy(), listed, atol=1e-5)
+    # Θ_old's log-probabilities and V_Ψold of the generated lists
+    with torch.no_grad():
+        assert torch.allclose(ro.logp_old, agent.model.slate_log_probs(ro.history, ro.slates, ro.exclude), atol=1e-5)
+        assert torch.allclose(ro.values, agent.value_model(ro.history, ro.slates), atol=1e-6)
+    adv = _hand_gae(ro.rewards.double(), ro.values.double(), 0.95, 0.7)
+    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    assert torch.allclose(ro.advantages.double(), adv, atol=1e-5)
+    assert torch.allclose(ro.value_targets, discounted_returns(ro.rewards, 0.95))
+    # move the policy away from Θ_old so the ratio differs from 1 and the clip binds somewhere
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(3)
+        for p in agent.model.parameters():
+            p.add_(0.3 * p.abs().mean() * torch.randn(p.shape, generator=g))
+    loss, info = agent.ppo_loss(ro)
+    with torch.no_grad():
+        logp, logp_all = agent.model.slate_log_probs(ro.history, ro.slates, ro.exclude, return_logits=True)
+        ratio = torch.exp(logp - ro.logp_old)
+        a = ro.advantages
+        l_clip = -torch.minimum(ratio * a, torch.clamp(ratio, 0.85, 1.15) * a).mean()
+        l_mse = 0.5 * (agent.value_model(ro.history, ro.slates) - ro.value_targets).pow(2).mean()
+        p = logp_all.exp()
+        ent = -(torch.where(p > 0, p * logp_all, torch.zeros_like(p))).sum(-1).mean()
+    assert 0 < info["clip_frac"] < 1 and info["clip_frac"] == pytest.approx(float(((ratio - 1).abs() > 0.15).float().mean()))
+    loss = loss.detach()
+    assert float(loss) == pytest.approx(float(l_clip + l_mse - ent_coef * ent), rel=1e-5, abs=1e-6)
+    assert info["loss_pi"] == pytest.approx(float(l_clip), rel=1e-5) and info["loss_v"] == pytest.approx(float(l_mse), rel=1e-5)
+    assert info["entropy"] == pytest.approx(float(ent), rel=1e-5)
+    # the same through the pure functions
+    ref = clipped_surrogate_loss(logp, ro.logp_old, ro.advantages, 0.15)[0] + value_loss(
+        agent.value_model(ro.history, ro.slates), ro.value_targets) - ent_coef * masked_entropy(logp_all).mean()
+    assert float(loss) == pytest.approx(float(ref.detach()), rel=1e-5, abs=1e-6)
+
+
+def test_ppo_ratio_moves_and_the_clip_binds_after_the_first_epoch(split, student):
+    """PPO reuses each rollout (Θ_old ≠ Θ from the second step on): with one minibatch per epoch the
+    first epoch has ratio 1 everywhere, later epochs must not (a large lr makes the clip bind)."""
+    agent = _ppo_agent(split, student, policy_lr=1e-2, update_epochs=3, n_minibatches=1)
+    ro = agent.collect_rollout(split.train, 32)
+    old = ro.logp_old.clone()
+    epochs = agent.ppo_update(ro)
+    assert len(epochs) == 3
+    assert epochs[0]["clip_frac"] == 0 and epochs[0]["approx_kl"] < 1e-6
+    for e in epochs[1:]:
+        assert e["clip_frac"] > 0 and e["approx_kl"] > 1e-4, e
+    assert torch.equal(ro.logp_old, old)  # Θ_old's log-probabilities are never overwritten
+    # one epoch of one minibatch is a plain policy-gradient step: the ratio never leaves 1
+    one = _ppo_agent(split, student, policy_lr=1e-2, update_epochs=1, n_minibatches=1)
+    e1 = one.ppo_update(one.collect_rollout(split.train, 32))
+    assert e1[0]["clip_frac"] == 0 and e1[0]["approx_kl"] < 1e-6
+
+
+def test_student_loss_equals_eq6_term_by_term(split, student):
+    """L_LM (Eq. 6) on a fixed batch: −mean over rows and positions of log π(ĝ_i | h, ĝ_<i), with the
+    history's items and the earlier ĝ masked, from one full forward pass built here by hand."""
+    batch = student.make_transitions(split.train).sample(6, np.random.default_rng(4))
+    model = student.model.eval()
+    h, g = batch["history"], batch["slate"]
+    B, K = g.shape
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for b in range(B):
+            hist = h[b][h[b] != N_ITEMS]
+            for i in range(K):
+                tokens, pos, valid = sequence_inputs(hist[None], g[b : b + 1, :i], N_ITEMS, student.config.state_len)
+                logits = model.logits(model(tokens, pos, valid)[0, -1]).double()
+                banned = set(hist.tolist()) | set(g[b, :i].tolist())
+                logits[list(banned)] = -torch.inf
+                total += -float(torch.log_softmax(logits, 0)[g[b, i]])
+                count += 1
+        loss, _ = student.loss(batch)
+    assert float(loss) == pytest.approx(total / count, rel=1e-5)

@@ -157,6 +157,37 @@ def test_pcount_npcount_coverage_by_hand():
     assert M.coverage(np.array([[0, 0], [5, 0]]), 5) == pytest.approx(1 / 5)  # pad id ignored
 
 
+def test_popularity_reference_is_the_pop_models_own_lists():
+    pop = np.array([0.5, 0.3, 0.1, 0.1, 0.0])
+    # histories [0], [], [1, 2, 0]: pop lists the 2 most popular items outside each
+    items, offsets = np.array([0, 1, 2, 0]), np.array([0, 1, 1, 4])
+    lists = M.popularity_lists(pop, 2, items, offsets)
+    assert lists[0].tolist() == [1, 2] or lists[0].tolist() == [1, 3]  # 2 and 3 tie
+    assert lists[1].tolist() == [0, 1] and lists[2].tolist() == [3, 4]
+    assert M.popularity_lists(pop, 2).tolist() == [[0, 1]]
+    expected = ((0.3 + 0.1) / 2 + (0.5 + 0.3) / 2 + (0.1 + 0.0) / 2) / 3
+    assert M.popularity_reference(pop, 2, items, offsets) == pytest.approx(expected)
+    assert M.popularity_reference(pop, 2) == pytest.approx(0.4)  # nothing excluded: the global top-2
+
+
+def test_pop_agent_has_npcount_exactly_one():
+    """GPTRec paper §4.4: nPCOUNT divides by the popularity model's PCOUNT, so ``pop`` evaluated by
+    the same protocol (leave-one-out, history excluded) scores 1 exactly."""
+    from recgym.agents.baselines import PopularityAgent
+    from recgym.data.splits import split_leave_one_out
+    from recgym.evaluate import evaluate_loo
+    from recgym.sim.world import World
+
+    sp = split_leave_one_out(World(seed=1, n_users=80, n_items=30, n_genres=4).generate(120))
+    agent = PopularityAgent(sp.n_items).fit(sp.train)
+    pop = sp.train.popularity()
+    for exclude in (True, False):
+        out = evaluate_loo(agent, sp.test, popularity=pop, exclude_history=exclude)
+        assert out["npcount@10"] == 1.0, (exclude, out["npcount@10"])
+    # the check has teeth: history exclusion pushes popular items out of pop's lists here
+    assert evaluate_loo(agent, sp.test, popularity=pop)["pcount@10"] < M.popularity_reference(pop, 10)
+
+
 # ------------------------------------------------------------------ slate step rewards
 def test_step_rewards_by_hand():
     sl = np.array([[2, 0, 3]])
