@@ -1,4 +1,4 @@
-"""Shared pieces of the recgym environments: data loading (cached), observation spaces, padding."""
+"""Shared pieces of the recgym environments: data loading (cached), observation spaces, contexts."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from gymnasium import spaces
 
 from recgym.data import Split, split_by_session, split_leave_one_out
 from recgym.data.session_log import SessionLog
+from recgym.data.windows import last_items
 
 _CACHE: dict[tuple, Split] = {}
 _CACHE_MAX = 8
@@ -98,21 +99,6 @@ def count_box(high: int) -> spaces.Box:
     return spaces.Box(0, high, shape=(1,), dtype=np.int64)
 
 
-def window(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, L: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """The last ``L`` events of the flat ranges ``items[starts[b]:ends[b]]``, right-padded.
-
-    Returns ``(ids int64 [B, L], lengths int64 [B])`` — no Python loop over rows.
-    """
-    lengths = np.minimum(ends - starts, L).astype(np.int64)
-    j = np.arange(L)[None, :]
-    src = (ends - lengths)[:, None] + j
-    valid = j < lengths[:, None]
-    if len(items) == 0:
-        return np.full((len(starts), L), pad_id, dtype=np.int64), lengths
-    vals = items[np.minimum(src, len(items) - 1)]
-    return np.where(valid, vals, pad_id).astype(np.int64), lengths
-
-
 def contexts_of(log: SessionLog, L: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Leave-one-out contexts of every non-empty session: the session without its last event.
 
@@ -120,7 +106,7 @@ def contexts_of(log: SessionLog, L: int) -> tuple[np.ndarray, np.ndarray, np.nda
     """
     keep = np.flatnonzero(log.lengths >= 1)
     starts, ends = log.offsets[keep], log.offsets[keep + 1]
-    hist, lengths = window(log.items, starts, ends - 1, L, log.n_items)
+    hist, lengths = last_items(log.items, starts, ends - 1, L, log.n_items)
     return hist, lengths, log.items[ends - 1].astype(np.int64), keep
 
 

@@ -19,8 +19,9 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from recgym.envs.common import check_action, count_box, id_box, load_env_split, window
 from recgym.data.session_log import SessionLog
+from recgym.data.windows import last_items
+from recgym.envs.common import check_action, count_box, id_box, load_env_split
 
 
 class _ReplayData:
@@ -81,7 +82,7 @@ class ReplayEnv(gym.Env):
 
     def _obs(self) -> dict[str, np.ndarray]:
         start = self.d.starts[self._s]
-        hist, length = window(self.d.items, np.array([start]), np.array([start + self._t]), self.state_len, self.n_items)
+        hist, length = last_items(self.d.items, np.array([start]), np.array([start + self._t]), self.state_len, self.n_items)
         return {"history": hist[0], "length": length}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -152,7 +153,7 @@ class ReplayVectorEnv(VectorEnv):
 
     def _obs(self) -> dict[str, np.ndarray]:
         starts = self.d.starts[self._s]
-        hist, length = window(self.d.items, starts, starts + self._t, self.state_len, self.n_items)
+        hist, length = last_items(self.d.items, starts, starts + self._t, self.state_len, self.n_items)
         return {"history": hist, "length": length[:, None]}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from recgym import metrics
-from recgym.data import KIND_CLICK, KIND_PURCHASE, SessionLog, Transitions, pad_sequences
+from recgym.data import KIND_CLICK, KIND_PURCHASE, SessionLog, Transitions, last_items
 
 __all__ = ["Evaluable", "evaluate", "evaluate_loo", "evaluate_sessions", "session_ranks", "loo_ranks"]
 
@@ -202,7 +202,7 @@ def loo_ranks(
     in_len = lengths[sessions] - 1
     in_idx = np.repeat(starts - in_offsets[:-1], in_len) + np.arange(in_offsets[-1], dtype=np.int64)
     in_items = log.items[in_idx].astype(np.int64)
-    states, slen = pad_sequences(in_items, in_offsets, int(agent.state_len), log.pad_id, "right")
+    states, slen = last_items(in_items, in_offsets[:-1], in_offsets[1:], int(agent.state_len), log.pad_id)
     S = len(sessions)
     k_list = min(slate_size, log.n_items)
     ranks = np.empty(S, dtype=np.int64)

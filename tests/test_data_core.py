@@ -13,7 +13,7 @@ from recgym.data import (
     KIND_PURCHASE,
     SessionLog,
     Transitions,
-    pad_sequences,
+    last_items,
     return_to_go,
     split_by_session,
     split_leave_one_out,
@@ -209,7 +209,8 @@ def test_subset_prefix_window():
     assert KIND_PURCHASE == 1 and KIND_CLICK == 0
 
 
-def test_pad_sequences_empty_rows():
-    ids, lengths = pad_sequences(np.array([4, 5]), np.array([0, 0, 2, 2]), 3, 9)
+def test_last_items_empty_rows():
+    offsets = np.array([0, 0, 2, 2])
+    ids, lengths = last_items(np.array([4, 5]), offsets[:-1], offsets[1:], 3, 9)
     np.testing.assert_array_equal(ids, [[9, 9, 9], [4, 5, 9], [9, 9, 9]])
     np.testing.assert_array_equal(lengths, [0, 2, 0])

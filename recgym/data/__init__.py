@@ -1,8 +1,9 @@
 """The offline-dataset interface: `SessionLog`, `Transitions`, splits and the source loaders."""
 
-from recgym.data.session_log import KIND_CLICK, KIND_PURCHASE, SessionLog, pad_sequences
+from recgym.data.session_log import KIND_CLICK, KIND_PURCHASE, SessionLog
 from recgym.data.splits import Split, split_by_session, split_leave_one_out
 from recgym.data.transitions import Transitions, return_to_go
+from recgym.data.windows import last_items, last_items_of_lists, last_items_of_rows
 
 __all__ = [
     "KIND_CLICK",
@@ -10,7 +11,9 @@ __all__ = [
     "SessionLog",
     "Split",
     "Transitions",
-    "pad_sequences",
+    "last_items",
+    "last_items_of_lists",
+    "last_items_of_rows",
     "return_to_go",
     "split_by_session",
     "split_leave_one_out",
