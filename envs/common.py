@@ -10,6 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from recgym.data import Split, split_by_session, split_leave_one_out
+from recgym.data.registry import resolve_data_dir
 from recgym.data.session_log import SessionLog
 from recgym.data.windows import last_items
 
@@ -21,13 +22,6 @@ HOW_TO_GET_DATA = (
     "RECGYM_DATA_DIR to the folder that holds {name}/, or pass download=True to fetch them from "
     "the owner's official address (when the licence allows it)."
 )
-
-
-def data_dir_of(data_dir: str | os.PathLike | None) -> Path:
-    """The data directory: argument, else ``$RECGYM_DATA_DIR``, else ``~/.cache/recgym``."""
-    if data_dir is not None:
-        return Path(data_dir)
-    return Path(os.environ.get("RECGYM_DATA_DIR", "~/.cache/recgym")).expanduser()
 
 
 def load_env_split(
@@ -54,7 +48,7 @@ def load_env_split(
         return split_leave_one_out(data) if loo else split_by_session(data, seed=seed)
     if data is not None:
         raise TypeError(f"data must be a recgym Split or SessionLog, got {type(data).__name__}")
-    root = data_dir_of(data_dir)
+    root = resolve_data_dir(data_dir)
     key = (source, str(root), seed, tuple(sorted((k, repr(v)) for k, v in params.items())))
     if key in _CACHE:
         return _CACHE[key]
