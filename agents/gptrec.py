@@ -53,19 +53,6 @@ from recgym.data import SessionLog
 from recgym.data.windows import last_items, last_items_of_rows
 
 
-OWN_AGENTS = {"gptrec": "recgym.agents.gptrec:GPTRecAgent", "gptrec-ppo": "recgym.agents.gptrec:GPTRecPPOAgent",
-              "bert4rec": "recgym.agents.bert4rec:BERT4RecAgent", "mmr": "recgym.agents.rerank:MMRAgent",
-              "pop-rerank": "recgym.agents.rerank:PopRerankAgent"}
-"""Registry lines of issue 7 (fallback while ``recgym.agents.registry.AGENTS`` does not list them yet)."""
-
-
-def resolve_agent_name(name: str) -> str:
-    """``name`` if the registry knows it, else its ``module:Class`` from :data:`OWN_AGENTS`."""
-    from recgym.agents.registry import AGENTS
-
-    return name if name in AGENTS or ":" in name else OWN_AGENTS.get(name, name)
-
-
 # ---------------------------------------------------------------------------------------------
 # windows of sequences (vectorised CSR gathers)
 # ---------------------------------------------------------------------------------------------
@@ -169,7 +156,7 @@ class GPTRecAgent(TorchAgent):
     def _fit_teacher(self, train: SessionLog, valid: SessionLog | None, loop_kwargs: dict[str, Any]) -> Any:
         from recgym.agents.registry import make_agent
 
-        t = make_agent(resolve_agent_name(self.config.teacher), self.n_items, seed=self.seed, protocol="loo")
+        t = make_agent(self.config.teacher, self.n_items, seed=self.seed, protocol="loo")
         if isinstance(t, TorchAgent):
             t.fit(train, valid, **{k: v for k, v in loop_kwargs.items() if k in ("protocol", "progress", "log")})
         else:

@@ -63,10 +63,9 @@ class _Reranker(Agent):
     def fit(self, train: SessionLog, valid: SessionLog | None = None, base: Agent | None = None, **kwargs: Any) -> "_Reranker":
         """Attach a fitted ``base`` (or fit ``config.base`` on ``train``) and read genres / popularity."""
         if base is None:
-            from recgym.agents.gptrec import resolve_agent_name
             from recgym.agents.registry import make_agent
 
-            base = make_agent(resolve_agent_name(self.config.base), self.n_items, seed=self.seed, protocol="loo")
+            base = make_agent(self.config.base, self.n_items, seed=self.seed, protocol="loo")
             base.fit(train, valid, **kwargs)
         if base.n_items != self.n_items:
             raise ValueError(f"{self.name}: base agent has n_items={base.n_items}, re-ranker {self.n_items}")
@@ -109,12 +108,11 @@ class _Reranker(Agent):
         return {"genres": self.genres, "pop": self.pop, "base": self.base_agent.state_dict() if self.base_agent else {}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from recgym.agents.gptrec import resolve_agent_name
         from recgym.agents.registry import make_agent
 
         self.genres, self.pop = state["genres"], state["pop"]
         if state.get("base"):
-            self.base_agent = make_agent(resolve_agent_name(self.config.base), self.n_items)
+            self.base_agent = make_agent(self.config.base, self.n_items)
             self.base_agent.load_state_dict(state["base"])
 
 

@@ -76,7 +76,7 @@ def load_data(args: argparse.Namespace, cfg: dict[str, Any], seed: int):
 def run_seed(args: argparse.Namespace, cfg: dict[str, Any], seed: int, log) -> dict[str, Any]:
     import torch
 
-    from recgym.agents.gptrec import GPTRecAgent, GPTRecPPOAgent, resolve_agent_name
+    from recgym.agents.gptrec import GPTRecAgent, GPTRecPPOAgent
     from recgym.agents.registry import make_agent
     from recgym.agents.rerank import NextKDecoder
     from recgym.evaluate import evaluate_loo
@@ -102,7 +102,7 @@ def run_seed(args: argparse.Namespace, cfg: dict[str, Any], seed: int, log) -> d
     best_name, best = None, None
     for name in ("pop", "bpr", "sasrec", "bert4rec") if {"baselines", "rerank"} & parts else ():
         t0 = time.perf_counter()
-        a = make_agent(resolve_agent_name(name), n, seed=seed, dataset=dataset, protocol="loo", **cfg["agents"].get(name, {}))
+        a = make_agent(name, n, seed=seed, dataset=dataset, protocol="loo", **cfg["agents"].get(name, {}))
         a.fit(sp.train, sp.valid, **(fit_kw if hasattr(a, "optimizers") else {}))
         record(name, a, t0, "baseline")
         valid_ndcg[name] = evaluate_loo(a, sp.valid)["ndcg@10"]
