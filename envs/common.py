@@ -10,7 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from recgym.data import Split, split_by_session, split_leave_one_out
-from recgym.data.registry import resolve_data_dir
+from recgym.data.registry import load_split, resolve_data_dir
 from recgym.data.session_log import SessionLog
 from recgym.data.windows import last_items
 
@@ -60,16 +60,6 @@ def load_env_split(
 
 
 def _load(source: str, root: Path, download: bool, seed: int, params: dict[str, Any]) -> Split:
-    import recgym.data as rd
-
-    load_split = getattr(rd, "load_split", None)
-    if load_split is None:
-        # the source loaders are not installed (early checkout): only the embedded world works
-        if source != "synthetic":
-            raise RuntimeError(f"recgym.data.load_split is missing; cannot load source {source!r}")
-        from recgym.sim.world import make_synthetic_log
-
-        return split_by_session(make_synthetic_log(seed=seed, **params), seed=seed)
     try:
         return load_split(source, root, download=download, seed=seed, **params)
     except FileNotFoundError as e:
