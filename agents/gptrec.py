@@ -255,7 +255,7 @@ class GPTRecAgent(TorchAgent):
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class GPTRecPPOConfig(GPTRecConfig):
-    """Stage-2 values of Appendix A.3 / REFERENCE.md (the stage-1 fields train the student when no
+    """Stage-2 values of the paper's Appendix A.3 (the stage-1 fields train the student when no
     ``student`` is passed to ``fit``)."""
 
     lambda_ild: float = 0.0

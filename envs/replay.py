@@ -5,8 +5,8 @@ At step ``t`` of a session ``(i_0, …, i_{T-1})`` the observation is the window
 agent recommends an item (or a top-k slate), and it earns the logged reward ``r_t`` when the logged
 item ``i_t`` is among the recommended; then the history advances by ``i_t`` — the *logged* item,
 whatever was recommended. ``info`` carries ``logged_item``, ``logged_reward`` and ``hit``. The
-episode terminates after the last event of the session. This is the offline evaluation protocol
-of DESIGN.md §4 run as an MDP (every event is one decision).
+episode terminates after the last event of the session. This is the session protocol of
+:func:`recgym.evaluate.evaluate_sessions` run as an MDP (every event is one decision).
 """
 
 from __future__ import annotations

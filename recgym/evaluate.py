@@ -1,4 +1,4 @@
-"""The logged-data evaluation protocols (DESIGN.md §4): one implementation each.
+"""The logged-data evaluation protocols (docs/evaluation.md): one implementation each.
 
 * :func:`evaluate_sessions` — the SQN/SA2C/PRL/CCQL/LPI protocol: every event of every session
   is a prediction from the history before it (the first event too, with an empty history),
