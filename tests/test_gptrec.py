@@ -1,4 +1,4 @@
-"""GPTRec decoder, PPO pieces, gptrec / gptrec-ppo / bert4rec / re-rankers (issue 7)."""
+"""GPTRec decoder, PPO pieces, gptrec / gptrec-ppo / bert4rec / re-rankers."""
 
 from __future__ import annotations
 
