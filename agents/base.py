@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from recgym.data import SessionLog
+from recgym.data.windows import last_items_of_lists, last_items_of_rows
 
 
 @dataclass
@@ -98,7 +99,7 @@ class Agent:
         if length is None:
             length = (hist != self.pad_id).sum(axis=1)
         length = np.asarray(length, dtype=np.int64).reshape(-1)
-        states, lengths = right_window(hist, length, self.state_len, self.pad_id)
+        states, lengths = last_items_of_rows(hist, length, self.state_len, self.pad_id)
         with torch.no_grad():
             s = self.scores(torch.from_numpy(states), torch.from_numpy(lengths))
         if deterministic:
@@ -139,33 +140,13 @@ class Agent:
 
     # ----------------------------------------------------------------- helpers
     def _as_states(self, histories: list[np.ndarray] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        from recgym.data import pad_sequences
-
         if isinstance(histories, np.ndarray) and histories.ndim == 2:
             lengths = (histories != self.pad_id).sum(axis=1)
-            ids, lengths = right_window(histories, lengths, self.state_len, self.pad_id)  # wider than state_len: keep the last items
-            return torch.from_numpy(ids), torch.from_numpy(lengths)
-        seqs = [np.asarray(h, dtype=np.int64) for h in histories]
-        offsets = np.concatenate([[0], np.cumsum([len(h) for h in seqs])]).astype(np.int64)
-        flat = np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64)
-        ids, lengths = pad_sequences(flat, offsets, self.state_len, self.pad_id, "right")
+            ids, lengths = last_items_of_rows(histories, lengths, self.state_len, self.pad_id)
+        else:
+            ids, lengths = last_items_of_lists(histories, self.state_len, self.pad_id)
         return torch.from_numpy(ids), torch.from_numpy(lengths)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_items={self.n_items}, config={self.config})"
-
-
-def right_window(hist: np.ndarray, lengths: np.ndarray, max_len: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """The last ``max_len`` valid items of right-padded rows ``hist`` ``[B, L]`` with ``lengths``.
-
-    Returns right-padded ``(ids int64 [B, max_len], lengths int64 [B])``.
-    """
-    hist = np.asarray(hist, dtype=np.int64)
-    lengths = np.minimum(np.asarray(lengths, dtype=np.int64), hist.shape[1])
-    new_len = np.minimum(lengths, max_len)
-    cols = np.arange(max_len)
-    src = (lengths - new_len)[:, None] + cols[None, :]
-    valid = cols[None, :] < new_len[:, None]
-    out = np.where(valid, np.take_along_axis(hist, np.minimum(src, max(hist.shape[1] - 1, 0)), axis=1) if hist.shape[1] else pad_id, pad_id)
-    return out.astype(np.int64), new_len
 

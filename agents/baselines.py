@@ -58,7 +58,8 @@ class PopularityAgent(Agent):
 # ----------------------------------------------------------------------------- mc
 @dataclass
 class MarkovChainConfig(AgentConfig):
-    """GPTRec's Markov-chain teacher (REFERENCE.md "GPTRec-PPO")."""
+    """GPTRec's Markov-chain teacher (Petrov & Macdonald, "Aligning GPTRec with Beyond-Accuracy Goals
+    with Reinforcement Learning", §4.6; window and smoothing as in the authors' released code)."""
 
     state_len: int = 50
     """History window (the last ``state_len`` items are read, at most ``max_gap`` of them count)."""

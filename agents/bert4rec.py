@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recgym.agents.nets.gpt import GPTBlock, attention_mask, left_pad
+from recgym.agents.nets.gpt import GPTBlock, attention_mask
 from recgym.agents.training import TorchAgent, TorchAgentConfig
 from recgym.data import SessionLog
+from recgym.data.windows import last_items, last_items_of_rows
 
 
 class BERT4RecNet(nn.Module):
@@ -68,12 +69,11 @@ class _Windows:
         return len(self.sessions)
 
     def sample(self, batch_size: int, rng: np.random.Generator, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-        from recgym.agents.gptrec import windows
-
         s = rng.choice(self.sessions, size=batch_size)
         lens = self.log.lengths[s]
         ends = rng.integers(np.minimum(lens, self.max_len), lens + 1)  # window end: a random point
-        seq = windows(self.log, s, ends, self.max_len, "left")
+        start = self.log.offsets[:-1][s]
+        seq, _ = last_items(self.log.items, start, start + ends, self.max_len, self.log.pad_id, "left", trim=True)
         valid = seq != self.log.pad_id
         masked = (rng.random(seq.shape) < self.mask_prob) & valid
         none = ~masked.any(1)
@@ -120,7 +120,7 @@ class BERT4RecAgent(TorchAgent):
 
     @torch.no_grad()
     def scores(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        hist = left_pad(states.to(self.device), lengths.to(self.device), self.pad_id, self.config.state_len)
+        hist, _ = last_items_of_rows(states.to(self.device), lengths, self.config.state_len, self.pad_id, "left", trim=True)
         tokens = torch.cat([hist, hist.new_full((len(hist), 1), self.pad_id + 1)], dim=1)
         return self.net(tokens)[:, -1].float()
 

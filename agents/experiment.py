@@ -358,9 +358,9 @@ def _greedy(agent: Any, hist: np.ndarray, hlen: np.ndarray, batch_size: int = 10
     """The agent's top-1 item for right-padded histories ``[B, L]`` with lengths ``[B]`` -> int64 ``[B]``."""
     import torch
 
-    from recgym.agents.base import right_window
+    from recgym.data.windows import last_items_of_rows
 
-    states, lengths = right_window(hist, hlen, int(agent.state_len), int(agent.n_items))
+    states, lengths = last_items_of_rows(hist, hlen, int(agent.state_len), int(agent.n_items))
     out = np.empty(len(hist), dtype=np.int64)
     with torch.no_grad():
         for lo in range(0, len(hist), batch_size):
@@ -392,7 +392,7 @@ def evaluate_in_env(agent: Any, env: Any, episodes: int = 200, seed: int = 0) ->
     # generic env loop: greedy action, invalid items masked when the env says which
     import torch
 
-    from recgym.agents.base import right_window
+    from recgym.data.windows import last_items_of_rows
 
     masks_fn = getattr(u, "action_masks", None)
     returns, finals = [], {}
@@ -402,7 +402,7 @@ def evaluate_in_env(agent: Any, env: Any, episodes: int = 200, seed: int = 0) ->
         while not done:
             hist = np.asarray(obs["history"])[None]
             n = np.asarray(obs.get("length", [(hist != agent.n_items).sum()])).reshape(1)
-            st, ln = right_window(hist, n, int(agent.state_len), int(agent.n_items))
+            st, ln = last_items_of_rows(hist, n, int(agent.state_len), int(agent.n_items))
             with torch.no_grad():
                 s = torch.as_tensor(agent.scores(torch.from_numpy(st), torch.from_numpy(ln))).float().numpy()[0]
             if masks_fn is not None:

@@ -49,11 +49,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from recgym.agents.nets.gpt import GPTDecoder, ValueModel, history_exclusion, left_pad, np_left_pad
+from recgym.agents.nets.gpt import GPTDecoder, ValueModel, history_exclusion
 from recgym.agents.ppo import clipped_surrogate_loss, discounted_returns, gae, masked_entropy, normalize, value_loss
 from recgym.agents.training import NonFiniteLossError, TorchAgent, TorchAgentConfig, _clone_state
 from recgym import metrics
 from recgym.data import SessionLog
+from recgym.data.windows import last_items, last_items_of_rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,20 +63,8 @@ from recgym.data import SessionLog
 def windows(log: SessionLog, sessions: np.ndarray, cuts: np.ndarray, max_len: int, side: str = "left") -> np.ndarray:
     """Items ``cuts[r] - max_len .. cuts[r] - 1`` of session ``sessions[r]`` (the history before event
     ``cuts[r]``), int64 ``[R, W]`` padded with ``log.pad_id`` on ``side``; ``W = max(1, min(max_len, max cut))``."""
-    sessions = np.asarray(sessions, dtype=np.int64)
-    cuts = np.asarray(cuts, dtype=np.int64)
-    keep = np.minimum(cuts, max_len)
-    W = max(1, int(keep.max()) if len(keep) else 1)
-    cols = np.arange(W)[None, :]
-    start = log.offsets[:-1][sessions] + cuts - keep
-    if side == "left":
-        valid = cols >= (W - keep)[:, None]
-        src = start[:, None] + cols - (W - keep)[:, None]
-    else:
-        valid = cols < keep[:, None]
-        src = start[:, None] + cols
-    src = np.clip(src, 0, max(len(log.items) - 1, 0))
-    return np.where(valid, log.items[src] if len(log.items) else log.pad_id, log.pad_id).astype(np.int64)
+    start = log.offsets[:-1][np.asarray(sessions, dtype=np.int64)]
+    return last_items(log.items, start, start + np.asarray(cuts, dtype=np.int64), max_len, log.pad_id, side, trim=True)[0]
 
 
 def loo_inputs(log: SessionLog, max_users: int | None = None, rng: np.random.Generator | None = None):
@@ -215,7 +204,7 @@ class GPTRecAgent(TorchAgent):
 
     # ------------------------------------------------------------------ inference
     def _history(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return left_pad(states.to(self.device), lengths.to(self.device), self.pad_id, self.config.state_len)
+        return last_items_of_rows(states.to(self.device), lengths, self.config.state_len, self.pad_id, "left", trim=True)[0]
 
     def inference_model(self) -> GPTDecoder:
         """The decoder used by ``scores`` / ``recommend``: the model, or a copy in ``inference_dtype``
@@ -254,7 +243,7 @@ class GPTRecAgent(TorchAgent):
             st = torch.from_numpy(histories.astype(np.int64))
             history = self._history(st, (st != self.pad_id).sum(1))
         else:
-            history = torch.from_numpy(np_left_pad(list(histories), self.config.state_len, self.pad_id)).to(self.device)
+            history = self._history(*self._as_states(histories))
         exclude = None if exclude_seen else torch.zeros(len(history), self.n_items, dtype=torch.bool, device=self.device)
         return self.inference_model().generate(history, k, exclude=exclude)[0].cpu().numpy()
 
@@ -270,7 +259,7 @@ class GPTRecAgent(TorchAgent):
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class GPTRecPPOConfig(GPTRecConfig):
-    """Stage-2 values of Appendix A.3 / REFERENCE.md (the stage-1 fields train the student when no
+    """Stage-2 values of the paper's Appendix A.3 (the stage-1 fields train the student when no
     ``student`` is passed to ``fit``).
 
     PPO schedule: each iteration generates ``n_minibatches × batch_size`` lists with the current

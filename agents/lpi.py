@@ -329,7 +329,5 @@ class LPIAgent(PolicyImprovementAgent):
     aux_head = True
 
 
-REGISTRY = {"lmu": LMuAgent, "pg": PGAgent, "ips": IPSAgent, "ips-pg": IPSPGAgent, "lpi-cb": LPICBAgent, "lpi": LPIAgent}
-
 __all__ = ["IPSAgent", "IPSPGAgent", "LMuAgent", "LPIAgent", "LPICBAgent", "LPIConfig", "LPICBConfig", "PGAgent",
-           "PolicyImprovementAgent", "REGISTRY"]
+           "PolicyImprovementAgent"]

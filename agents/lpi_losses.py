@@ -1,6 +1,6 @@
 """Losses of Local Policy Improvement (Liang & Vlassis) and its baselines, as pure functions.
 
-Equation numbers refer to ``papers/lpi_local_policy_improvement.md``. Every objective of the
+Equation numbers refer to "Local Policy Improvement for Recommender Systems". Every objective of the
 paper is a *weighted cross-entropy* ``(1/n) Σ_i w_i log π(a_i | x_i)`` that is maximised; here
 we minimise its negation ``mean_i w_i · CE_i`` with the weights treated as constants (no
 gradient flows through them, §3.3 "we cut the gradient and treat the weights as constant").

@@ -14,7 +14,7 @@ given the history and the return we want?* Read top to bottom:
    step ``t`` (kept with the weights); online, session-wise (:func:`session_rollout`): prompt
    once at the first step, then subtract each observed reward.
 
-Choices (REFERENCE.md "PRL"): as the authors' code, ``R_t`` is divided by ``R̄_t`` before it
+Choices: as the authors' released code, ``R_t`` is divided by ``R̄_t`` before it
 enters Eq. 9 (``normalize_return=True``; at inference the input is then ``N(μ, ε²)``); set
 ``normalize_return=False`` for the raw ``R_t`` of Eq. 9 as printed. The step index is clipped to
 ``max_step`` (default ``state_len``): the shared evaluators give a scorer only the window and its

@@ -175,7 +175,7 @@ def _loo_like_sasrec() -> dict[str, Any]:
     return base
 
 
-# Per-dataset presets. RC15 / RetailRocket: the releases' values (REFERENCE.md). synthetic and
+# Per-dataset presets. RC15 / RetailRocket: the authors' released values. synthetic and
 # ml-100k are recgym's own small datasets: the switch steps of the papers (15k–50k) would fall
 # after the end of training, so they are scaled to about the middle of the run (our choice).
 _SMALL = {"synthetic": {"epochs": 10, "switch_step": 600}, "ml-100k": {**_loo_like_sasrec(), "switch_step": 1100}}

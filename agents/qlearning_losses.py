@@ -1,8 +1,8 @@
 """Losses of the Q-learning family (SQN, SAC, SNQN, SA2C, SASRec-CO, SASRec-CCQL), as pure
-functions on tensors. Equation numbers refer to the CCQL paper
-(``papers/ccql_conservative_objectives.md``); SQN/SAC are Xin et al. (SIGIR 2020), SNQN/SA2C
-Xin et al. (WSDM 2022). Where the published code differs from the papers, the docstring says
-which one is followed (see ``REFERENCE.md``).
+functions on tensors. Equation numbers refer to the CCQL paper ("Addressing Challenges in
+Reinforcement Learning for Recommender Systems with Conservative Objectives"); SQN/SAC are Xin
+et al. (SIGIR 2020), SNQN/SA2C Xin et al. (WSDM 2022). Where the published code differs from the
+papers, the docstring says which one is followed.
 
 Shapes: ``B`` = batch, ``n`` = items, ``K`` = negatives per transition.
 """

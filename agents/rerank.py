@@ -29,6 +29,7 @@ import torch
 
 from recgym.agents.base import Agent, AgentConfig
 from recgym.data import SessionLog
+from recgym.data.windows import last_items_of_rows
 
 
 @dataclass
@@ -170,16 +171,12 @@ class NextKDecoder(_Reranker):
         seen = torch.zeros(B, self.n_items + 1, dtype=torch.bool, device=dev)
         seen.scatter_(1, torch.where(valid, states, pad), True)
         window = min(int(self.base_agent.state_len), L + k)
-        cols = torch.arange(window, device=dev)[None, :]
         rows = torch.arange(B, device=dev)
         first = None
         items = torch.empty(B, k, dtype=torch.long, device=dev)
         for i in range(k):
             total = lengths + i  # history items plus those generated so far
-            start = (total - window).clamp(min=0)
-            win = seq.gather(1, (start[:, None] + cols).clamp(max=seq.shape[1] - 1))
-            win_len = total.clamp(max=window)
-            win = torch.where(cols < win_len[:, None], win, torch.full_like(win, pad))
+            win, win_len = last_items_of_rows(seq, total, window, pad)
             sc = self.base_agent.scores(win, win_len).float()
             if first is None:
                 first = sc.clone()

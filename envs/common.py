@@ -1,4 +1,4 @@
-"""Shared pieces of the recgym environments: data loading (cached), observation spaces, padding."""
+"""Shared pieces of the recgym environments: data loading (cached), observation spaces, contexts."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import numpy as np
 from gymnasium import spaces
 
 from recgym.data import Split, split_by_session, split_leave_one_out
+from recgym.data.registry import load_split, resolve_data_dir
 from recgym.data.session_log import SessionLog
+from recgym.data.windows import last_items
 
 _CACHE: dict[tuple, Split] = {}
 _CACHE_MAX = 8
@@ -20,13 +22,6 @@ HOW_TO_GET_DATA = (
     "RECGYM_DATA_DIR to the folder that holds {name}/, or pass download=True to fetch them from "
     "the owner's official address (when the licence allows it)."
 )
-
-
-def data_dir_of(data_dir: str | os.PathLike | None) -> Path:
-    """The data directory: argument, else ``$RECGYM_DATA_DIR``, else ``~/.cache/recgym``."""
-    if data_dir is not None:
-        return Path(data_dir)
-    return Path(os.environ.get("RECGYM_DATA_DIR", "~/.cache/recgym")).expanduser()
 
 
 def load_env_split(
@@ -53,7 +48,7 @@ def load_env_split(
         return split_leave_one_out(data) if loo else split_by_session(data, seed=seed)
     if data is not None:
         raise TypeError(f"data must be a recgym Split or SessionLog, got {type(data).__name__}")
-    root = data_dir_of(data_dir)
+    root = resolve_data_dir(data_dir)
     key = (source, str(root), seed, tuple(sorted((k, repr(v)) for k, v in params.items())))
     if key in _CACHE:
         return _CACHE[key]
@@ -65,16 +60,6 @@ def load_env_split(
 
 
 def _load(source: str, root: Path, download: bool, seed: int, params: dict[str, Any]) -> Split:
-    import recgym.data as rd
-
-    load_split = getattr(rd, "load_split", None)
-    if load_split is None:
-        # the source loaders are not installed (early checkout): only the embedded world works
-        if source != "synthetic":
-            raise RuntimeError(f"recgym.data.load_split is missing; cannot load source {source!r}")
-        from recgym.sim.world import make_synthetic_log
-
-        return split_by_session(make_synthetic_log(seed=seed, **params), seed=seed)
     try:
         return load_split(source, root, download=download, seed=seed, **params)
     except FileNotFoundError as e:
@@ -98,21 +83,6 @@ def count_box(high: int) -> spaces.Box:
     return spaces.Box(0, high, shape=(1,), dtype=np.int64)
 
 
-def window(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, L: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """The last ``L`` events of the flat ranges ``items[starts[b]:ends[b]]``, right-padded.
-
-    Returns ``(ids int64 [B, L], lengths int64 [B])`` — no Python loop over rows.
-    """
-    lengths = np.minimum(ends - starts, L).astype(np.int64)
-    j = np.arange(L)[None, :]
-    src = (ends - lengths)[:, None] + j
-    valid = j < lengths[:, None]
-    if len(items) == 0:
-        return np.full((len(starts), L), pad_id, dtype=np.int64), lengths
-    vals = items[np.minimum(src, len(items) - 1)]
-    return np.where(valid, vals, pad_id).astype(np.int64), lengths
-
-
 def contexts_of(log: SessionLog, L: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Leave-one-out contexts of every non-empty session: the session without its last event.
 
@@ -120,7 +90,7 @@ def contexts_of(log: SessionLog, L: int) -> tuple[np.ndarray, np.ndarray, np.nda
     """
     keep = np.flatnonzero(log.lengths >= 1)
     starts, ends = log.offsets[keep], log.offsets[keep + 1]
-    hist, lengths = window(log.items, starts, ends - 1, L, log.n_items)
+    hist, lengths = last_items(log.items, starts, ends - 1, L, log.n_items)
     return hist, lengths, log.items[ends - 1].astype(np.int64), keep
 
 

@@ -5,8 +5,8 @@ At step ``t`` of a session ``(i_0, …, i_{T-1})`` the observation is the window
 agent recommends an item (or a top-k slate), and it earns the logged reward ``r_t`` when the logged
 item ``i_t`` is among the recommended; then the history advances by ``i_t`` — the *logged* item,
 whatever was recommended. ``info`` carries ``logged_item``, ``logged_reward`` and ``hit``. The
-episode terminates after the last event of the session. This is the offline evaluation protocol
-of DESIGN.md §4 run as an MDP (every event is one decision).
+episode terminates after the last event of the session. This is the session protocol of
+:func:`recgym.evaluate.evaluate_sessions` run as an MDP (every event is one decision).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from recgym.envs.common import check_action, count_box, id_box, load_env_split, window
 from recgym.data.session_log import SessionLog
+from recgym.data.windows import last_items
+from recgym.envs.common import check_action, count_box, id_box, load_env_split
 
 
 class _ReplayData:
@@ -81,7 +82,7 @@ class ReplayEnv(gym.Env):
 
     def _obs(self) -> dict[str, np.ndarray]:
         start = self.d.starts[self._s]
-        hist, length = window(self.d.items, np.array([start]), np.array([start + self._t]), self.state_len, self.n_items)
+        hist, length = last_items(self.d.items, np.array([start]), np.array([start + self._t]), self.state_len, self.n_items)
         return {"history": hist[0], "length": length}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -152,7 +153,7 @@ class ReplayVectorEnv(VectorEnv):
 
     def _obs(self) -> dict[str, np.ndarray]:
         starts = self.d.starts[self._s]
-        hist, length = window(self.d.items, starts, starts + self._t, self.state_len, self.n_items)
+        hist, length = last_items(self.d.items, starts, starts + self._t, self.state_len, self.n_items)
         return {"history": hist, "length": length[:, None]}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):

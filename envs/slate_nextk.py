@@ -27,7 +27,8 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from recgym.envs.common import check_action, contexts_of, count_box, id_box, load_env_split, window
+from recgym.data.windows import last_items, last_items_of_lists
+from recgym.envs.common import check_action, contexts_of, count_box, id_box, load_env_split
 from recgym.envs.rewards import SlateReward
 
 
@@ -67,7 +68,7 @@ class SlateContexts:
             s = rng.integers(self.n, size=n)
             p = rng.integers(1, self.lens[s])  # prefix length in [1, len-1]
             starts = self.starts[s]
-            hist, hlen = window(self.items, starts, starts + p, self.L, self.n_items)
+            hist, hlen = last_items(self.items, starts, starts + p, self.L, self.n_items)
             return hist, hlen, self.items[starts + p]
         idx = rng.integers(self.n, size=n) if cursor is None else (cursor + np.arange(n)) % self.n
         return self.hist[idx], self.hlen[idx], self.targets[idx]
@@ -137,10 +138,8 @@ class SlateNextKEnv(gym.Env):
         if seed is not None:
             self._cursor = 0
         if options and "history" in options:  # a caller-given context (e.g. sim_eval on one user)
-            h = np.asarray(options["history"], dtype=np.int64)[-self.L :]
-            self._hist[:] = self.n_items
-            self._hist[: len(h)] = h
-            self._hlen, self._target = len(h), int(options.get("target", -1))
+            hist, hlen = last_items_of_lists([options["history"]], self.L, self.n_items)
+            self._hist, self._hlen, self._target = hist[0], int(hlen[0]), int(options.get("target", -1))
         else:
             cursor = None if self.order == "random" else self._cursor
             hist, hlen, target = self.ctx.draw(self.np_random, 1, cursor)

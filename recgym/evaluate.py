@@ -1,4 +1,4 @@
-"""The logged-data evaluation protocols (DESIGN.md §4): one implementation each.
+"""The logged-data evaluation protocols (docs/evaluation.md): one implementation each.
 
 * :func:`evaluate_sessions` — the SQN/SA2C/PRL/CCQL/LPI protocol: every event of every session
   is a prediction from the history before it (the first event too, with an empty history),
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from recgym import metrics
-from recgym.data import KIND_CLICK, KIND_PURCHASE, SessionLog, Transitions, pad_sequences
+from recgym.data import KIND_CLICK, KIND_PURCHASE, SessionLog, Transitions, last_items
 
 __all__ = ["Evaluable", "evaluate", "evaluate_loo", "evaluate_sessions", "session_ranks", "loo_ranks"]
 
@@ -196,7 +196,7 @@ def loo_ranks(
     targets_all = log.items[log.offsets[1:][sessions] - 1].astype(np.int64)
     in_items, in_offsets = _loo_inputs(log, sessions)
     in_len = np.diff(in_offsets)
-    states, slen = pad_sequences(in_items, in_offsets, int(agent.state_len), log.pad_id, "right")
+    states, slen = last_items(in_items, in_offsets[:-1], in_offsets[1:], int(agent.state_len), log.pad_id)
     S = len(sessions)
     k_list = min(slate_size, log.n_items)
     ranks = np.empty(S, dtype=np.int64)
@@ -225,6 +225,8 @@ def _loo_inputs(log: SessionLog, sessions: np.ndarray) -> tuple[np.ndarray, np.n
 
 def _mean(x: np.ndarray) -> float:
     return float(x.mean()) if len(x) else float("nan")
+
+
 def evaluate_loo(
     agent: Evaluable,
     log: SessionLog,

@@ -140,14 +140,11 @@ def mdp_agents(sp: Any, seed: int, P: dict, work: Path, tag: str) -> dict[str, A
     out: dict[str, Any] = {"μ̂": mu}
     for name, cls in (("L_μ", LMuAgent), ("PG", PGAgent), ("IPS-PG", IPSPGAgent)):
         out[name] = _fit(cls(sp.n_items, seed=seed, logging_policy=mu_path, **kw), sp, "session")
-    try:  # the Q-learning issue's agents
-        from recgym.agents.qlearning import SACAgent, SQNAgent
+    from recgym.agents.qlearning import SACAgent, SQNAgent
 
-        out["SQN"] = _fit(SQNAgent(sp.n_items, seed=seed, **{k: v for k, v in kw.items()}), sp, "session")
-        n_steps = kw.get("steps") or 1000
-        out["SAC"] = _fit(SACAgent(sp.n_items, seed=seed, switch_step=n_steps // 2, **kw), sp, "session")
-    except ImportError as e:  # pragma: no cover - depends on the other issue
-        print(f"lpi_study: SQN/SAC rows left out ({e})", file=sys.stderr)
+    out["SQN"] = _fit(SQNAgent(sp.n_items, seed=seed, **kw), sp, "session")
+    n_steps = kw.get("steps") or 1000
+    out["SAC"] = _fit(SACAgent(sp.n_items, seed=seed, switch_step=n_steps // 2, **kw), sp, "session")
     out["LPI^RL"] = _fit(LPIAgent(sp.n_items, seed=seed, logging_policy=mu_path, **kw), sp, "session")
     out["_mu_path"] = mu_path
     return out

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The Q-learning family against plain SASRec, N seeds each, on synthetic and ml-100k (issue 4).
+"""The Q-learning family against plain SASRec, N seeds each, on synthetic and ml-100k.
 
     python scripts/qlearning_study.py --quick --out /tmp/ql_quick          # smoke run, < 90 s
     RECGYM_DATA_DIR=../shared/data nice python scripts/qlearning_study.py   # the study (docs/results)

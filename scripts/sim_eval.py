@@ -19,6 +19,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from recgym.data.windows import last_items_of_rows
+
 
 def load_policy(spec: str, env: gym.Env, seed: int):
     """A recgym ``Agent`` or an SB3 model from a name or a path."""
@@ -53,12 +55,9 @@ def load_policy(spec: str, env: gym.Env, seed: int):
 def act(policy, obs: dict, env: gym.Env) -> int:
     masks_fn = getattr(env.unwrapped, "action_masks", None)
     if hasattr(policy, "scores"):  # recgym agent: mask invalid items before the argmax
-        n = int(obs["length"][0])
-        hist = obs["history"][max(0, n - policy.state_len) : n]
-        state = np.full((1, policy.state_len), policy.n_items, dtype=np.int64)
-        state[0, : len(hist)] = hist
+        state, n = last_items_of_rows(obs["history"][None], obs["length"][:1], policy.state_len, policy.n_items)
         with torch.no_grad():
-            s = policy.scores(torch.from_numpy(state), torch.tensor([len(hist)])).float().numpy()[0]
+            s = policy.scores(torch.from_numpy(state), torch.from_numpy(n)).float().numpy()[0]
         if masks_fn is not None:
             s = np.where(masks_fn(), s, -np.inf)
         return int(np.argmax(s))

@@ -13,7 +13,7 @@ from recgym.data import (
     KIND_PURCHASE,
     SessionLog,
     Transitions,
-    pad_sequences,
+    last_items,
     return_to_go,
     split_by_session,
     split_leave_one_out,
@@ -209,7 +209,33 @@ def test_subset_prefix_window():
     assert KIND_PURCHASE == 1 and KIND_CLICK == 0
 
 
-def test_pad_sequences_empty_rows():
-    ids, lengths = pad_sequences(np.array([4, 5]), np.array([0, 0, 2, 2]), 3, 9)
+def test_last_items_empty_rows():
+    offsets = np.array([0, 0, 2, 2])
+    ids, lengths = last_items(np.array([4, 5]), offsets[:-1], offsets[1:], 3, 9)
     np.testing.assert_array_equal(ids, [[9, 9, 9], [4, 5, 9], [9, 9, 9]])
     np.testing.assert_array_equal(lengths, [0, 2, 0])
+
+
+def test_data_dir_rule_argument_then_nonempty_env_then_home(monkeypatch, tmp_path):
+    from recgym.data import resolve_data_dir
+    from recgym.data.cache import cache_dir
+    from recgym.envs.common import load_env_split
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    default = tmp_path / "home" / ".cache" / "recgym"
+    monkeypatch.setenv("RECGYM_DATA_DIR", str(tmp_path / "env"))
+    assert resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert resolve_data_dir("~/x") == tmp_path / "home" / "x"
+    assert resolve_data_dir() == tmp_path / "env"
+    monkeypatch.setenv("RECGYM_DATA_DIR", "")  # empty = unset, never the current directory
+    assert resolve_data_dir() == default
+    monkeypatch.delenv("RECGYM_DATA_DIR")
+    assert resolve_data_dir() == default
+    monkeypatch.setenv("RECGYM_CACHE_DIR", "")
+    assert cache_dir(tmp_path) == tmp_path / "processed"
+    monkeypatch.setenv("RECGYM_CACHE_DIR", str(tmp_path / "c"))
+    assert cache_dir(tmp_path) == tmp_path / "c"
+    # the envs resolve the folder with the same rule: an empty variable points at the default folder
+    monkeypatch.setenv("RECGYM_DATA_DIR", "")
+    with pytest.raises(FileNotFoundError, match=str(default / "ml-100k")):
+        load_env_split("ml-100k", data_dir=None, cache=False)

@@ -101,7 +101,7 @@ def test_causal_prefix(module, cls):
 def test_caser_out_dim_matches_reference():
     from recgym.agents.nets.caser import CaserEncoder
 
-    assert CaserEncoder(N_ITEMS, 64, 10, 0.1).out_dim == 3 * 16 + 64  # 112, as REFERENCE.md
+    assert CaserEncoder(N_ITEMS, 64, 10, 0.1).out_dim == 3 * 16 + 64  # 112, as in the SQN authors' code
 
 
 def test_caser_short_window_and_too_wide_input():

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from recgym.agents.nets.gpt import (GPTDecoder, ValueModel, attention_mask, generation_mask, history_exclusion, left_pad,
+from recgym.agents.nets.gpt import (GPTDecoder, ValueModel, attention_mask, generation_mask, history_exclusion,
                              sequence_inputs)
+from recgym.data import last_items_of_rows
 from recgym.agents.ppo import clipped_surrogate_loss, discounted_returns, gae, masked_entropy, normalize, value_loss
 from recgym import metrics
 
@@ -50,10 +51,10 @@ def test_position_ids_and_masks_on_a_hand_made_sequence():
     assert bidir[2].tolist() == [False, False] + [True] * 6
 
 
-def test_left_pad_keeps_the_last_items_and_trims_common_padding():
+def test_left_padded_window_keeps_the_last_items_and_trims_common_padding():
     P = N_ITEMS
     states = torch.tensor([[1, 2, 3, P, P], [4, 5, 6, 7, 8], [P, P, P, P, P]])
-    out = left_pad(states, torch.tensor([3, 5, 0]), P, max_len=4)
+    out, _ = last_items_of_rows(states, torch.tensor([3, 5, 0]), 4, P, "left", trim=True)
     assert out.tolist() == [[P, 1, 2, 3], [5, 6, 7, 8], [P, P, P, P]]
 
 
@@ -205,7 +206,7 @@ def test_student_scores_rank_the_next_k_list_first(split, student):
     assert torch.topk(s, 10).indices.numpy().tolist() == lists.tolist()
     first = student.with_score_mode("first").scores(states, lens)
     assert first.argmax(1).tolist() != [] and student.config.score_mode == "nextk"
-    hist = left_pad(states, lens, N_ITEMS, 16)
+    hist, _ = last_items_of_rows(states, lens, 16, N_ITEMS, "left", trim=True)
     # the first generated item is the argmax of the masked first-position logits
     masked = first.masked_fill(history_exclusion(hist, N_ITEMS), -torch.inf)
     assert masked.argmax(1).tolist() == lists[:, 0].tolist()

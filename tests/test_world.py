@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from recgym.data import KIND_CLICK, KIND_PURCHASE, SessionLog
 from recgym.sim import World, WorldConfig, make_synthetic_log
-from recgym.sim.world import _sample_rows, _window
+from recgym.data.windows import last_items_of_rows
+from recgym.sim.world import _sample_rows
 
 
 @pytest.fixture(scope="module")
@@ -254,9 +255,9 @@ def test_oracle_beats_popularity_and_random(world: World, log: SessionLog) -> No
 
 
 def test_true_value_agent_api_and_window(world: World) -> None:
-    # _window keeps the last L items, right-padded
+    # the agent sees the last state_len items, right-padded
     h = np.array([[1, 2, 3, 4, 9], [5, 6, 9, 9, 9], [9, 9, 9, 9, 9]])
-    hw, lw = _window(h, np.array([4, 2, 0]), 3, pad_id=9)
+    hw, lw = last_items_of_rows(h, np.array([4, 2, 0]), 3, pad_id=9)
     np.testing.assert_array_equal(hw, [[2, 3, 4], [5, 6, 9], [9, 9, 9]])
     np.testing.assert_array_equal(lw, [3, 2, 0])
 

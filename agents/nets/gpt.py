@@ -15,7 +15,8 @@ Input structure (paper Appendix B, Figure 6), one token per item::
   empty and padding never reaches a valid position).
 
 Because history position ids count back from the separator, trimming common left padding off a
-batch changes nothing: :func:`left_pad` keeps only as many columns as the longest history.
+batch changes nothing: ``recgym.data.last_items(..., side="left", trim=True)`` keeps only as many
+columns as the longest history.
 
 Generation (:meth:`GPTDecoder.generate`): one pass over ``[history, SEP]`` fills the per-layer
 key/value cache and gives the logits of ``g_1``; each further item costs one single-token step
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,21 +39,6 @@ KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 # ---------------------------------------------------------------------------------------------
 # input structure
 # ---------------------------------------------------------------------------------------------
-def left_pad(states: torch.Tensor, lengths: torch.Tensor, pad_id: int, max_len: int) -> torch.Tensor:
-    """Right-padded ids ``[B, L]`` (``lengths [B]``) -> the last ``min(len, max_len)`` items left-padded,
-    ``[B, W]`` with ``W = max(1, longest kept history)`` (common padding trimmed)."""
-    B, L = states.shape
-    lengths = lengths.clamp(min=0, max=L)
-    keep = lengths.clamp(max=max_len)
-    W = max(1, int(keep.max()) if B else 1)
-    cols = torch.arange(W, device=states.device)[None, :]
-    # column c of the output holds item (lengths - W + c) of the input when that is >= lengths - keep
-    src = lengths[:, None] - W + cols
-    valid = src >= (lengths - keep)[:, None]
-    gathered = states.gather(1, src.clamp(min=0, max=max(L - 1, 0))) if L else states.new_full((B, W), pad_id)
-    return torch.where(valid, gathered, torch.full_like(gathered, pad_id))
-
-
 def sequence_inputs(
     history: torch.Tensor, generated: torch.Tensor | None, n_items: int, max_history: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -323,16 +308,5 @@ class ValueModel(nn.Module):
         return self.head(self.backbone.slate_hidden(history, slates)).squeeze(-1)
 
 
-def np_left_pad(histories: list[np.ndarray], max_len: int, pad_id: int) -> np.ndarray:
-    """Lists of item ids -> the last ``max_len`` of each, left-padded int64 ``[B, W]`` (``W`` = longest kept)."""
-    keep = [np.asarray(h, dtype=np.int64)[-max_len:] if max_len else np.zeros(0, np.int64) for h in histories]
-    W = max([1] + [len(h) for h in keep])
-    out = np.full((len(keep), W), pad_id, dtype=np.int64)
-    for r, h in enumerate(keep):  # only used on small inputs (tests, recommend on lists)
-        if len(h):
-            out[r, W - len(h) :] = h
-    return out
-
-
 __all__ = ["GPTBlock", "GPTDecoder", "SelfAttention", "ValueModel", "attention_mask", "generation_mask",
-           "history_exclusion", "left_pad", "np_left_pad", "sequence_inputs"]
+           "history_exclusion", "sequence_inputs"]

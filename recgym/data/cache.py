@@ -27,7 +27,7 @@ _INDEX = "checksums.json"
 
 
 def cache_dir(data_dir: Path) -> Path:
-    """``$RECGYM_CACHE_DIR`` if set, else ``<data_dir>/processed``."""
+    """``$RECGYM_CACHE_DIR`` if set and non-empty, else ``<data_dir>/processed``."""
     env = os.environ.get("RECGYM_CACHE_DIR")
     return Path(env).expanduser() if env else Path(data_dir) / "processed"
 

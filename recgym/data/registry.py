@@ -1,7 +1,7 @@
 """The source registry: ``load(name)`` / ``load_split(name)`` for every raw dataset recgym knows.
 
 ``load`` finds the raw files in ``<data_dir>/<name>/`` (``data_dir`` = argument, else
-``$RECGYM_DATA_DIR``, else ``~/.cache/recgym``), downloads them when asked and possible,
+non-empty ``$RECGYM_DATA_DIR``, else ``~/.cache/recgym``: :func:`resolve_data_dir`), downloads them when asked and possible,
 preprocesses them with the source's module and caches the result (`recgym.data.cache`).
 ``load_split`` applies the source's default protocol (docs/architecture.md).
 """
@@ -76,7 +76,11 @@ SOURCES: tuple[str, ...] = tuple(REGISTRY)
 
 
 def resolve_data_dir(path: str | os.PathLike | None = None) -> Path:
-    """The data folder: ``path``, else ``$RECGYM_DATA_DIR``, else ``~/.cache/recgym``."""
+    """The data folder: ``path``, else ``$RECGYM_DATA_DIR``, else ``~/.cache/recgym`` (``~`` expanded).
+
+    An empty ``RECGYM_DATA_DIR`` counts as unset (``RECGYM_DATA_DIR= cmd`` means "the default"),
+    never as the current directory. Every loader, env and command resolves the folder here.
+    """
     if path is not None:
         return Path(path).expanduser()
     env = os.environ.get("RECGYM_DATA_DIR")

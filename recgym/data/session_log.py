@@ -246,7 +246,9 @@ class SessionLog:
         Returns ``(ids int64 [n_sessions, max_len], lengths int64 [n_sessions])``; padding is
         ``n_items`` on the ``side`` given ("right": items first; "left": items last).
         """
-        return pad_sequences(self.items, self.offsets, max_len, self.pad_id, side)
+        from recgym.data.windows import last_items
+
+        return last_items(self.items, self.offsets[:-1], self.offsets[1:], max_len, self.pad_id, side)
 
     def transitions(self, state_len: int = 10, discount: float = 1.0) -> "Transitions":
         """One replay row per event (see :class:`recgym.data.Transitions`)."""
@@ -373,25 +375,3 @@ def _factorize_in_order(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rank[np.argsort(first, kind="stable")] = np.arange(len(uniq))
     return rank[inv.reshape(-1)], uniq[np.argsort(first, kind="stable")]
 
-
-def pad_sequences(
-    items: np.ndarray, offsets: np.ndarray, max_len: int, pad_id: int, side: str = "right"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Last ``max_len`` items of each CSR row, padded with ``pad_id``.
-
-    Returns ``(ids int64 [n_rows, max_len], lengths int64 [n_rows])``.
-    """
-    if side not in ("right", "left"):
-        raise ValueError(f"side must be 'right' or 'left', got {side!r}")
-    offsets = np.asarray(offsets, dtype=np.int64)
-    n = len(offsets) - 1
-    lengths = np.minimum(np.diff(offsets), max_len)
-    out = np.full((n, max_len), pad_id, dtype=np.int64)
-    if n == 0 or max_len == 0:
-        return out, lengths
-    rows = np.repeat(np.arange(n), lengths)
-    j = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    src = np.repeat(offsets[1:] - lengths, lengths) + j
-    cols = j if side == "right" else j + np.repeat(max_len - lengths, lengths)
-    out[rows, cols] = items[src]
-    return out, lengths

@@ -1,6 +1,6 @@
 """Train / valid / test splits of a `SessionLog`.
 
-Two protocols (DESIGN.md §4):
+Two protocols (evaluated by :mod:`recgym.evaluate`, see docs/evaluation.md):
 
 * ``"session"``: whole sessions go to one part; every event of a valid/test session is a
   prediction target (the SQN/SA2C/PRL/CCQL/LPI protocol).

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from recgym.data.session_log import SessionLog
+from recgym.data.windows import last_items
 
 _TENSOR_FIELDS = ("state", "state_len", "action", "reward", "kind", "next_state", "next_len", "done", "t", "rtg", "session")
 
@@ -59,33 +60,20 @@ class Transitions:
         """Build every row with array arithmetic, O(N·L) time and memory."""
         if state_len < 1:
             raise ValueError(f"state_len must be >= 1, got {state_len}")
-        n = log.n_events
         sess = log.session_of_event
         t = log.position_of_event
         start = log.offsets[:-1][sess]  # first event of each row's session
-        L = state_len
-        cols = np.arange(L, dtype=np.int64)
-
-        def window(end_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            # items at positions [max(0, end-L), end) of the session, right padded
-            length = np.minimum(end_pos, L)
-            first = start + end_pos - length
-            idx = first[:, None] + cols[None, :]
-            valid = cols[None, :] < length[:, None]
-            out = np.where(valid, log.items[np.minimum(idx, max(n - 1, 0))] if n else 0, log.pad_id)
-            return out.astype(np.int32), length
-
-        state, slen = window(t)
-        next_state, nlen = window(t + 1)
+        state, slen = last_items(log.items, start, start + t, state_len, log.pad_id)
+        next_state, nlen = last_items(log.items, start, start + t + 1, state_len, log.pad_id)
         done = t == (log.lengths[sess] - 1)
         return cls(
-            state=state,
-            state_len=slen.astype(np.int64),
+            state=state.astype(np.int32),
+            state_len=slen,
             action=log.items.astype(np.int64),
             reward=log.rewards.astype(np.float32),
             kind=log.kinds.astype(np.int8),
-            next_state=next_state,
-            next_len=nlen.astype(np.int64),
+            next_state=next_state.astype(np.int32),
+            next_len=nlen,
             done=done,
             session=sess,
             t=t,

@@ -23,6 +23,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from recgym.data.session_log import KIND_CLICK, KIND_PURCHASE, SessionLog
+from recgym.data.windows import last_items, last_items_of_rows
 
 CLICK_REWARD = 0.2
 """Reward of a consumed item that is not purchased (the click-purchase scheme)."""
@@ -586,12 +587,9 @@ class World:
             raise ValueError(f"World.contexts: max_len must be >= 1, got {max_len!r}")
         pos = log.position_of_event
         L = int(max_len) if max_len is not None else max(int(log.lengths.max()) if log.n_sessions else 1, 1)
-        lengths = np.minimum(pos, L)
-        first = np.arange(log.n_events) - lengths  # flat index of the oldest kept history item
-        j = np.arange(L)[None, :]
-        idx = np.minimum(first[:, None] + j, max(log.n_events - 1, 0))
-        hist = np.where(j < lengths[:, None], log.items.astype(np.int64)[idx] if log.n_events else 0, self.pad_id)
-        return np.repeat(log.users, log.lengths), hist.astype(np.int64), lengths.astype(np.int64)
+        event = np.arange(log.n_events)
+        hist, lengths = last_items(log.items, event - pos, event, L, self.pad_id)
+        return np.repeat(log.users, log.lengths), hist, lengths
 
     def oracle_slates(self, users, histories, lengths, k: int = 1) -> np.ndarray:
         """The oracle's top-``k`` items by true expected reward, int64 ``[B, k]`` (best first)."""
@@ -645,7 +643,7 @@ class World:
         total = 0.0
         for s in range(0, B, batch_size):
             u, h, l = users[s : s + batch_size], histories[s : s + batch_size], lengths[s : s + batch_size]
-            hs, ls = _window(h, l, state_len, self.pad_id) if state_len else (h, l)
+            hs, ls = last_items_of_rows(h, l, state_len, self.pad_id) if state_len else (h, l)
             with torch.no_grad():
                 sc = score_fn(torch.from_numpy(hs), torch.from_numpy(ls))
             sc = torch.as_tensor(sc).float()
@@ -674,15 +672,6 @@ def _sample_rows(w: np.ndarray, rng: np.random.Generator, block: int = 32) -> tu
     pos = (np.cumsum(inside, axis=1) < r_in[:, None]).sum(axis=1)
     last = np.where(inside > 0, np.arange(block)[None, :], 0).max(axis=1)  # guard against rounding
     return blk * block + np.minimum(pos, last), total
-
-
-def _window(histories: np.ndarray, lengths: np.ndarray, L: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """The last ``L`` items of right-padded histories, right-padded: ``([B, L], [B])``."""
-    new_len = np.minimum(lengths, L)
-    j = np.arange(L)[None, :]
-    src = np.clip(lengths[:, None] - new_len[:, None] + j, 0, max(histories.shape[1] - 1, 0))
-    vals = np.take_along_axis(histories, src, axis=1) if histories.shape[1] else np.full((len(lengths), L), pad_id)
-    return np.where(j < new_len[:, None], vals, pad_id).astype(np.int64), new_len.astype(np.int64)
 
 
 def make_synthetic_log(n_sessions: int = 5000, seed: int = 0, **config_overrides: Any) -> SessionLog:
