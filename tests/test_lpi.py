@@ -74,7 +74,7 @@ def test_weights_are_constants_in_the_loss():
     a = torch.tensor([0, 1, 2, 3])
     loss = LL.lpi_objective(logits, a, adv, beta=1.0, td=torch.tensor(0.5), lam=0.3)
     expect = LL.weighted_ce(logits, a, LL.lpi_weights(adv, 1.0)) + 0.3 * 0.5
-    assert float(loss.detach()) == pytest.approx(float(expect), rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(float(expect.detach()), rel=1e-6)
     loss.backward()
     assert adv.grad is None  # no gradient through exp(A / beta)
     # weight 1 everywhere = plain cross-entropy
