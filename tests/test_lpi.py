@@ -283,7 +283,7 @@ def test_every_agent_loss_equals_the_equations(name, tiny, fresh_mu_path):
     agent = _agent(name, tiny, fresh_mu_path, **kw)
     batch = _batch(tiny, agent.config.discount)
     loss, info = agent.loss(batch)
-    assert float(loss) == pytest.approx(hand_loss(agent, batch), rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(hand_loss(agent, batch), rel=1e-5)
     assert ("td" in info) == name.startswith("lpi")
 
 
@@ -297,7 +297,7 @@ def test_ips_ratio_is_pi_over_mu_and_clipped(tiny, fresh_mu_path):
     ratio = pi_a / mu_a
     assert (ratio > 1.05).any() and (ratio < 1.05).any()  # some rows clipped, some not
     torch.testing.assert_close(agent.weights(batch, logits, None), torch.clamp(ratio, max=1.05) * batch["reward"])
-    assert float(agent.loss(batch)[0]) == pytest.approx(hand_loss(agent, batch), rel=1e-5)
+    assert float(agent.loss(batch)[0].detach()) == pytest.approx(hand_loss(agent, batch), rel=1e-5)
 
 
 def test_lpi_rl_weights_come_from_q_not_the_reward(tiny, fresh_mu_path):
@@ -332,7 +332,7 @@ def test_td_term_sign_and_weight(tiny, fresh_mu_path):
     td = losses[0.37][1]["td"]
     assert td > 0
     for lam in (0.37, 2.0):
-        assert float(losses[lam][0] - losses[0.0][0]) == pytest.approx(lam * td, rel=1e-4)
+        assert float((losses[lam][0] - losses[0.0][0]).detach()) == pytest.approx(lam * td, rel=1e-4)
 
 
 def test_variants_are_config_fields(tiny, fresh_mu_path, tmp_path):
@@ -343,7 +343,7 @@ def test_variants_are_config_fields(tiny, fresh_mu_path, tmp_path):
     batch = _batch(tiny, 0.5)
     a = _agent("lpi", tiny, fresh_mu_path, weighting="reward")
     b = _agent("lmu", tiny, fresh_mu_path)
-    assert float(a.loss(batch)[0]) == pytest.approx(float(b.loss(batch)[0]), rel=1e-6)
+    assert float(a.loss(batch)[0].detach()) == pytest.approx(float(b.loss(batch)[0].detach()), rel=1e-6)
     assert not hasattr(a, "q_head")
     # the saved config carries the variant
     c = LPIAgent.load(b.save(tmp_path / "lmu.pt"))
