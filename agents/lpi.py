@@ -20,11 +20,12 @@ Every agent is the same class; the registered names differ only in their config 
 (``weighting`` and, for ``lpi-cb``, ``discount = 0``), so ``--set weighting=...`` turns one into
 another and the saved config describes the model completely. The weights are constants (no
 gradient through them); the LPI weights are shifted and normalised over the batch
-(:func:`recgym.agents.lpi_losses.lpi_weights` gives the argument that this is Eq. 8). The estimated logging policy μ̂ is the
-``sasrec`` agent (plain CE, same architecture); agents that need it (ips, ips-pg, lpi-cb, lpi)
-train it first unless ``logging_policy`` names a saved ``sasrec`` model, and keep it (frozen, in
-eval mode) as ``agent.logging_policy`` — saved with the agent's weights — so that the JS/KL
-diagnostics of :mod:`recgym.divergence` can be reported for them. ``lmu`` and ``pg`` also carry
+(:func:`recgym.agents.lpi_losses.lpi_weights` gives the argument that this is Eq. 8).
+
+The estimated logging policy μ̂ is the ``sasrec`` agent (plain CE, same architecture); agents that
+need it (ips, ips-pg, lpi-cb, lpi) train it first unless ``logging_policy`` names a saved ``sasrec``
+model, and keep it (frozen, in eval mode) as ``agent.logging_policy`` — saved with the agent's
+weights — so that the JS/KL diagnostics of :mod:`recgym.divergence` can be reported for them. ``lmu`` and ``pg`` also carry
 μ̂ by default (``with_logging_policy=True``) only for those diagnostics.
 
 Double Q-learning (§4.2, van Hasselt et al.): the online Q head picks ``argmax_a Q(s', a)``, a
@@ -85,21 +86,29 @@ class LPIConfig(SASRecConfig):
 
 @dataclass
 class LMuConfig(LPIConfig):
+    """lmu: the reward-weighted CE of Eq. 6."""
+
     weighting: str = "reward"
 
 
 @dataclass
 class PGConfig(LPIConfig):
+    """pg: CE weighted by the reward-to-go."""
+
     weighting: str = "rtg"
 
 
 @dataclass
 class IPSConfig(LPIConfig):
+    """ips: Eq. 9, π/μ̂ clipped at ``ips_clip``, times the reward."""
+
     weighting: str = "ips"
 
 
 @dataclass
 class IPSPGConfig(LPIConfig):
+    """ips-pg: the clipped π/μ̂ times the reward-to-go."""
+
     weighting: str = "ips-rtg"
 
 
