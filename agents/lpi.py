@@ -11,16 +11,21 @@ pg         reward-to-go ``G_i`` (the paper's "PG", treated as a weighted CE, §4
 ips        ``min(π/μ̂, 30) · r_i`` (Eq. 9, weight clipping at 30)
 ips-pg     ``min(π/μ̂, 30) · G_i`` (one-step off-policy correction of Chen et al.)
 lpi-cb     ``exp(Â/β)``, ``Â = r_i − E_{a∼μ̂}[r̂(x_i, a)]`` (Eq. 8, direct method: r̂ is an
-           auxiliary reward head regressed on the logged rewards, i.e. TD with γ = 0)
+           auxiliary reward head regressed on the logged rewards, i.e. Eq. 11 with γ = 0)
 lpi        LPI^RL: ``exp(A/β)``, ``A = Q̂(x, a) − E_{a'∼μ̂}[Q̂(x, a')]`` with Q̂ an auxiliary head
            trained by double Q-learning (Eq. 11); loss ``−(L̂_LPI − λ L̂_TD)`` (Eq. 10)
 =========  ===========================================================================
 
-The weights are constants (no gradient through them). The estimated logging policy μ̂ is the
-``sasrec`` agent (plain CE, same architecture); agents that need it (ips, ips-pg, lpi-cb, lpi)
-train it first unless ``logging_policy`` names a saved ``sasrec`` model, and keep it (frozen, in
-eval mode) as ``agent.logging_policy`` — saved with the agent's weights — so that the JS/KL
-diagnostics of :mod:`recgym.divergence` can be reported for them. ``lmu`` and ``pg`` also carry
+Every agent is the same class; the registered names differ only in their config defaults
+(``weighting`` and, for ``lpi-cb``, ``discount = 0``), so ``--set weighting=...`` turns one into
+another and the saved config describes the model completely. The weights are constants (no
+gradient through them); the LPI weights are shifted and normalised over the batch
+(:func:`recgym.agents.lpi_losses.lpi_weights` gives the argument that this is Eq. 8).
+
+The estimated logging policy μ̂ is the ``sasrec`` agent (plain CE, same architecture); agents that
+need it (ips, ips-pg, lpi-cb, lpi) train it first unless ``logging_policy`` names a saved ``sasrec``
+model, and keep it (frozen, in eval mode) as ``agent.logging_policy`` — saved with the agent's
+weights — so that the JS/KL diagnostics of :mod:`recgym.divergence` can be reported for them. ``lmu`` and ``pg`` also carry
 μ̂ by default (``with_logging_policy=True``) only for those diagnostics.
 
 Double Q-learning (§4.2, van Hasselt et al.): the online Q head picks ``argmax_a Q(s', a)``, a
@@ -36,7 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -49,21 +53,27 @@ from recgym.agents.training import TorchAgent
 from recgym.data import SessionLog, Transitions
 
 
+WEIGHTINGS = ("reward", "rtg", "ips", "ips-rtg", "lpi-cb", "lpi")
+NEEDS_MU = ("ips", "ips-rtg", "lpi-cb", "lpi")
+AUX_HEAD = ("lpi-cb", "lpi")
+
+
 @dataclass
 class LPIConfig(SASRecConfig):
-    """Defaults: the LPI MDP setting (SASRec 1 block, 1 head, 64 dims, batch 256; Adam lr 0.01 as
-    SQN) with β = 1, λ = 1, γ = 0.5 (SQN's discount), IPS clipping at 30."""
+    """Defaults: LPI^RL in the paper's MDP setting (SASRec 1 block, 1 head, 64 dims, batch 256;
+    Adam lr 0.01 as SQN) with β = 1, λ = 1, γ = 0.5 (SQN's discount), IPS clipping at 30."""
 
+    weighting: str = "lpi"
+    """Weight of the cross-entropy (module table): ``"reward"`` (lmu), ``"rtg"`` (pg), ``"ips"``,
+    ``"ips-rtg"`` (ips-pg), ``"lpi-cb"`` or ``"lpi"``."""
     beta: float = 1.0
     """β of Eq. 8: the KL multiplier; small β moves far from μ̂, β → ∞ gives μ̂ back."""
     lam: float = 1.0
-    """λ of Eq. 10: weight of the TD loss of the auxiliary head."""
+    """λ of Eq. 10: weight of the TD loss of Eq. 11 (the mean squared TD error, no ½)."""
     discount: float = 0.5
-    """γ of the TD target (Eq. 11) and of the reward-to-go of pg / ips-pg."""
+    """γ of the TD target (Eq. 11) and of the reward-to-go of pg / ips-pg; 0 for lpi-cb."""
     ips_clip: float | None = 30.0
     """Importance-weight clipping threshold of ips / ips-pg (``None`` = no clipping)."""
-    max_log_weight: float | None = 20.0
-    """Cap on the exponent A/β of the LPI weights (overflow guard for tiny β)."""
     target_tau: float = 0.01
     """Polyak rate of the target Q network of double Q-learning."""
     last_m: int | None = None
@@ -74,6 +84,42 @@ class LPIConfig(SASRecConfig):
     """lmu / pg: also train μ̂ (not used by their loss) so JS/KL to μ̂ can be reported."""
 
 
+@dataclass
+class LMuConfig(LPIConfig):
+    """lmu: the reward-weighted CE of Eq. 6."""
+
+    weighting: str = "reward"
+
+
+@dataclass
+class PGConfig(LPIConfig):
+    """pg: CE weighted by the reward-to-go."""
+
+    weighting: str = "rtg"
+
+
+@dataclass
+class IPSConfig(LPIConfig):
+    """ips: Eq. 9, π/μ̂ clipped at ``ips_clip``, times the reward."""
+
+    weighting: str = "ips"
+
+
+@dataclass
+class IPSPGConfig(LPIConfig):
+    """ips-pg: the clipped π/μ̂ times the reward-to-go."""
+
+    weighting: str = "ips-rtg"
+
+
+@dataclass
+class LPICBConfig(LPIConfig):
+    """LPI^CB: the bandit setting, γ = 0; the auxiliary head is the reward model r̂."""
+
+    weighting: str = "lpi-cb"
+    discount: float = 0.0
+
+
 # SASRec's leave-one-out encoder, but: a plain linear head (the Q head needs it), and one target per
 # replay row, since the weights of Eq. 6-9 are per (state, action): no all-positions training, so
 # 3 epochs instead of SASRec's single all-positions epoch (as the Q-learning agents' LOO preset)
@@ -82,7 +128,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "loo": _LOO,
     "ml-100k": _LOO,
     "ml-1m": {**_LOO, "state_len": 200},
-    "netflix": {**_LOO, "state_len": 200, "hidden": 200, "n_heads": 8},
+    # §4.1 (Netflix): last 200 ratings, loss on the last m = 50; 2 layers, 8 heads, 200 dims;
+    # batch 128, 30 epochs
+    "netflix": {**_LOO, "state_len": 200, "hidden": 200, "n_blocks": 2, "n_heads": 8, "last_m": 50,
+                "batch_size": 128, "epochs": 30},
     "retailrocket": {"lr": 0.005},
     "synthetic": {"epochs": 5},
 }
@@ -97,14 +146,18 @@ def _mu_config(cfg: LPIConfig) -> SASRecConfig:
 class PolicyImprovementAgent(TorchAgent):
     """Weighted-CE policy with an optional auxiliary value head and a frozen μ̂ (module docstring)."""
 
-    name: ClassVar[str] = "lmu"
+    name: ClassVar[str] = "lpi"
     Config = LPIConfig
     PRESETS = PRESETS
-    weighting: ClassVar[str] = "reward"
-    """``"reward"``, ``"rtg"``, ``"ips"``, ``"ips-rtg"`` or ``"lpi"``."""
-    needs_mu: ClassVar[bool] = False
-    aux_head: ClassVar[bool] = False
     config: LPIConfig
+
+    @property
+    def needs_mu(self) -> bool:
+        return self.config.weighting in NEEDS_MU
+
+    @property
+    def aux_head(self) -> bool:
+        return self.config.weighting in AUX_HEAD
 
     # ------------------------------------------------------------ build
     def build(self) -> None:
@@ -114,6 +167,11 @@ class PolicyImprovementAgent(TorchAgent):
         if cfg.all_positions:
             raise ValueError(f"{self.name}: all_positions=True is not supported (the weights are per state and action: "
                              "one target per replay row)")
+        if cfg.weighting not in WEIGHTINGS:
+            raise ValueError(f"{self.name}: weighting must be one of {WEIGHTINGS}, got {cfg.weighting!r}")
+        if cfg.weighting == "lpi-cb" and cfg.discount != 0:
+            raise ValueError(f"{self.name}: weighting='lpi-cb' is the bandit setting (γ = 0): set discount=0, "
+                             f"got {cfg.discount!r}")
         if not cfg.beta > 0:
             raise ValueError(f"{self.name}: beta must be > 0, got {cfg.beta!r}")
         if not 0 <= cfg.discount <= 1:
@@ -208,23 +266,31 @@ class PolicyImprovementAgent(TorchAgent):
     def weights(self, batch: dict[str, torch.Tensor], logits: torch.Tensor, q: torch.Tensor | None) -> torch.Tensor:
         """Per-row constant weight of the CE (see the module table). ``[B]``."""
         cfg, a = self.config, batch["action"]
-        if self.weighting == "reward":
+        if cfg.weighting == "reward":
             return batch["reward"]
-        if self.weighting == "rtg":
+        if cfg.weighting == "rtg":
             return batch["rtg"]
-        if self.weighting in ("ips", "ips-rtg"):
+        if cfg.weighting in ("ips", "ips-rtg"):
             pi_a = torch.softmax(logits.detach(), dim=1).gather(1, a[:, None]).squeeze(1)
             mu_a = self.mu_probs(batch["state"], batch["state_len"]).gather(1, a[:, None]).squeeze(1)
-            ret = batch["reward"] if self.weighting == "ips" else batch["rtg"]
-            return LL.ips_weights(pi_a, mu_a, ret, cfg.ips_clip)
-        if self.weighting == "lpi":
-            mu = self.mu_probs(batch["state"], batch["state_len"])
-            qd = q.detach()
-            # LPI^CB (γ = 0): Â = r − E_μ̂[r̂] (direct method); LPI^RL: A = Q̂(s,a) − E_μ̂[Q̂(s,·)]
-            at_a = batch["reward"] if cfg.discount == 0 else qd.gather(1, a[:, None]).squeeze(1)
-            adv = LL.analytic_advantage(at_a, qd, mu)
-            return LL.lpi_weights(adv, cfg.beta, cfg.max_log_weight)
-        raise ValueError(f"{self.name}: unknown weighting {self.weighting!r}")
+            ret = batch["reward"] if cfg.weighting == "ips" else batch["rtg"]
+            return LL.ips_weights(pi_a, mu_a, ret, cfg.ips_clip)  # Eq. 9: π/μ̂
+        mu = self.mu_probs(batch["state"], batch["state_len"])
+        qd = q.detach()
+        # LPI^CB: Â = r − E_μ̂[r̂] (direct method); LPI^RL: A = Q̂(s,a) − E_μ̂[Q̂(s,·)] (§4.2)
+        at_a = batch["reward"] if cfg.weighting == "lpi-cb" else qd.gather(1, a[:, None]).squeeze(1)
+        return LL.lpi_weights(LL.analytic_advantage(at_a, qd, mu), cfg.beta)
+
+    def td_target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``y`` of Eq. 11: ``r + γ Q_target(s', argmax_a Q(s', a))`` (double Q-learning, zeroed at
+        ``done``), or ``r`` when γ = 0 (the reward model of lpi-cb). ``[B]``, no gradient."""
+        if self.config.discount == 0:
+            return batch["reward"]
+        with torch.no_grad():
+            s2, l2 = batch["next_state"], batch["next_len"]
+            q_next = self.q_head(self.encoder(s2, l2))
+            q_next_t = self.target["q_head"](self.target["encoder"](s2, l2))
+            return QL.double_q_target(batch["reward"], q_next, q_next_t, batch["done"], self.config.discount)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.config
@@ -236,15 +302,7 @@ class PolicyImprovementAgent(TorchAgent):
         loss = LL.weighted_ce(logits, a, w)  # −L̂ of Eq. 6 / 8 / 9
         info = {"weight": float(w.mean()), "weight_max": float(w.max())}
         if q is not None:
-            q_sa = q.gather(1, a[:, None]).squeeze(1)
-            if cfg.discount > 0:  # Eq. 11 with double Q-learning
-                with torch.no_grad():
-                    q_next = self.q_head(self.encoder(batch["next_state"], batch["next_len"]))
-                    q_next_t = self.target["q_head"](self.target["encoder"](batch["next_state"], batch["next_len"]))
-                    y = QL.double_q_target(batch["reward"], q_next, q_next_t, batch["done"], cfg.discount)
-            else:  # γ = 0: the reward model of the direct method
-                y = batch["reward"]
-            td = QL.td_loss(q_sa, y)
+            td = LL.td_loss(q.gather(1, a[:, None]).squeeze(1), self.td_target(batch))  # Eq. 11
             loss = loss + cfg.lam * td  # Eq. 10: maximise L̂_LPI − λ L̂_TD
             info["td"] = float(td.detach())
         return loss, info
@@ -277,57 +335,44 @@ class LMuAgent(PolicyImprovementAgent):
     """L̂_μ(π): reward-weighted cross-entropy (Eq. 6)."""
 
     name = "lmu"
-    weighting = "reward"
+    Config = LMuConfig
 
 
 class PGAgent(PolicyImprovementAgent):
     """PG baseline: CE weighted by the reward-to-go (γ = ``discount``)."""
 
     name = "pg"
-    weighting = "rtg"
+    Config = PGConfig
 
 
 class IPSAgent(PolicyImprovementAgent):
     """IPS: Eq. 9 with the ratio π/μ̂ clipped at ``ips_clip`` (30)."""
 
     name = "ips"
-    weighting = "ips"
-    needs_mu = True
+    Config = IPSConfig
 
 
 class IPSPGAgent(PolicyImprovementAgent):
     """IPS-PG: reward-to-go × clipped one-step ratio π/μ̂."""
 
     name = "ips-pg"
-    weighting = "ips-rtg"
-    needs_mu = True
-
-
-@dataclass
-class LPICBConfig(LPIConfig):
-    """LPI^CB: γ = 0, the auxiliary head is the reward model r̂ of the direct method."""
-
-    discount: float = 0.0
+    Config = IPSPGConfig
 
 
 class LPICBAgent(PolicyImprovementAgent):
-    """LPI^CB (Eq. 8): weights exp((r − E_μ̂[r̂]) / β)."""
+    """LPI^CB (Eq. 8): weights exp((r − E_μ̂[r̂]) / β), r̂ regressed on the logged rewards."""
 
     name = "lpi-cb"
     Config = LPICBConfig
-    weighting = "lpi"
-    needs_mu = True
-    aux_head = True
 
 
 class LPIAgent(PolicyImprovementAgent):
     """LPI^RL (Eqs. 8, 10, 11): weights exp((Q̂ − E_μ̂[Q̂]) / β), Q̂ by double Q-learning."""
 
     name = "lpi"
-    weighting = "lpi"
-    needs_mu = True
-    aux_head = True
+    Config = LPIConfig
 
 
-__all__ = ["IPSAgent", "IPSPGAgent", "LMuAgent", "LPIAgent", "LPICBAgent", "LPIConfig", "LPICBConfig", "PGAgent",
-           "PolicyImprovementAgent"]
+__all__ = ["AUX_HEAD", "IPSAgent", "IPSConfig", "IPSPGAgent", "IPSPGConfig", "LMuAgent", "LMuConfig", "LPIAgent",
+           "LPICBAgent", "LPICBConfig", "LPIConfig", "NEEDS_MU", "PGAgent", "PGConfig", "PolicyImprovementAgent",
+           "WEIGHTINGS"]

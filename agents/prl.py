@@ -14,17 +14,20 @@ given the history and the return we want?* Read top to bottom:
    step ``t`` (kept with the weights); online, session-wise (:func:`session_rollout`): prompt
    once at the first step, then subtract each observed reward.
 
-Choices: as the authors' released code, ``R_t`` is divided by ``R̄_t`` before it
-enters Eq. 9 (``normalize_return=True``; at inference the input is then ``N(μ, ε²)``); set
-``normalize_return=False`` for the raw ``R_t`` of Eq. 9 as printed. The step index is clipped to
-``max_step`` (default ``state_len``): the shared evaluators give a scorer only the window and its
-length ``min(t, state_len)``, so this is the step they can supply; ``scores(..., steps=)`` takes
-the true step when the caller has it (``session_rollout`` does). The encoder keeps the shared
-``dropout`` (0.1, as its CE/SQN/SAC baselines); the prompt block uses ``prompt_dropout`` (0.3).
+Defaults follow the paper. ``R_t`` enters Eq. 9 as it is (the authors' code divides it by ``R̄_t``
+first: ``normalize_return=True``, off by default; the inference input is then ``N(μ, ε²)``). The
+step table ``H_T`` has a row for every step up to ``max_step = 50`` (the paper keeps sessions of at
+most 50 events; later steps share the last row), not clipped at the ``state_len`` window. The shared
+evaluators give a scorer only the window and its length ``min(t, state_len)``, so ``scores`` uses
+that length as the step unless ``steps=`` gives the true one (``session_rollout`` does): for events
+past the window the evaluated step is then ``state_len``, not ``t``; ``max_step=None`` (= the window)
+trains with that same clipped step. The encoder keeps the shared ``dropout`` (0.1, as its
+CE/SQN/SAC baselines); the prompt block uses ``prompt_dropout`` (0.3).
 
-Ablations (Tables 4–5): ``prl-mean`` (mean-pool the three tokens instead of attention),
-``prl-mlp`` (an MLP over the concatenated tokens), ``prl-wo`` (no loss weighting),
-``prl-cumu`` (loss weighted by the return-to-go ``R_t``).
+Ablations (Tables 4–5) are config fields; the registered names set their defaults: ``prl-mean``
+(``block="mean"``: mean-pool the three tokens instead of attention), ``prl-mlp`` (``block="mlp"``: an
+MLP over the concatenated tokens), ``prl-wo`` (``weighting="none"``: no loss weighting), ``prl-cumu``
+(``weighting="return"``: loss weighted by the return-to-go ``R_t``).
 """
 
 from __future__ import annotations
@@ -49,8 +52,9 @@ WEIGHTINGS = ("reward", "none", "return")
 
 @dataclass
 class PRLConfig(TorchAgentConfig):
-    """Defaults: the PRL paper / release on RC15 (hidden 64, Adam lr 0.01, batch 256, 30 epochs,
-    state_len 10, discount 1, μ = 2, ε = 0; SASRec encoder with 1 block and 1 head)."""
+    """Defaults: the PRL paper on RC15 (hidden 64, Adam lr 0.01, batch 256, 30 epochs, state_len 10,
+    discount 1, μ = 2, ε = 0, raw ``R_t`` in Eq. 9, step table up to 50; SASRec encoder with 1 block
+    and 1 head)."""
 
     encoder: str = "sasrec"
     n_blocks: int = 1
@@ -59,10 +63,11 @@ class PRLConfig(TorchAgentConfig):
     """Dropout of the prompt block (Eq. 12–13); the encoder uses ``dropout``."""
     discount: float = 1.0
     """λ of the return-to-go (Eq. 7); the authors use 1."""
-    max_step: int | None = None
-    """Largest step index with its own embedding ``h_t`` (later steps share it); ``None`` = state_len."""
-    normalize_return: bool = True
-    """Feed ``R_t / R̄_t`` (the authors' code) instead of the raw ``R_t`` into Eq. 9."""
+    max_step: int | None = 50
+    """Largest step index with its own embedding ``h_t`` (later steps share it); 50 = the paper's
+    longest session; ``None`` = ``state_len`` (the step the window-only evaluators can supply)."""
+    normalize_return: bool = False
+    """Feed ``R_t / R̄_t`` into Eq. 9 (the authors' code) instead of the raw ``R_t`` (the paper)."""
     mu: float = 2.0
     """Inference prompt mean (Eq. 16)."""
     eps: float = 0.0
@@ -158,7 +163,7 @@ class PRLAgent(TorchAgent):
         return tr
 
     def _net_returns(self, returns: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
-        """The value that enters Eq. 9: ``R / R̄_t`` (normalised, the default) or ``R``."""
+        """The value that enters Eq. 9: ``R`` (the paper) or ``R / R̄_t`` (``normalize_return``)."""
         return returns / self.stats.denominator(steps) if self.config.normalize_return else returns
 
     # ------------------------------------------------------------ Algorithm 2
@@ -187,7 +192,8 @@ class PRLAgent(TorchAgent):
                returns: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``[B, n_items]``.
 
-        :param steps: step index ``t`` ``[B]`` (default: ``lengths``, i.e. ``min(t, state_len)``).
+        :param steps: step index ``t`` ``[B]`` (default: ``lengths``, i.e. ``min(t, state_len)``, all
+            the window-only evaluators can supply).
         :param returns: the prompted return ``[B]`` on the raw return scale (default: Eq. 16).
         """
         states, lengths = states.to(self.device), lengths.to(self.device)
@@ -196,40 +202,52 @@ class PRLAgent(TorchAgent):
         return self.net(states, lengths, self._net_returns(returns, steps), steps)
 
 
+@dataclass
+class PRLMeanConfig(PRLConfig):
+    block: str = "mean"
+
+
+@dataclass
+class PRLMLPConfig(PRLConfig):
+    block: str = "mlp"
+
+
+@dataclass
+class PRLWoConfig(PRLConfig):
+    weighting: str = "none"
+
+
+@dataclass
+class PRLCumuConfig(PRLConfig):
+    weighting: str = "return"
+
+
 class PRLMeanAgent(PRLAgent):
     """PRL-mean (Table 4): mean pooling of the three prompt tokens replaces the attention block."""
 
     name = "prl-mean"
-
-    def __init__(self, n_items: int, config: PRLConfig | None = None, seed: int = 0, **overrides: Any) -> None:
-        super().__init__(n_items, config, seed, **{"block": "mean", **overrides})
+    Config = PRLMeanConfig
 
 
 class PRLMLPAgent(PRLAgent):
     """PRL-MLP (Table 4): an MLP over the concatenated prompt tokens replaces the attention block."""
 
     name = "prl-mlp"
-
-    def __init__(self, n_items: int, config: PRLConfig | None = None, seed: int = 0, **overrides: Any) -> None:
-        super().__init__(n_items, config, seed, **{"block": "mlp", **overrides})
+    Config = PRLMLPConfig
 
 
 class PRLWoAgent(PRLAgent):
     """PRL-w/o (Table 5): plain (unweighted) cross-entropy on the prompts."""
 
     name = "prl-wo"
-
-    def __init__(self, n_items: int, config: PRLConfig | None = None, seed: int = 0, **overrides: Any) -> None:
-        super().__init__(n_items, config, seed, **{"weighting": "none", **overrides})
+    Config = PRLWoConfig
 
 
 class PRLCumuAgent(PRLAgent):
     """PRL-cumu (Table 5): cross-entropy weighted by the return-to-go ``R_t``."""
 
     name = "prl-cumu"
-
-    def __init__(self, n_items: int, config: PRLConfig | None = None, seed: int = 0, **overrides: Any) -> None:
-        super().__init__(n_items, config, seed, **{"weighting": "return", **overrides})
+    Config = PRLCumuConfig
 
 
 # ---------------------------------------------------------------------- online, session-wise
@@ -267,5 +285,5 @@ def session_rollout(agent: PRLAgent, env: Any, n_episodes: int, seed: int = 0) -
     return {"return": float(np.mean(returns)), "length": float(np.mean(lengths)), "final_prompt": float(np.mean(left))}
 
 
-__all__ = ["PRLAgent", "PRLConfig", "PRLCumuAgent", "PRLMLPAgent", "PRLMeanAgent", "PRLWoAgent", "PromptNet",
-           "session_rollout"]
+__all__ = ["PRLAgent", "PRLConfig", "PRLCumuAgent", "PRLCumuConfig", "PRLMLPAgent", "PRLMLPConfig", "PRLMeanAgent",
+           "PRLMeanConfig", "PRLWoAgent", "PRLWoConfig", "PromptNet", "session_rollout"]

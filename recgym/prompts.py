@@ -9,14 +9,14 @@ A PRL prompt is the tuple ``{R_t, x_{1:t}, t}`` and its label the next item ``x_
   coincide for the default λ = 1 (the authors' code) and differ by the factor ``λ^t`` otherwise;
   recgym uses the relative form (the usual return-to-go, and what ``Transitions`` carries).
 * ``x_{1:t}`` — the right-padded window of the last ``state_len`` items (``Transitions.state``).
-* ``t`` — the step index, clipped to ``max_step`` (default = ``state_len``: the step is then
-  ``min(t, state_len) = state_len`` of the row, which is exactly what every scorer receives, so
-  training and the shared evaluators agree; see :func:`prompt_steps`).
+* ``t`` — the step index of the event in its session, clipped to ``max_step`` (steps past it share
+  one embedding; see :func:`prompt_steps`). :func:`generate_prompts` defaults to the window
+  (``state_len``); PRL passes its own ``max_step``.
 
 :class:`ReturnStats` keeps the per-step mean return ``R̄_t`` with the model (buffers, so they live
 in the state dict and load with ``torch.load(weights_only=True)``); PRL needs it for the inference
-prompt ``R̃_t = N(μ, ε²) · R̄_t`` (Eq. 16) and, as the authors' code does, to normalise ``R_t`` by
-``R̄_t`` during training.
+prompt ``R̃_t = N(μ, ε²) · R̄_t`` (Eq. 16) and, only with the authors' normalisation option, to
+divide ``R_t`` by ``R̄_t`` during training.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""LPI: the weights, the analytic advantage, IPS clipping, JS/KL to μ̂, and the six agents end to end."""
+"""LPI: the weights, the analytic advantage, IPS clipping, JS/KL to μ̂, every agent's loss term by
+term against the equations on a fixed batch, and the six agents end to end."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from hypothesis import strategies as st
 
 from recgym.agents import lpi_losses as LL
 from recgym.agents.lpi import IPSAgent, LMuAgent, LPIAgent, LPICBAgent
-from recgym.agents.registry import AGENTS, get_agent_class
+from recgym.agents.registry import get_agent_class, make_agent
 from recgym.agents.sasrec import SASRecAgent
 from recgym.data import split_by_session
 from recgym.divergence import divergence_to_logging_policy, evaluation_states, policy_divergence
 from recgym.sim.world import World
 
 LN2 = math.log(2.0)
+NAMES = ["lmu", "pg", "ips", "ips-pg", "lpi-cb", "lpi"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -35,24 +37,44 @@ def _one_thread():
 def test_lpi_weights_hand_values():
     adv = torch.tensor([0.0, 0.5, -1.0])
     w = LL.lpi_weights(adv, beta=0.5)
-    assert torch.allclose(w, torch.tensor([1.0, math.e, math.exp(-2.0)]), rtol=1e-6)
+    raw = torch.tensor([1.0, math.e, math.exp(-2.0)])
+    assert torch.allclose(w, raw / raw.mean(), rtol=1e-6)  # exp(A/β), normalised to mean 1
 
 
-def test_lpi_weights_cap_and_limits():
-    # tiny beta: exponent 1000 capped at max_log_weight, finite
-    w = LL.lpi_weights(torch.tensor([1.0, -1.0]), beta=0.001, max_log_weight=20.0)
-    assert math.isclose(float(w[0]), math.exp(20.0), rel_tol=1e-5) and float(w[1]) < 1e-30
+@pytest.mark.parametrize("beta", [1.0, 0.1, 0.01, 0.001])
+def test_lpi_weight_ratios_are_exact_at_any_beta(beta):
+    # an offset of 3 would overflow exp(A/β) even in float64 for β = 0.001 (e^3000) if not shifted
+    adv = torch.tensor([3.0, 3.01, 3.02, 2.985, 3.0])
+    w = LL.lpi_weights(adv, beta)
+    assert torch.isfinite(w).all() and (w > 0).all()
+    a = adv.double()
+    expect = torch.exp((a[:, None] - a[None, :]) / beta)  # w_i / w_j = exp((A_i − A_j)/β)
+    torch.testing.assert_close(w.double()[:, None] / w.double()[None, :], expect, rtol=1e-5, atol=0)
+    assert float(w.mean()) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_lpi_weights_limits():
+    # a gap of 1 at β = 0.001 (e^1000): the low row underflows to exactly 0, nothing is inf / NaN
+    w = LL.lpi_weights(torch.tensor([1.0, 0.0]), beta=0.001)
+    assert w.tolist() == [2.0, 0.0]
     # huge beta: all weights -> 1 (plain CE, i.e. mu-hat)
     assert torch.allclose(LL.lpi_weights(torch.tensor([3.0, -2.0]), beta=1e9), torch.ones(2))
     with pytest.raises(ValueError, match="beta"):
         LL.lpi_weights(torch.zeros(2), beta=0.0)
 
 
+def test_td_loss_is_eq_11_without_a_half():
+    q, y = torch.tensor([1.0, 0.0, 2.0]), torch.tensor([0.0, 0.5, 2.0])
+    assert float(LL.td_loss(q, y)) == pytest.approx((1.0 + 0.25 + 0.0) / 3)
+
+
 def test_weights_are_constants_in_the_loss():
     logits = torch.randn(4, 6, requires_grad=True)
     adv = torch.randn(4, requires_grad=True)
     a = torch.tensor([0, 1, 2, 3])
-    loss = LL.lpi_objective(logits, a, adv, beta=1.0)
+    loss = LL.lpi_objective(logits, a, adv, beta=1.0, td=torch.tensor(0.5), lam=0.3)
+    expect = LL.weighted_ce(logits, a, LL.lpi_weights(adv, 1.0)) + 0.3 * 0.5
+    assert float(loss.detach()) == pytest.approx(float(expect.detach()), rel=1e-6)
     loss.backward()
     assert adv.grad is None  # no gradient through exp(A / beta)
     # weight 1 everywhere = plain cross-entropy
@@ -165,7 +187,7 @@ def mu_path(tiny, tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(n for n, target in AGENTS.items() if target.startswith("recgym.agents.lpi:")))
+@pytest.mark.parametrize("name", NAMES)
 def test_agent_trains_200_steps(name, tiny, mu_path, tmp_path):
     cls = get_agent_class(name)
     agent = cls(tiny.n_items, seed=0, steps=200, logging_policy=mu_path, **SMALL)
@@ -196,28 +218,148 @@ def test_lpi_trains_mu_first_without_checkpoint(tiny):
                               fresh.scores(st, torch.zeros(1, dtype=torch.long)))
 
 
-def test_lpi_weights_in_agent(tiny, mu_path):
-    tr = tiny.train.transitions(10, discount=0.5)
-    batch = tr.batch(np.arange(32))
-    # beta -> inf: every weight 1, LPI reduces to plain CE
-    big = LPICBAgent(tiny.n_items, seed=0, beta=1e9, logging_policy=mu_path, **SMALL)
-    big.load_logging_policy(mu_path)
-    logits = big.head(big.encoder(batch["state"], batch["state_len"]))
-    w = big.weights(batch, logits, big.q_head(big.encoder(batch["state"], batch["state_len"])))
-    assert torch.allclose(w, torch.ones(32))
-    # LPI^CB at beta=1: exp(r - E_mu[r_hat])
-    cb = LPICBAgent(tiny.n_items, seed=0, beta=1.0, **SMALL)
-    cb.load_logging_policy(mu_path)
-    h = cb.encoder(batch["state"], batch["state_len"])
-    q = cb.q_head(h)
-    mu = cb.mu_probs(batch["state"], batch["state_len"])
-    expect = torch.exp(batch["reward"] - (mu * q.detach()).sum(1))
-    assert torch.allclose(cb.weights(batch, cb.head(h), q), expect, rtol=1e-5)
-    # IPS weight never exceeds clip * reward
-    ips = IPSAgent(tiny.n_items, seed=0, ips_clip=2.0, **SMALL)
-    ips.load_logging_policy(mu_path)
-    wi = ips.weights(batch, ips.head(ips.encoder(batch["state"], batch["state_len"])), None)
-    assert torch.all(wi <= 2.0 * batch["reward"] + 1e-6)
+# ---------------------------------------------------------------------- every loss, by hand
+@pytest.fixture(scope="module")
+def fresh_mu_path(tiny, tmp_path_factory):
+    """An untrained μ̂ (seed 7, so it differs from π): the loss tests need π ≠ μ̂, not a good μ̂."""
+    mu = SASRecAgent(tiny.n_items, seed=7, **SMALL)
+    return str(mu.save(tmp_path_factory.mktemp("mu0") / "mu.pt"))
+
+
+def _agent(name, tiny, mu_path, **kw):
+    agent = make_agent(name, tiny.n_items, seed=0, logging_policy=mu_path, **SMALL, **kw)
+    if agent.needs_mu:
+        agent.load_logging_policy(mu_path)
+    if hasattr(agent, "target"):  # a target network that differs from the online one
+        with torch.no_grad():
+            for p in agent.target.parameters():
+                p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    agent.set_training(False)  # no dropout: the loss is a function of the batch
+    return agent
+
+
+def _batch(tiny, discount):
+    batch = tiny.train.transitions(10, discount=discount).batch(np.arange(12))
+    assert batch["done"].any() and len(set(batch["reward"].tolist())) > 1  # both kinds of rows
+    return batch
+
+
+def hand_loss(agent, batch):
+    """The agent's loss from the equations, term by term (float64)."""
+    cfg, rows = agent.config, torch.arange(len(batch["action"]))
+    s, sl, a, r, rtg = batch["state"], batch["state_len"], batch["action"], batch["reward"].double(), batch["rtg"].double()
+    with torch.no_grad():
+        h = agent.encoder(s, sl)
+        logp = torch.log_softmax(agent.head(h).double(), dim=1)
+        ce = -logp[rows, a]
+        pi_a = logp.exp()[rows, a]
+        mu = torch.softmax(agent.mu_net["head"](agent.mu_net["encoder"](s, sl)).double(), dim=1)
+        clip = math.inf if cfg.ips_clip is None else cfg.ips_clip
+        ratio = torch.clamp(pi_a / mu[rows, a], max=clip)  # Eq. 9: π / μ̂
+        td = 0.0
+        if cfg.weighting in ("lpi-cb", "lpi"):
+            q = agent.q_head(h).double()
+            v_mu = (mu * q).sum(1)  # E_{a∼μ̂}[Q̂(x, a)]
+            adv = (r if cfg.weighting == "lpi-cb" else q[rows, a]) - v_mu
+            raw = torch.exp(adv / cfg.beta)
+            if cfg.weighting == "lpi":  # y = r + γ Q_target(s', argmax Q(s')) (1 − done)
+                s2, l2 = batch["next_state"], batch["next_len"]
+                a2 = agent.q_head(agent.encoder(s2, l2)).argmax(1)
+                q_t = agent.target["q_head"](agent.target["encoder"](s2, l2)).double()[rows, a2]
+                y = r + cfg.discount * (1 - batch["done"].double()) * q_t
+            else:
+                y = r
+            td = ((q[rows, a] - y) ** 2).mean()  # Eq. 11
+        w = {"reward": lambda: r, "rtg": lambda: rtg, "ips": lambda: ratio * r, "ips-rtg": lambda: ratio * rtg,
+             "lpi-cb": lambda: raw / raw.mean(), "lpi": lambda: raw / raw.mean()}[cfg.weighting]()
+        return float((w * ce).mean() + cfg.lam * td)  # −(L̂ − λ L̂_TD), Eq. 10
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_agent_loss_equals_the_equations(name, tiny, fresh_mu_path):
+    kw = dict(beta=0.1, lam=0.37) if name.startswith("lpi") else {}
+    if name.startswith("ips"):
+        kw["ips_clip"] = None  # the ratio itself, not the clip, is under test
+    agent = _agent(name, tiny, fresh_mu_path, **kw)
+    batch = _batch(tiny, agent.config.discount)
+    loss, info = agent.loss(batch)
+    assert float(loss.detach()) == pytest.approx(hand_loss(agent, batch), rel=1e-5)
+    assert ("td" in info) == name.startswith("lpi")
+
+
+def test_ips_ratio_is_pi_over_mu_and_clipped(tiny, fresh_mu_path):
+    agent = _agent("ips", tiny, fresh_mu_path, ips_clip=1.05)
+    batch = _batch(tiny, agent.config.discount)
+    with torch.no_grad():
+        logits = agent.head(agent.encoder(batch["state"], batch["state_len"]))
+        pi_a = torch.softmax(logits, 1).gather(1, batch["action"][:, None]).squeeze(1)
+        mu_a = agent.mu_probs(batch["state"], batch["state_len"]).gather(1, batch["action"][:, None]).squeeze(1)
+    ratio = pi_a / mu_a
+    assert (ratio > 1.05).any() and (ratio < 1.05).any()  # some rows clipped, some not
+    torch.testing.assert_close(agent.weights(batch, logits, None), torch.clamp(ratio, max=1.05) * batch["reward"])
+    assert float(agent.loss(batch)[0].detach()) == pytest.approx(hand_loss(agent, batch), rel=1e-5)
+
+
+def test_lpi_rl_weights_come_from_q_not_the_reward(tiny, fresh_mu_path):
+    agent = _agent("lpi", tiny, fresh_mu_path, beta=0.5)
+    batch = _batch(tiny, agent.config.discount)
+    with torch.no_grad():
+        h = agent.encoder(batch["state"], batch["state_len"])
+        q = agent.q_head(h)
+        mu = agent.mu_probs(batch["state"], batch["state_len"])
+        w = agent.weights(batch, agent.head(h), q)
+        # changing the logged rewards leaves LPI^RL's weights unchanged (they read Q̂(s, a)) ...
+        w2 = agent.weights({**batch, "reward": 1.0 - batch["reward"]}, agent.head(h), q)
+    torch.testing.assert_close(w, w2)
+    adv = q.gather(1, batch["action"][:, None]).squeeze(1) - (mu * q).sum(1)
+    raw = torch.exp(adv / 0.5)
+    torch.testing.assert_close(w, raw / raw.mean(), rtol=1e-5, atol=1e-6)
+    # ... while LPI^CB's do read r (the direct method)
+    cb = _agent("lpi-cb", tiny, fresh_mu_path, beta=0.5)
+    with torch.no_grad():
+        h = cb.encoder(batch["state"], batch["state_len"])
+        q = cb.q_head(h)
+        adv = batch["reward"] - (cb.mu_probs(batch["state"], batch["state_len"]) * q).sum(1)
+        raw = torch.exp(adv / 0.5)
+        torch.testing.assert_close(cb.weights(batch, cb.head(h), q), raw / raw.mean(), rtol=1e-5, atol=1e-6)
+
+
+def test_td_term_sign_and_weight(tiny, fresh_mu_path):
+    """loss(λ) − loss(0) = λ · L̂_TD with L̂_TD > 0: the TD loss is added (Eq. 10 maximises −λ L̂_TD)."""
+    batch = _batch(tiny, 0.5)
+    losses = {lam: agent.loss(batch) for lam in (0.0, 0.37, 2.0)
+              for agent in [_agent("lpi", tiny, fresh_mu_path, lam=lam)]}
+    td = losses[0.37][1]["td"]
+    assert td > 0
+    for lam in (0.37, 2.0):
+        assert float((losses[lam][0] - losses[0.0][0]).detach()) == pytest.approx(lam * td, rel=1e-4)
+
+
+def test_variants_are_config_fields(tiny, fresh_mu_path, tmp_path):
+    defaults = {n: (get_agent_class(n).Config().weighting, get_agent_class(n).Config().discount) for n in NAMES}
+    assert defaults == {"lmu": ("reward", 0.5), "pg": ("rtg", 0.5), "ips": ("ips", 0.5), "ips-pg": ("ips-rtg", 0.5),
+                        "lpi-cb": ("lpi-cb", 0.0), "lpi": ("lpi", 0.5)}
+    # --set weighting=reward turns lpi into lmu: same loss on the same batch
+    batch = _batch(tiny, 0.5)
+    a = _agent("lpi", tiny, fresh_mu_path, weighting="reward")
+    b = _agent("lmu", tiny, fresh_mu_path)
+    assert float(a.loss(batch)[0].detach()) == pytest.approx(float(b.loss(batch)[0].detach()), rel=1e-6)
+    assert not hasattr(a, "q_head")
+    # the saved config carries the variant
+    c = LPIAgent.load(b.save(tmp_path / "lmu.pt"))
+    assert c.config.weighting == "reward" and not c.aux_head
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        LPIAgent(tiny.n_items, weighting="q")
+    with pytest.raises(ValueError, match="discount=0"):
+        LPIAgent(tiny.n_items, weighting="lpi-cb")
+
+
+def test_netflix_preset_is_the_papers():
+    from recgym.agents.registry import agent_preset
+
+    p = agent_preset(LPICBAgent, "netflix")
+    assert {k: p[k] for k in ("last_m", "epochs", "batch_size", "state_len", "hidden", "n_blocks", "n_heads")} == dict(
+        last_m=50, epochs=30, batch_size=128, state_len=200, hidden=200, n_blocks=2, n_heads=8)
 
 
 def test_last_m_and_bad_inputs(tiny, tmp_path):

@@ -1,6 +1,7 @@
-"""PRL: prompt generation (Algorithm 1), the per-step mean returns, prompt encoding shapes, the
-Eq. 15 loss weighting by hand, prompt control of the ranking, every agent x encoder trains, the
-session-wise online mode, save/load, and the study's --quick run."""
+"""PRL: prompt generation (Algorithm 1), the per-step mean returns, the prompt of Eq. 9–10 and the
+attentive block of Eqs. 11–13 by hand, every agent's Eq. 15 loss from the equations, prompt
+control of the ranking, every agent x encoder trains, the session-wise online mode, save/load, and
+the study's --quick run."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import torch.nn.functional as F
+
 from recgym.agents.prl import PRLAgent, PRLCumuAgent, PRLMeanAgent, PRLMLPAgent, PRLWoAgent, session_rollout
+from recgym.agents.registry import get_agent_class
 from recgym.data import KIND_CLICK, KIND_PURCHASE, SessionLog, Transitions, split_by_session
 from recgym.data.transitions import return_to_go
 from recgym.prompts import ReturnStats, generate_prompts, return_to_go_quadratic, step_means
@@ -115,25 +119,117 @@ def test_prompt_shapes_and_tokens(split):
     torch.testing.assert_close(P[:, 2], agent.net.steps.weight[steps])  # h_t
     assert agent.net.state_token(P).shape == (3, d)
     assert agent.scores(states, lengths).shape == (3, split.n_items)
-    assert agent.net.steps.num_embeddings == TINY["state_len"] + 1
+    assert agent.net.steps.num_embeddings == 51  # the paper's sessions: up to 50 steps, not the window
+
+
+def test_prompt_is_eq_9_with_the_raw_return_and_the_true_step():
+    # one session of 8 events, window 3: steps 3..7 lie past the window and keep their own h_t
+    log = make_log([[1, 2, 3, 4, 1, 2, 3, 4]], [[0.2, 1.0, 0.2, 0.2, 1.0, 0.2, 0.2, 1.0]], n_items=5)
+    agent = PRLAgent(5, seed=0, hidden=8, state_len=3)
+    batch = agent.make_transitions(log).batch(np.arange(8))
+    assert agent.config.normalize_return is False
+    R = torch.tensor([4.0, 3.8, 2.8, 2.6, 2.4, 1.4, 1.2, 1.0])  # Σ_{t' ≥ t} r_t' (λ = 1)
+    torch.testing.assert_close(batch["rtg"], R)
+    captured = {}
+    hook = agent.net.register_forward_hook(lambda m, args, out: captured.update(args=args))
+    agent.set_training(False)
+    agent.loss(batch)
+    hook.remove()
+    _, _, returns, steps = captured["args"]
+    torch.testing.assert_close(returns.float(), R)  # Eq. 9 reads R_t itself ...
+    assert steps.tolist() == list(range(8))  # ... and h_t the step t, not min(t, state_len)
+    # the release's option: R_t / R̄_t
+    norm = PRLAgent(5, seed=0, hidden=8, state_len=3, normalize_return=True)
+    norm.make_transitions(log)
+    torch.testing.assert_close(norm._net_returns(R, torch.arange(8)), torch.ones(8))  # one session: R̄_t = R_t
+
+
+def _layer_norm(x: np.ndarray, ln: torch.nn.LayerNorm) -> np.ndarray:
+    mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + ln.eps) * ln.weight.detach().double().numpy() + ln.bias.detach().double().numpy()
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def hand_state_token(net, P: np.ndarray) -> np.ndarray:
+    """s̃_t from the equations in numpy: Eq. 11–13 (attention), or the ablations' pooling."""
+    W = {k: getattr(net, k).weight.detach().double().numpy() for k in ("w_q", "w_k", "w_v") if hasattr(net, k)}
+    if net.block == "mean":
+        return _layer_norm(P.mean(1), net.norm)
+    if net.block == "mlp":
+        l1, l2 = net.mlp[0], net.mlp[3]
+        x = P.reshape(len(P), -1) @ l1.weight.detach().double().numpy().T + l1.bias.detach().double().numpy()
+        x = np.maximum(x, 0) @ l2.weight.detach().double().numpy().T + l2.bias.detach().double().numpy()
+        return _layer_norm(x, net.norm)
+    Q, K, V = P @ W["w_q"].T, P @ W["w_k"].T, P @ W["w_v"].T
+    att = _softmax(Q @ K.transpose(0, 2, 1) / math.sqrt(P.shape[-1])) @ V  # Eq. 11
+    P_tilde = _layer_norm(P + att, net.norm)  # Eq. 12: P_t + Attention(...), with layer norm
+    return P_tilde[:, 1]  # Eq. 13: the state token
+
+
+def test_attentive_block_matches_a_hand_computation():
+    agent = PRLAgent(5, seed=0, hidden=4, state_len=3)
+    net = agent.net
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in (net.w_q.weight, net.w_k.weight, net.w_v.weight, net.norm.weight, net.norm.bias):
+            p.copy_(torch.randn(p.shape, generator=g))
+    agent.set_training(False)
+    P = torch.randn(2, 3, 4, generator=g)
+    got = net.state_token(P).detach().double().numpy()
+    np.testing.assert_allclose(got, hand_state_token(net, P.double().numpy()), rtol=1e-5, atol=1e-6)
+    # the residual carries P_t: without it the output differs
+    Pn = P.double().numpy()
+    W = {k: getattr(net, k).weight.detach().double().numpy() for k in ("w_q", "w_k", "w_v")}
+    att = _softmax((Pn @ W["w_q"].T) @ (Pn @ W["w_k"].T).transpose(0, 2, 1) / 2.0) @ (Pn @ W["w_v"].T)
+    assert not np.allclose(got, _layer_norm(att, net.norm)[:, 1], atol=1e-3)
 
 
 # ---------------------------------------------------------------------- Eq. 15
-@pytest.mark.parametrize("cls,weight", [(PRLAgent, "reward"), (PRLWoAgent, "none"), (PRLCumuAgent, "rtg"),
-                                        (PRLMeanAgent, "reward"), (PRLMLPAgent, "reward")])
-def test_loss_weighting_by_hand(cls, weight, split):
-    agent = cls(split.n_items, seed=0, **TINY)
+NAMES = ["prl", "prl-mean", "prl-mlp", "prl-wo", "prl-cumu"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_agent_loss_equals_the_equations(name, split):
+    agent = get_agent_class(name)(split.n_items, seed=0, **TINY)
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():  # non-trivial layer norm, so a wrong wiring cannot hide behind it
+        agent.net.norm.weight.copy_(1 + 0.3 * torch.randn(agent.net.norm.weight.shape, generator=g))
+        agent.net.norm.bias.copy_(0.3 * torch.randn(agent.net.norm.bias.shape, generator=g))
     tr = agent.make_transitions(split.train)
-    batch = tr.batch(np.arange(16))
+    rows = np.flatnonzero(tr.t > TINY["state_len"])[:4].tolist() + list(range(12))  # some rows past the window
+    batch = tr.batch(np.asarray(rows))
     agent.set_training(False)  # no dropout: the loss is a deterministic function of the batch
     loss, _ = agent.loss(batch)
-    steps = batch["t"].clamp(max=TINY["state_len"])
-    Rn = batch["rtg"] / agent.stats.mean[steps]  # normalised prompt (the default)
-    logp = torch.log_softmax(agent.net(batch["state"], batch["state_len"], Rn, steps), dim=1)
-    ce = -logp[torch.arange(16), batch["action"]]
-    w = {"reward": batch["reward"], "none": torch.ones(16), "rtg": batch["rtg"]}[weight]
-    assert float(loss.detach()) == pytest.approx(float((w * ce).mean().detach()), rel=1e-5)
+    net, n = agent.net, len(rows)
+    with torch.no_grad():
+        s_t = net.encoder(batch["state"], batch["state_len"]).double().numpy()
+        e_r = net.e_r.detach().double().numpy()
+        H = net.steps.weight.detach().double().numpy()
+    R = batch["rtg"].double().numpy()
+    P = np.stack([R[:, None] * e_r[None], s_t, H[batch["t"].numpy()]], axis=1)  # Eq. 9–10
+    y = hand_state_token(net, P) @ net.head.weight.detach().double().numpy().T + net.head.bias.detach().double().numpy()
+    logp = y - np.log(np.exp(y - y.max(1, keepdims=True)).sum(1, keepdims=True)) - y.max(1, keepdims=True)
+    ce = -logp[np.arange(n), batch["action"].numpy()]
+    w = {"prl": batch["reward"], "prl-mean": batch["reward"], "prl-mlp": batch["reward"], "prl-wo": torch.ones(n),
+         "prl-cumu": batch["rtg"]}[name].double().numpy()
+    assert float(loss.detach()) == pytest.approx(float((w * ce).mean()), rel=1e-5)  # Eq. 15, batch mean
     assert len(set(batch["reward"].tolist())) > 1  # the weights do differ between rows
+
+
+def test_variants_are_config_fields(split, tmp_path):
+    cfgs = {n: get_agent_class(n).Config() for n in NAMES}
+    assert {n: (c.block, c.weighting) for n, c in cfgs.items()} == {
+        "prl": ("attention", "reward"), "prl-mean": ("mean", "reward"), "prl-mlp": ("mlp", "reward"),
+        "prl-wo": ("attention", "none"), "prl-cumu": ("attention", "return")}
+    assert all(c.normalize_return is False and c.max_step == 50 for c in cfgs.values())
+    a = PRLAgent(split.n_items, block="mean", **TINY)  # --set block=mean on prl is prl-mean
+    assert a.config_dict() == PRLMeanAgent(split.n_items, **TINY).config_dict()
+    b = PRLAgent.load(PRLWoAgent(split.n_items, **TINY).save(tmp_path / "wo.pt"))
+    assert b.config.weighting == "none"
 
 
 def test_a_larger_prompted_return_changes_the_ranking():
