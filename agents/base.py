@@ -145,7 +145,10 @@ class Agent:
             raise BadInputError(f"{path}: config field(s) {unknown} unknown to {cls.__name__}")
         cfg = cls.Config(**{**saved, **overrides})
         agent = cls(payload["n_items"], config=cfg)
-        agent.load_state_dict(payload["weights"])
+        try:
+            agent.load_state_dict(payload["weights"])
+        except (KeyError, RuntimeError) as e:  # shapes / modules that do not fit
+            raise BadInputError(f"{path}: its weights do not fit {cls.__name__} ({str(e).splitlines()[0]})") from None
         return agent
 
     def config_dict(self) -> dict[str, Any]:

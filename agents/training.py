@@ -161,7 +161,7 @@ class TorchAgent(Agent):
         modules = self.modules()
         missing = sorted(set(modules) - set(state))
         if missing:
-            raise BadInputError(f"{type(self).__name__}: weights for module(s) {missing} missing (have {sorted(state)})")
+            raise KeyError(f"{type(self).__name__}: weights for module(s) {missing} missing (have {sorted(state)})")
         for k, m in modules.items():
             m.load_state_dict(state[k])
 
@@ -261,7 +261,10 @@ def load_checkpoint(path: str | Path, agent: TorchAgent, data: str | None = None
     if differ:
         raise BadInputError(f"{cannot} the checkpoint was trained with other hyper-parameters: "
                             + ", ".join(f"{k}={saved[k]!r} (now {agent.config_dict()[k]!r})" for k in differ))
-    agent.load_state_dict(payload["weights"])
+    try:
+        agent.load_state_dict(payload["weights"])
+    except (KeyError, RuntimeError) as e:  # shapes / modules that do not fit
+        raise BadInputError(f"{cannot} its weights do not fit {type(agent).__name__} ({str(e).splitlines()[0]})") from None
     opts = agent.optimizers()
     for k, sd in payload["optimizers"].items():
         if k not in opts:
