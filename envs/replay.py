@@ -21,6 +21,7 @@ from gymnasium.vector.utils import batch_space
 
 from recgym.envs.common import check_action, check_actions, check_num_envs, count_box, episode_over, id_box, load_env_split, window
 from recgym.data.session_log import SessionLog
+from recgym.errors import BadInputError
 
 
 class _ReplayData:
@@ -105,7 +106,7 @@ class ReplayEnv(gym.Env):
             return np.array([check_action(action, self.n_items, "ReplayEnv")])
         a = np.asarray(action).reshape(-1)
         if a.shape != (self.slate_size,) or not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() >= self.n_items:
-            raise ValueError(f"ReplayEnv: action must be {self.slate_size} item ids in [0, {self.n_items}), got {action!r}")
+            raise BadInputError(f"ReplayEnv: action must be {self.slate_size} item ids in [0, {self.n_items}), got {action!r}")
         return a
 
     def step(self, action: Any):
