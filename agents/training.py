@@ -244,7 +244,8 @@ def load_checkpoint(path: str | Path, agent: TorchAgent, data: str | None = None
         raise BadInputError(f"{path}: not a readable recgym checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         fmt = payload.get("format") if isinstance(payload, dict) else None
-        raise BadInputError(f"{path}: not a recgym training checkpoint of format {CHECKPOINT_FORMAT} (found format {fmt!r})")
+        raise BadInputError(f"{path}: not a recgym training checkpoint of format {CHECKPOINT_FORMAT} (found format {fmt!r}); "
+                            f"remove it to train from scratch")
     cannot = f"{path}: cannot resume,"
     if payload.get("agent_class") != agent_class_name(agent):
         raise BadInputError(f"{cannot} the checkpoint is of agent {payload.get('agent')!r} ({payload.get('agent_class')}), "
