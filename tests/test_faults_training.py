@@ -92,6 +92,14 @@ def test_load_refuses_another_agents_model(split, tmp_path):
         SQNAgent.load(tmp_path / "model.pt")
 
 
+def test_load_refuses_a_file_that_is_not_a_model(tmp_path):
+    junk = tmp_path / "model.pt"
+    junk.write_bytes(b"\x00garbage")
+    with pytest.raises(BadInputError, match=r"model\.pt: not a readable recgym model") as e:
+        SASRecAgent.load(junk)
+    assert "\n" not in str(e.value)
+
+
 # ------------------------------------------------------------------ config validation (Weak)
 @pytest.mark.parametrize("value", ["abc", math.nan, math.inf, True])
 def test_make_agent_refuses_a_bad_learning_rate_naming_the_field(value):
