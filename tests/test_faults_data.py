@@ -10,7 +10,6 @@ import warnings
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import recgym.data as rd

@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from recgym.agents.baselines import BPRAgent
 from recgym.agents.qlearning import SQNAgent
