@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from gymnasium.error import ResetNeeded
 
 from recgym.data import Split, split_by_session, split_leave_one_out
 from recgym.data.registry import load_split, resolve_data_dir
 from recgym.data.session_log import SessionLog
 from recgym.data.windows import last_items
+from recgym.errors import BadInputError
 
 _CACHE: dict[tuple, Split] = {}
 _CACHE_MAX = 8
@@ -98,8 +102,39 @@ def check_action(action: Any, n: int, name: str) -> int:
     """An item id in ``[0, n)`` (numpy scalars / 0-d / 1-element arrays accepted) or ``ValueError``."""
     a = np.asarray(action)
     if a.size != 1 or not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"{name}: action must be one integer item id in [0, {n}), got {action!r}")
+        raise BadInputError(f"{name}: action must be one integer item id in [0, {n}), got {action!r}")
     a = int(a.reshape(()))
     if not 0 <= a < n:
-        raise ValueError(f"{name}: action {a} is outside the action space Discrete({n})")
+        raise BadInputError(f"{name}: action {a} is outside the action space Discrete({n})")
     return a
+
+
+def check_actions(actions: Any, shape: tuple[int, ...], n: int, name: str) -> np.ndarray:
+    """A batch of item ids of ``shape``, each in ``[0, n)``, as int64, or ``BadInputError``.
+    Float actions are refused, as the single envs do, never truncated."""
+    a = np.asarray(actions)
+    if a.size != math.prod(shape) or not np.issubdtype(a.dtype, np.integer):
+        raise BadInputError(f"{name}: actions must be {math.prod(shape)} integer item ids in [0, {n}), got {actions!r}")
+    a = a.reshape(shape).astype(np.int64)
+    if a.min() < 0 or a.max() >= n:
+        raise BadInputError(f"{name}: actions must lie in [0, {n}), got [{a.min()}, {a.max()}]")
+    return a
+
+
+def check_num_envs(num_envs: Any, name: str) -> int:
+    """``num_envs`` as a positive int, or ``BadInputError`` naming it."""
+    if isinstance(num_envs, (bool, np.bool_)) or not isinstance(num_envs, numbers.Integral) or num_envs < 1:
+        raise BadInputError(f"{name}: num_envs must be a positive integer, got {num_envs!r}")
+    return int(num_envs)
+
+
+def check_weight(value: Any, arg: str, name: str) -> float:
+    """A reward weight as a finite float, or ``BadInputError`` naming the argument."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise BadInputError(f"{name}: {arg} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def episode_over(name: str) -> ResetNeeded:
+    """The error of a ``step`` after the episode ended (Gymnasium's ``ResetNeeded``)."""
+    return ResetNeeded(f"{name}: the episode has ended; call reset() before step()")

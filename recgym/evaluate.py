@@ -25,6 +25,7 @@ import torch
 
 from recgym import metrics
 from recgym.data import KIND_CLICK, KIND_PURCHASE, SessionLog, Transitions, last_items
+from recgym.errors import BadInputError
 
 __all__ = ["Evaluable", "evaluate", "evaluate_loo", "evaluate_sessions", "session_ranks", "loo_ranks"]
 
@@ -50,13 +51,24 @@ def _check(agent: Any, log: SessionLog) -> None:
         raise ValueError(f"evaluate: agent has n_items={agent.n_items} but log {log.name!r} has n_items={log.n_items}")
 
 
-def _score_batch(agent: Evaluable, states: np.ndarray, lengths: np.ndarray, device: torch.device) -> torch.Tensor:
+def _score_batch(agent: Evaluable, states: np.ndarray, lengths: np.ndarray, device: torch.device,
+                 rows: np.ndarray | None = None, what: str = "event", log_name: str = "") -> torch.Tensor:
+    """``agent.scores`` of a batch, checked: shape ``[B, n_items]`` and no NaN (a NaN ranks as
+    nothing and would turn into silent zero metrics). ``rows`` are the batch rows' indices in the
+    log (events or sessions, as ``what`` says) for the error message."""
     s = agent.scores(
         torch.from_numpy(np.ascontiguousarray(states, dtype=np.int64)).to(device),
         torch.from_numpy(np.ascontiguousarray(lengths, dtype=np.int64)).to(device),
     )
     if s.ndim != 2 or s.shape != (len(states), agent.n_items):
         raise ValueError(f"evaluate: agent.scores returned shape {tuple(s.shape)}, expected {(len(states), agent.n_items)}")
+    if s.is_floating_point() and torch.isnan(s.sum()):  # one reduction; the exact scan only when it is NaN
+        bad = torch.isnan(s).any(dim=1).nonzero()
+        if len(bad):
+            i = int(bad[0, 0])
+            row = int(rows[i]) if rows is not None else i
+            raise BadInputError(f"evaluate: {type(agent).__name__}.scores returned NaN, first for {what} {row} of log {log_name!r} "
+                                f"(history length {int(lengths[i])}); NaN scores cannot be ranked")
     return s
 
 
@@ -126,7 +138,7 @@ def session_ranks(
     for lo in range(0, n, batch_size):
         hi = min(lo + batch_size, n)
         states = tr.state[lo:hi]
-        s = _score_batch(agent, states, tr.state_len[lo:hi], dev)
+        s = _score_batch(agent, states, tr.state_len[lo:hi], dev, np.arange(lo, hi), "event", log.name)
         targets = torch.from_numpy(tr.action[lo:hi]).to(dev)
         rows = cols = None
         if exclude_history:
@@ -203,7 +215,7 @@ def loo_ranks(
     lists = np.empty((S, k_list), dtype=np.int64)
     for lo in range(0, S, batch_size):
         hi = min(lo + batch_size, S)
-        s = _score_batch(agent, states[lo:hi], slen[lo:hi], dev)
+        s = _score_batch(agent, states[lo:hi], slen[lo:hi], dev, sessions[lo:hi], "session", log.name)
         targets = torch.from_numpy(targets_all[lo:hi]).to(dev)
         rows = cols = None
         if exclude_history:

@@ -26,16 +26,9 @@ def load_policy(spec: str, env: gym.Env, seed: int):
     """A recgym ``Agent`` or an SB3 model from a name or a path."""
     p = Path(spec)
     if p.suffix == ".zip" and p.exists():
-        from sb3_contrib import MaskablePPO
-        from stable_baselines3 import DQN, PPO
+        from recgym.sb3 import load_sb3
 
-        errors = []
-        for cls in (MaskablePPO, PPO, DQN):
-            try:
-                return cls.load(p, device="cpu")
-            except Exception as e:  # the checkpoint names its class; try the next
-                errors.append(f"{cls.__name__}: {e}")
-        raise ValueError(f"{p}: not an SB3 PPO/MaskablePPO/DQN checkpoint ({'; '.join(errors)})")
+        return load_sb3(p, env)  # never unpickles the zip (RECGYM_TRUST_PICKLE=1 to allow)
     from recgym.agents.registry import get_agent_class, make_agent
 
     if p.exists():

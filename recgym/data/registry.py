@@ -9,11 +9,13 @@ preprocesses them with the source's module and caches the result (`recgym.data.c
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from recgym.data import cache as _cache
+from recgym.data.io import file_digest
 from recgym.data.session_log import SessionLog
 from recgym.data.sources import movielens, netflix, obd, retailrocket, session_rec, steam, synthetic, yoochoose
 from recgym.data.splits import Split, split_by_session, split_leave_one_out
@@ -121,6 +123,23 @@ def _raw(spec: SourceSpec, root: Path, download: bool, params: dict[str, Any]) -
     return spec.raw_files(root, **params)
 
 
+def _check_published(name: str, files: list[Path], where: Path | None) -> None:
+    """Warn, naming the file, when a raw file differs from its published md5 (truncated, edited or
+    another release): the data is used as it is, but results may not compare with others'.
+    ``where``: the cache folder whose checksum index spares re-hashing (``None``: hash here)."""
+    from recgym.data import download as dl
+
+    published = dl.published_md5s(name)
+    if not published:
+        return
+    sums = _cache.file_checksums(files, where) if where is not None else {Path(f).name: file_digest(f, "md5") for f in files}
+    bad = [f"{f} (md5 {sums.get(Path(f).name)}, published {published[Path(f).name]})" for f in files
+           if Path(f).name in published and sums.get(Path(f).name) != published[Path(f).name]]
+    if bad:
+        warnings.warn(f"recgym: {name}: raw file(s) differ from the published release (truncated or edited?); "
+                      f"using them as they are: {'; '.join(bad)}", stacklevel=3)
+
+
 def _build(spec: SourceSpec, root: Path, scheme: str, params: dict[str, Any]) -> SessionLog:
     if spec.name == "synthetic":
         p = dict(params)
@@ -164,6 +183,7 @@ def load(
     src_root = root / name
     files = _raw(spec, src_root, download, params)
     build = lambda: _build(spec, src_root, scheme, params)  # noqa: E731
+    _check_published(name, files, _cache.cache_dir(root) if cache else None)
     if not cache:
         return build()
     return _cache.cached(name, "", files, {**params, "reward_scheme": scheme}, spec.version, build, _cache.cache_dir(root))
@@ -191,6 +211,7 @@ def load_split(
         scheme, params = _resolve(spec, reward_scheme, params)
         root = resolve_data_dir(data_dir) / name
         files = _raw(spec, root, download, params)
+        _check_published(name, files, _cache.cache_dir(resolve_data_dir(data_dir)) if cache else None)
         parts = {}
         for part in ("train_tr", "train_valid", "test"):
             build = lambda part=part: session_rec.load_parts(root, (part,))[part]  # noqa: E731

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from recgym.data.session_log import KIND_CLICK, KIND_PURCHASE, SessionLog
+from recgym.errors import BadInputError
 
 REWARD_CLICK = 0.2
 """Reward of a click / view in the click-purchase scheme (SQN's r_c)."""
@@ -24,7 +25,7 @@ _INT_KINDS = {"int", "float"}
 _DTYPES = {"int": "int64", "float": "float64", "category": "category"}
 
 
-class RawFileError(ValueError):
+class RawFileError(BadInputError):
     """A raw file is malformed; the message names the file (and line / column when known)."""
 
 
@@ -261,6 +262,15 @@ def check_ratings(ratings: np.ndarray, label: str, line_of_row=lambda r: r + 1, 
     if bad.any():
         r = int(np.flatnonzero(bad)[0])
         raise RawFileError(f"{label}, line {line_of_row(r)}: rating {ratings[r]} outside [{lo}, {hi}]")
+
+
+def check_timestamps(ts: np.ndarray, label: str, line_of_row=lambda r: r + 1, column: str = "timestamp") -> None:
+    """Raise ``RawFileError`` on the first negative or non-finite timestamp (a sign or unit error
+    upstream; time order would silently put those events first)."""
+    bad = ~(np.asarray(ts, dtype=np.float64) >= 0)
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise RawFileError(f"{label}, line {line_of_row(r)}: {column} {ts[r]} is negative or not finite")
 
 
 def multi_hot(lists: Sequence[Sequence[str]], names: Sequence[str] | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
