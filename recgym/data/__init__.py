@@ -16,7 +16,25 @@ __all__ = [
     "split_leave_one_out",
 ]
 
-# source loaders (recgym.data.registry): appended, the exports above are unchanged
-from recgym.data.registry import REWARD_SCHEMES, SOURCES, load, load_split  # noqa: E402
+from recgym.data.frame import from_frame, parse_columns, read_table  # noqa: E402
+from recgym.data.registry import SOURCES, infer_protocol, load, load_split, register_source  # noqa: E402
+from recgym.data.rewards import REWARD_CLICK, REWARD_PURCHASE, REWARD_SCHEMES, click_purchase, rating_rewards  # noqa: E402
+from recgym.data.sources._common import DUPLICATE_POLICIES, DuplicateRowsWarning  # noqa: E402
 
-__all__ += ["REWARD_SCHEMES", "SOURCES", "load", "load_split"]
+__all__ += [
+    "DUPLICATE_POLICIES",
+    "DuplicateRowsWarning",
+    "REWARD_CLICK",
+    "REWARD_PURCHASE",
+    "REWARD_SCHEMES",
+    "SOURCES",
+    "click_purchase",
+    "from_frame",
+    "infer_protocol",
+    "load",
+    "load_split",
+    "parse_columns",
+    "rating_rewards",
+    "read_table",
+    "register_source",
+]
