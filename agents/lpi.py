@@ -80,6 +80,7 @@ class LPIConfig(SASRecConfig):
 _LOO = {**SASREC_PRESETS["loo"], "tied_output": False, "all_positions": False, "epochs": 3}
 PRESETS: dict[str, dict[str, Any]] = {
     "loo": _LOO,
+    "session": {},  # the defaults are the LPI paper's session (MDP) setting
     "ml-100k": _LOO,
     "ml-1m": {**_LOO, "state_len": 200},
     "netflix": {**_LOO, "state_len": 200, "hidden": 200, "n_heads": 8},
