@@ -170,7 +170,9 @@ def resolved_config(
     cls = get_agent_class(name)
     overrides = dict(overrides or {})
     params, set_by = _params(name, cls, dataset, protocol, overrides)
-    config = dataclasses.replace(cls.Config(), **params)
+    # a small instance gives the config exactly as the class resolves it (some set a variant's
+    # field in __init__); no field depends on the catalogue size
+    config = cls(max(2, min(int(n_items), 64)), seed=0, **params).config
     layers = [n for n, _ in preset_layers(cls, dataset, protocol)] + (["override"] if overrides else [])
     return {
         "agent": name,
