@@ -427,3 +427,18 @@ def test_generic_env_ids_on_your_data(env_id, tmp_path):
         gym.make(env_id, **GENERIC[env_id])
     with pytest.raises(BadInputError, match="needs columns="):
         gym.make(env_id, data=str(path), **GENERIC[env_id])
+
+
+# ---------------------------------------------------------------------- the documented example runs
+def test_docs_example_runs(tmp_path, monkeypatch):
+    text = (Path(__file__).resolve().parents[1] / "docs" / "data.md").read_text()
+    section = text[text.index("## Your own data"):]
+    blocks = [b.split("```", 1)[0] for b in section.split("```python\n")[1:3]]
+    write_latest_small(tmp_path / "ratings.csv")
+    write_session_log(tmp_path / "views.csv")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("recgym.data.registry.REGISTRY", dict(REGISTRY))
+    scope: dict = {}
+    for block in blocks:
+        exec(compile(block, "docs/data.md", "exec"), scope)  # noqa: S102 - our own documentation
+    assert scope["split"].protocol == "session" and scope["log"].n_sessions == 80
