@@ -278,13 +278,20 @@ def load_split(
         parts = {}
         check_duplicate_policy(duplicates)
         for part in ("train_tr", "train_valid", "test"):
-            def build(part=part):
-                with duplicate_policy(duplicates):
-                    return session_rec.load_parts(root, (part,))[part]
+            built = []
+
+            def build(part=part, built=built):
+                built.append(True)
+                with duplicate_policy(duplicates) as found:
+                    log = session_rec.load_parts(root, (part,))[part]
+                return dataclasses.replace(log, meta={**log.meta, "duplicate_rows": found}) if found else log
+
             if cache:
                 key = {"reward_scheme": scheme, **({"duplicates": "drop"} if duplicates == "drop" else {})}
                 parts[part] = _cache.cached(name, part, files, key, spec.version, build,
                                             _cache.cache_dir(resolve_data_dir(data_dir)))  # fmt: skip
+                if not built:
+                    _recall_duplicates(parts[part], duplicates)
             else:
                 parts[part] = build()
         return Split(parts["train_tr"], parts["train_valid"], parts["test"], "session")
