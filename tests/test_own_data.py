@@ -287,7 +287,7 @@ def test_raw_loader_duplicates_warn_drop_error_and_cache(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------- errors, filters, formats
 def test_errors_name_the_column_and_the_line(ml_file, tmp_path):
     path, raw = ml_file
-    with pytest.raises(BadInputError, match=r"column 'movie_id' \(item=\) is not in the table"):
+    with pytest.raises(BadInputError, match=r"column .movie_id. \(item=\) is not in the table; its columns are \[.userId., .movieId., .rating., .timestamp.\]"):
         read_table(path, columns={"user": "userId", "item": "movie_id"})
     with pytest.raises(BadInputError, match=r"unknown role"):
         read_table(path, columns="user=userId,film=movieId")

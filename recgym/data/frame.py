@@ -67,8 +67,6 @@ def from_frame(
     min_user: int = 1,
     min_item: int = 1,
     k_core: bool = False,
-    _label: str | None = None,
-    _line_of_row: Callable[[int], int] | None = None,
 ) -> SessionLog:
     """A `SessionLog` from an event table (module docstring for ids, order, rewards, duplicates).
 
@@ -90,9 +88,20 @@ def from_frame(
         The log: ``item_ids`` [n_items] and ``user_ids`` [n_users] map dense ids back to raw ids;
         ``meta`` records the columns, the scheme and what duplicates / filters removed.
     """
-    label = _label or "from_frame"
-    line = _line_of_row or (lambda r: int(r))
-    where = "line" if _line_of_row is not None else "row"
+    return _from_frame(df, "from_frame", None, user=user, item=item, time=time, rating=rating, reward=reward, kind=kind,
+                       session=session, name=name, reward_scheme=reward_scheme, purchase_values=purchase_values,
+                       duplicates=duplicates, min_user=min_user, min_item=min_item, k_core=k_core)
+
+
+def _from_frame(
+    df: pd.DataFrame, label: str, line_of_row: Callable[[int], int] | None, *, user: str, item: str, time: str | None = None,
+    rating: str | None = None, reward: str | None = None, kind: str | None = None, session: str | None = None,
+    name: str | None = None, reward_scheme: str = "rating", purchase_values: Sequence[Any] = PURCHASE_VALUES,
+    duplicates: str = "warn", min_user: int = 1, min_item: int = 1, k_core: bool = False,
+) -> SessionLog:
+    """:func:`from_frame` with error messages naming ``label`` and ``line_of_row(row)`` (file lines)."""
+    line = line_of_row or (lambda r: int(r))
+    where = "line" if line_of_row is not None else "row"
     roles = {"user": user, "item": item, "time": time, "rating": rating, "reward": reward, "kind": kind, "session": session}
     roles = {r: c for r, c in roles.items() if c is not None}
     for role, col in roles.items():
@@ -103,9 +112,7 @@ def from_frame(
     check_duplicate_policy(duplicates)
     if min(min_user, min_item) < 1:
         raise BadInputError(f"{label}: min_user and min_item must be >= 1, got {min_user}, {min_item}")
-    cols = list(dict.fromkeys(roles.values()))
-    t = df[cols].reset_index(drop=True)
-    t.insert(0, "__row__", np.arange(len(t), dtype=np.int64))  # original row: error messages, file order
+    t = df[list(dict.fromkeys(roles.values()))].reset_index(drop=True)
     for role, col in roles.items():
         missing = t[col].isna().to_numpy()
         if missing.any():
@@ -115,10 +122,8 @@ def from_frame(
     if n_in == 0:
         raise BadInputError(f"{label}: the table has no rows")
 
-    t = handle_duplicates(t, duplicates, label, columns=cols, line_of_row=line, where=where)
-    n_dup = n_in - len(t)
-    rows = t["__row__"].to_numpy()
-
+    # parse every column once, vectorised; rows are the table's rows (error messages, file order)
+    rows = np.arange(n_in, dtype=np.int64)
     ts = _times(t[time], label, line, where, rows) if time else rows.astype(np.float64)
     ratings = _numbers(t[rating], rating, label, line, where, rows) if rating else None
     if ratings is not None:
@@ -126,16 +131,28 @@ def from_frame(
         if bad.any():
             r = int(np.flatnonzero(bad)[0])
             raise BadInputError(
-                f"{label}, {where} {line(rows[r])}: rating {ratings[r]:g} in column {rating!r} is outside [0, 5] "
+                f"{label}, {where} {line(r)}: rating {ratings[r]:g} in column {rating!r} is outside [0, 5] "
                 "(the rating scheme is for 0.5-5 stars: rescale the column or map it to reward=)"
             )
     rewards = _numbers(t[reward], reward, label, line, where, rows) if reward else None
+    parsed = {"user": _ids(t[user]), "item": _ids(t[item]), "time": ts, "rating": ratings, "reward": rewards,
+              "kind": t[kind].to_numpy() if kind else None, "session": _ids(t[session]) if session else None}
+    parsed = {r: v for r, v in parsed.items() if v is not None and (r != "time" or time)}
+
+    # duplicates: rows equal in every mapped column (compared as parsed: "4" and "4.0" are one rating)
+    kept = handle_duplicates(pd.DataFrame({**parsed, "__row__": rows}), duplicates, label, columns=list(parsed),
+                             line_of_row=line, where=where)["__row__"].to_numpy()
+    n_dup = n_in - len(kept)
+    rows, ts = rows[kept], ts[kept]
+    ratings = None if ratings is None else ratings[kept]
+    rewards = None if rewards is None else rewards[kept]
+    u_raw = parsed["user"][kept]
+    i_raw = parsed["item"][kept]
+    s_raw = parsed["session"][kept] if session else u_raw
+    kind_raw = parsed["kind"][kept] if kind else None
 
     # filters, vectorised: bincounts per pass, a k-core repeats until nothing changes
-    u_raw = _ids(t[user])
-    s_raw = _ids(t[session]) if session else u_raw
-    i_raw = _ids(t[item])
-    keep = np.ones(len(t), dtype=bool)
+    keep = np.ones(len(rows), dtype=bool)
     while True:
         before = int(keep.sum())
         for key, lo in ((s_raw, min_user), (i_raw, min_item)):
@@ -154,7 +171,7 @@ def from_frame(
     u_codes, i_codes = u_codes.reshape(-1), i_codes.reshape(-1)
     n = int(keep.sum())
     if kind:
-        kinds, kp_rewards = click_purchase(_is_purchase(t[kind].to_numpy()[keep], purchase_values))
+        kinds, kp_rewards = click_purchase(_is_purchase(kind_raw[keep], purchase_values))
     if reward:
         rew = rewards[keep].astype(np.float32)
         knd = kinds if kind else (rating_rewards(ratings[keep])[0] if rating else np.full(n, KIND_CLICK, np.int8))
@@ -224,8 +241,8 @@ def read_table(
             df = pd.read_parquet(path)
         except Exception as e:  # noqa: BLE001 - pyarrow raises many types for a bad file
             raise BadInputError(f"{path}: not a readable Parquet file ({e})") from None
-        line = lambda r: int(r)  # noqa: E731
-        where_label = f"{path} (Parquet row numbers from 0)"
+        line = None  # messages give the 0-based row
+        where_label = str(path)
     else:
         raw = path.read_bytes()
         if not raw.strip():
@@ -235,16 +252,24 @@ def read_table(
         if sep == "::":
             text, sep = text.replace("::", "\t"), "\t"
         header = names is None
+        ids = {roles[r]: str for r in ("user", "item", "session", "kind") if r in roles}  # raw ids exactly as written
         try:
             df = pd.read_csv(io.StringIO(text), sep=sep, header=0 if header else None, names=None if header else list(names),
-                             skip_blank_lines=False, keep_default_na=False, na_values=[""], dtype=str, engine="c")
+                             skip_blank_lines=False, keep_default_na=False,
+                             na_values=[""], dtype=ids, engine="c")
         except pd.errors.ParserError as e:
             raise BadInputError(f"{path}: malformed line ({str(e).strip().splitlines()[-1]})") from None
         offset = 2 if header else 1
         line = lambda r: int(r) + offset  # noqa: E731
         where_label = str(path)
     options.setdefault("name", path.stem)
-    return from_frame(df, **roles, **options, _label=where_label, _line_of_row=line)
+    unknown = sorted(set(options) - _OPTIONS)
+    if unknown:
+        raise BadInputError(f"{path}: unknown option(s) {unknown}; read_table accepts {sorted(_OPTIONS)}")
+    return _from_frame(df, where_label, line, **roles, **options)
+
+
+_OPTIONS = {"name", "reward_scheme", "purchase_values", "duplicates", "min_user", "min_item", "k_core"}
 
 
 def parse_columns(spec: str) -> dict[str, str]:
