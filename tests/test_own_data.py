@@ -8,7 +8,6 @@ The metric checks recompute the documented protocols with plain pandas from the 
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from pathlib import Path
 

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from recgym.data.rewards import REWARD_SCHEMES, click_purchase, rating_rewards
-from recgym.data.session_log import KIND_CLICK, KIND_PURCHASE, SessionLog
+from recgym.data.session_log import KIND_CLICK, SessionLog
 from recgym.data.sources._common import build_log, check_duplicate_policy, handle_duplicates
 from recgym.errors import BadInputError
 
