@@ -103,9 +103,9 @@ def test_raw_ids_encoded_densely_and_kept(ml_file):
     # the way back: item_ids / user_ids give the raw ids of every event
     frame = log.to_pandas()
     back = pd.DataFrame({"userId": log.user_ids[frame["user"]].astype(int), "movieId": log.item_ids[frame["item"]].astype(int),
-                         "timestamp": frame["timestamp"].astype(int)})
-    pd.testing.assert_frame_equal(back.sort_values(list(back.columns)).reset_index(drop=True),
-                                  raw[["userId", "movieId", "timestamp"]].sort_values(list(back.columns)).reset_index(drop=True))
+                         "rating": frame["rating"].astype(float), "timestamp": frame["timestamp"].astype(int)})
+    key = ["userId", "movieId"]
+    pd.testing.assert_frame_equal(back.sort_values(key).reset_index(drop=True), raw.sort_values(key).reset_index(drop=True))
 
 
 def test_events_ordered_by_time_then_file_order(ml_file):
@@ -122,6 +122,17 @@ def test_events_ordered_by_time_then_file_order(ml_file):
     # the file is sorted by movie id: the highest movie id is NOT each user's target
     highest = raw.groupby("userId")["movieId"].max()[last.index]
     assert (highest != last).mean() > 0.5
+
+
+def test_time_ties_keep_file_order_and_no_time_means_file_order():
+    df = pd.DataFrame({"u": ["b", "a", "b", "b", "a"], "i": [9, 4, 3, 7, 4], "t": [5, 2, 5, 1, 1]})
+    log = from_frame(df, user="u", item="i", time="t", duplicates="keep")
+    assert list(log.user_ids) == ["a", "b"]
+    seqs = [list(log.item_ids[log.session(s)]) for s in range(2)]
+    assert seqs == [["4", "4"], ["7", "9", "3"]]  # b: t=1, then the t=5 tie in file order (9 before 3)
+    log = from_frame(df, user="u", item="i", duplicates="keep")
+    assert [list(log.item_ids[log.session(s)]) for s in range(2)] == [["4", "4"], ["9", "3", "7"]]
+    np.testing.assert_array_equal(log.timestamps, [1, 4, 0, 2, 3])  # the row numbers
 
 
 def test_rating_sets_rewards_and_kinds_with_the_documented_scheme(ml_file):
