@@ -90,7 +90,9 @@ def register_source(
     Args:
         name: the dataset name (must not be a built-in source).
         loader: ``loader(**params) -> SessionLog``, e.g. ``lambda: recgym.data.read_table(path,
-            columns={...})``; called on every `load` (it is not cached by recgym).
+            columns={...})``; called on every `load` (it is not cached by recgym). It applies its
+            own duplicate policy (``read_table(..., duplicates=...)``); `load`'s ``duplicates``
+            governs recgym's raw-file loaders only.
         protocol: ``"loo"`` or ``"session"`` for `load_split` and the agents' presets; ``None``:
             :func:`infer_protocol` decides from the log (one session per user -> ``"loo"``).
         overwrite: replace an earlier registration of ``name``.

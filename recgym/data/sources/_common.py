@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from recgym.data.rewards import rating_rewards
-from recgym.errors import BadInputError
 from recgym.data.session_log import SessionLog
+from recgym.errors import BadInputError
 
 _INT_KINDS = {"int", "float"}
 _DTYPES = {"int": "int64", "float": "float64", "category": "category"}
@@ -75,7 +75,8 @@ def handle_duplicates(
     ``"warn"``: keep them, warn (:class:`DuplicateRowsWarning`) with the count and the first copy;
     ``"drop"``: keep the first of each group of copies; ``"keep"``: keep them silently;
     ``"error"``: raise :class:`RawFileError` naming the first copy and its original.
-    ``policy=None`` uses the one set by :func:`duplicate_policy` (default ``"warn"``).
+    ``policy=None`` uses the one set by :func:`duplicate_policy` (default ``"warn"``). After a drop
+    the rows are renumbered, so a later error of the caller names a position in the kept rows.
     """
     policy = check_duplicate_policy(_POLICY.get() if policy is None else policy)
     if len(df) < 2:
