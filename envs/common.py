@@ -62,8 +62,9 @@ def load_env_split(
     if isinstance(data, Split):
         return data
     if isinstance(data, SessionLog):
-        loo = protocol == "loo" or (protocol is None and data.users is not None
-                                    and len(np.unique(data.users)) == data.n_sessions)
+        from recgym.data.registry import infer_protocol
+
+        loo = (protocol or infer_protocol(data)) == "loo"
         return split_leave_one_out(data) if loo else split_by_session(data, seed=seed)
     if data is not None:
         raise BadInputError(f"data must be a recgym Split, SessionLog or a file path, got {type(data).__name__}")
