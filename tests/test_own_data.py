@@ -171,6 +171,12 @@ def test_kind_column_and_sessions(session_file):
     log = read_table(path, columns=SESSION_COLUMNS)
     assert log.n_sessions == raw["session_id"].nunique() and log.n_items == raw["item"].nunique()
     assert set(log.item_ids) == set(raw["item"])  # string ids kept as they are
+    # the way back to raw session ids, also through a split
+    first = raw.sort_values("time").groupby("session_id")["item"].first()
+    got = pd.Series(log.item_ids[log.items[log.offsets[:-1]]], index=log.session_ids.astype(int))
+    pd.testing.assert_series_equal(got.sort_index(), first.sort_index(), check_names=False)
+    test = rd.split_by_session(log, seed=0).test
+    assert set(test.session_ids) < set(log.session_ids) and len(test.session_ids) == test.n_sessions
     buy = raw["event"].isin(["cart", "purchase"])
     assert int((log.kinds == 1).sum()) == int(buy.sum())
     np.testing.assert_allclose(np.sort(log.rewards), np.sort(np.where(buy, 1.0, 0.2)).astype(np.float32))

@@ -4,7 +4,8 @@
 ``time``, ``rating``, ``reward``, ``kind``, ``session``) and does what a source loader does:
 
 * **ids**: raw user / item / session ids (numbers or strings) are encoded densely in sorted raw-id
-  order; ``log.item_ids[i]`` and ``log.user_ids[u]`` give the raw id back (as strings).
+  order; ``log.item_ids[i]``, ``log.user_ids[u]`` and ``log.session_ids[s]`` give the raw id back
+  (as strings).
 * **order**: events are ordered by ``time`` inside each session, ties (and tables without a
   ``time`` column) in file order (a stable sort); ``time`` may be numbers (seconds) or dates.
 * **sessions**: without ``session`` every user is one session (one chronological sequence per
@@ -85,7 +86,8 @@ def from_frame(
         k_core: repeat the two filters until both hold.
 
     Returns:
-        The log: ``item_ids`` [n_items] and ``user_ids`` [n_users] map dense ids back to raw ids;
+        The log: ``item_ids`` [n_items], ``user_ids`` [n_users] and (with ``session``)
+        ``session_ids`` [n_sessions] map dense ids back to raw ids;
         ``meta`` records the columns, the scheme and what duplicates / filters removed.
     """
     return _from_frame(df, "from_frame", None, user=user, item=item, time=time, rating=rating, reward=reward, kind=kind,
@@ -166,7 +168,8 @@ def _from_frame(
     n_filtered = int((~keep).sum())
 
     u_uniq, u_codes = np.unique(u_raw[keep], return_inverse=True)
-    s_codes = np.unique(s_raw[keep], return_inverse=True)[1].reshape(-1)
+    s_uniq, s_codes = np.unique(s_raw[keep], return_inverse=True)
+    s_codes = s_codes.reshape(-1)
     i_uniq, i_codes = np.unique(i_raw[keep], return_inverse=True)
     u_codes, i_codes = u_codes.reshape(-1), i_codes.reshape(-1)
     n = int(keep.sum())
@@ -200,7 +203,7 @@ def _from_frame(
         ratings=None if ratings is None else ratings[keep].astype(np.float32),
         item_ids=i_uniq.astype(str), name=name or "frame", meta=meta,
     )  # fmt: skip
-    return dataclasses.replace(log, user_ids=u_uniq.astype(str))
+    return dataclasses.replace(log, user_ids=u_uniq.astype(str), session_ids=s_uniq.astype(str) if session else None)
 
 
 def read_table(

@@ -50,7 +50,8 @@ class SessionLog:
 
     Item metadata (length ``n_items``): optional ``genres`` float32 multi-hot
     ``[n_items, n_genres]`` with ``genre_names``, ``item_ids`` (raw ids as strings), ``titles``.
-    Optional ``user_ids``: raw user ids as strings, indexed by the dense ``users``.
+    Optional ``user_ids``: raw user ids as strings, indexed by the dense ``users``; optional
+    ``session_ids``: the raw id of every session as a string (``[n_sessions]``, logs with session ids).
     """
 
     offsets: np.ndarray
@@ -67,6 +68,7 @@ class SessionLog:
     item_ids: np.ndarray | None = None
     titles: np.ndarray | None = None
     user_ids: np.ndarray | None = None
+    session_ids: np.ndarray | None = None
     name: str = "log"
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -87,7 +89,7 @@ class SessionLog:
                 object.__setattr__(self, key, _readonly(np.asarray(getattr(self, key), dtype=np.float32)))
         if self.genres is not None:
             object.__setattr__(self, "genres", _readonly(np.asarray(self.genres, dtype=np.float32)))
-        for key in ("item_ids", "titles", "user_ids"):
+        for key in ("item_ids", "titles", "user_ids", "session_ids"):
             v = getattr(self, key)
             if v is not None:
                 object.__setattr__(self, key, _readonly(np.asarray(v).astype(str)))
@@ -113,8 +115,10 @@ class SessionLog:
                 f"SessionLog {self.name!r}: item ids must lie in [0, {self.n_items}); "
                 f"found [{self.items.min()}, {self.items.max()}]"
             )
-        if self.users is not None and len(self.users) != self.n_sessions:
-            raise ValueError(f"SessionLog {self.name!r}: users has {len(self.users)} rows, expected {self.n_sessions}")
+        for key in ("users", "session_ids"):
+            a = getattr(self, key)
+            if a is not None and len(a) != self.n_sessions:
+                raise ValueError(f"SessionLog {self.name!r}: {key} has {len(a)} rows, expected {self.n_sessions}")
         for key in ("genres", "item_ids", "titles"):
             a = getattr(self, key)
             if a is not None and len(a) != self.n_items:
@@ -199,10 +203,13 @@ class SessionLog:
         offsets = np.zeros(len(sessions) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         idx = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1], dtype=np.int64)
-        return self.take_events(idx, offsets, users=None if self.users is None else self.users[sessions])
+        return self.take_events(idx, offsets, users=None if self.users is None else self.users[sessions],
+                                session_ids=None if self.session_ids is None else self.session_ids[sessions])
 
-    def take_events(self, idx: np.ndarray, offsets: np.ndarray, users: np.ndarray | None = None) -> SessionLog:
-        """A new log made of events ``idx`` grouped by ``offsets`` (item metadata kept)."""
+    def take_events(self, idx: np.ndarray, offsets: np.ndarray, users: np.ndarray | None = None,
+                    session_ids: np.ndarray | None = None) -> SessionLog:
+        """A new log made of events ``idx`` grouped by ``offsets`` (item metadata kept; ``users`` and
+        ``session_ids`` of the new sessions, default: the current ones)."""
         return dataclasses.replace(
             self,
             offsets=offsets,
@@ -213,6 +220,7 @@ class SessionLog:
             ratings=None if self.ratings is None else self.ratings[idx],
             propensities=None if self.propensities is None else self.propensities[idx],
             users=users if users is not None else self.users,
+            session_ids=session_ids if session_ids is not None else self.session_ids,
             meta=dict(self.meta),
         )
 
