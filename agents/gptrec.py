@@ -138,8 +138,10 @@ class GPTRecAgent(TorchAgent):
 
     name = "gptrec"
     Config = GPTRecConfig
-    PRESETS: dict[str, dict[str, Any]] = {"cpu": _CPU, "ml-100k": _CPU, "synthetic": {**_CPU, "state_len": 30},
-                                          "ml-1m": {}, "steam": {"teacher": "bert4rec", "state_len": 50}}
+    # "loo": the defaults are the paper's leave-one-out (ML-1M) values; "cpu" is the small model
+    PRESETS: dict[str, dict[str, Any]] = {"loo": {}, "session": {}, "cpu": _CPU, "ml-100k": _CPU,
+                                          "synthetic": {**_CPU, "state_len": 30}, "ml-1m": {},
+                                          "steam": {"teacher": "bert4rec", "state_len": 50}}
     config: GPTRecConfig
 
     def build(self) -> None:
@@ -342,7 +344,7 @@ class GPTRecPPOAgent(GPTRecAgent):
 
     name = "gptrec-ppo"
     Config = GPTRecPPOConfig
-    PRESETS = {"cpu": _PPO_CPU, "ml-100k": _PPO_CPU, "synthetic": {**_PPO_CPU, "state_len": 30},
+    PRESETS = {"loo": {}, "session": {}, "cpu": _PPO_CPU, "ml-100k": _PPO_CPU, "synthetic": {**_PPO_CPU, "state_len": 30},
                "ml-1m": {}, "steam": {"teacher": "bert4rec", "state_len": 50}}
     config: GPTRecPPOConfig
 

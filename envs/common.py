@@ -29,8 +29,8 @@ HOW_TO_GET_DATA = (
 
 
 def load_env_split(
-    source: str,
-    data: Split | SessionLog | None = None,
+    source: str | None,
+    data: Split | SessionLog | str | os.PathLike | None = None,
     data_dir: str | os.PathLike | None = None,
     download: bool = False,
     protocol: str | None = None,
@@ -39,19 +39,36 @@ def load_env_split(
 ) -> Split:
     """The split an env is built on.
 
-    ``data`` (a ``Split``, or a ``SessionLog`` that is split here: leave-one-out when it has one
-    session per user, else 80/10/10 by session with ``seed``) bypasses the loaders; it is how tests
-    and users plug in their own logs. Otherwise ``recgym.data.load_split(source, ...)`` is called
-    once per process and cached (envs built by ``make_vec`` share the arrays).
+    ``data`` bypasses the loaders; it is how tests and users plug in their own logs: a ``Split``; a
+    ``SessionLog``, split here (leave-one-out when it has one session per user, else 80/10/10 by
+    session with ``seed``; ``protocol`` forces one); or the path of an event file, read with
+    :func:`recgym.data.read_table` and ``**params`` (``columns=`` required; ``sep``, ``duplicates``,
+    ...), then split like a log. Otherwise ``recgym.data.load_split(source, ...)`` is called once per
+    process and cached (envs built by ``make_vec`` share the arrays). ``source=None`` (the generic
+    ids ``recgym/Replay-v0`` & co.) needs ``data``.
     """
+    if isinstance(data, (str, os.PathLike)):
+        from recgym.data import read_table
+
+        if "columns" not in params:
+            raise BadInputError(f"data={str(data)!r}: a file needs columns= (e.g. {{'user': 'userId', 'item': 'movieId', "
+                                "'time': 'timestamp'}})")
+        data = read_table(data, **params)
+        params = {}
+    if params and data is not None:
+        raise BadInputError(f"unknown env argument(s) {sorted(params)} with data= (they go to the source loader)")
     if isinstance(data, Split):
         return data
     if isinstance(data, SessionLog):
-        loo = protocol == "loo" or (protocol is None and data.users is not None
-                                    and len(np.unique(data.users)) == data.n_sessions)
+        from recgym.data.registry import infer_protocol
+
+        loo = (protocol or infer_protocol(data)) == "loo"
         return split_leave_one_out(data) if loo else split_by_session(data, seed=seed)
     if data is not None:
-        raise TypeError(f"data must be a recgym Split or SessionLog, got {type(data).__name__}")
+        raise BadInputError(f"data must be a recgym Split, SessionLog or a file path, got {type(data).__name__}")
+    if source is None:
+        raise BadInputError("this env id has no dataset of its own: pass data= (a Split, a SessionLog or a file path "
+                            "with columns=)")
     root = resolve_data_dir(data_dir)
     key = (source, str(root), seed, tuple(sorted((k, repr(v)) for k, v in params.items())))
     if key in _CACHE:

@@ -174,8 +174,8 @@ def test_pandas_round_trip_and_order():
     shuffled = df.sample(frac=1.0, random_state=0)
     back2 = SessionLog.from_pandas(shuffled.sort_values("session", kind="stable"), n_items=10)
     np.testing.assert_array_equal(back2.items, log.items)
-    with pytest.raises(ValueError, match="missing column 'item'"):
-        SessionLog.from_pandas(pd.DataFrame({"session": [0]}))
+    with pytest.raises(ValueError, match="missing column 't'.*from_frame"):
+        SessionLog.from_pandas(pd.DataFrame({"session": [0], "item": [0]}), n_items=1)
 
 
 def test_save_load_round_trip_without_pickle(tmp_path):

@@ -246,7 +246,7 @@ def test_mf_user_true_reward_mode(mf_env, tmp_path):
 # ------------------------------------------------------------------ registration and checker
 def test_every_id_registered_with_vector_entry():
     ids = env_ids()
-    assert len(ids) == 12
+    assert len(ids) == 15  # 12 dataset ids + 3 generic ones (data=)
     for env_id in ids:
         assert env_id in gym.registry
     assert gym.spec("recgym/Replay-RC15-v0").vector_entry_point is not None

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from recgym.data.rewards import click_purchase
 from recgym.data.sources._common import (
     RawFileError,
     build_log,
     check_header,
     check_timestamps,
-    click_purchase,
     encode,
     read_table,
     require_file,
