@@ -1,8 +1,7 @@
-"""The comparison harness: recgym.agents.experiment (one job), recgym.agents.compare (fan-out, report), scripts/compare.py."""
+"""The comparison harness: recgym.experiments (one job, fan-out, report) and scripts/compare.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import textwrap
@@ -13,8 +12,11 @@ import pytest
 import torch
 from scipy.stats import spearmanr, ttest_rel
 
-from recgym.agents.compare import CompareConfig, aggregate, make_jobs, report_markdown
-from recgym.agents.experiment import ExperimentError, JobSpec, evaluate_in_env, make_sim_env, run_job
+from recgym.errors import BadInputError, BusyError
+from recgym.evaluate import evaluate_in_env
+from recgym.experiments import CompareConfig, JobSpec, aggregate, make_jobs, run_job
+from recgym.experiments.job import make_sim_env
+from recgym.experiments.report import report_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM = "recgym/MFUser-Synthetic-v0"
@@ -27,11 +29,10 @@ CUSTOM = "examples.my_agent:RecencyPopAgent"
 
 @pytest.fixture
 def main():
-    spec = importlib.util.spec_from_file_location("compare_under_test", ROOT / "scripts" / "compare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from scripts.compare import main
+
     n = torch.get_num_threads()
-    yield module.main
+    yield main
     torch.set_num_threads(n)
 
 
@@ -103,13 +104,13 @@ def test_aggregate_lists_missing_jobs_and_skips_them(tmp_path):
 
 
 def test_config_errors_are_named():
-    with pytest.raises(ExperimentError, match="--seeds: listed more than once: 1"):
+    with pytest.raises(BadInputError, match="--seeds: listed more than once: 1"):
         CompareConfig(agents=["pop"], seeds=[1, 1])
-    with pytest.raises(ExperimentError, match="--baseline 'x'"):
+    with pytest.raises(BadInputError, match="--baseline 'x'"):
         CompareConfig(agents=["pop"], baseline="x")
-    with pytest.raises(ExperimentError, match="unknown agent 'nope'"):
+    with pytest.raises(BadInputError, match="unknown agent 'nope'"):
         make_jobs(CompareConfig(agents=["pop", "nope"]))
-    with pytest.raises(ExperimentError, match=r"no compared agent has hyper-parameter\(s\) \['hiden'\]"):
+    with pytest.raises(BadInputError, match=r"no compared agent has hyper-parameter\(s\) \['hiden'\]"):
         make_jobs(CompareConfig(agents=["pop", "sasrec"], overrides={"hiden": 3}))
     assert CompareConfig(agents=["pop", "sasrec"]).baseline == "sasrec"
     assert CompareConfig(agents=["pop", "mc"]).sims == [SIM] and CompareConfig(agents=["pop"], dataset="rc15").sims == []
@@ -117,7 +118,7 @@ def test_config_errors_are_named():
 
 # ------------------------------------------------------------------------------- one job
 def test_sim_env_kwargs_build_the_job_data():
-    from recgym.agents.experiment import sim_env_kwargs
+    from recgym.experiments.job import sim_env_kwargs
 
     spec = JobSpec(agent="pop", seed=3, data_params={"n_sessions": 300, "n_items": 50, "world_seed": 7})
     # the MF user env builds the World itself: world seed and World fields, no loader-only params
@@ -125,7 +126,7 @@ def test_sim_env_kwargs_build_the_job_data():
     # a replay env loads the job's log: every loader param, the job's split seed, its test part
     kw = sim_env_kwargs(spec, "recgym/Replay-Synthetic-v0")
     assert kw == {"n_sessions": 300, "n_items": 50, "world_seed": 7, "download": False, "seed": 3, "split": "test"}
-    with pytest.raises(ExperimentError, match="unknown env id 'recgym/Nope-v0'"):
+    with pytest.raises(BadInputError, match="unknown env id 'recgym/Nope-v0'"):
         sim_env_kwargs(spec, "recgym/Nope-v0")
 
 
@@ -170,7 +171,7 @@ def test_job_reuses_results_and_refuses_another_spec(tmp_path):
     again = run_job(spec2, log=lambda m: None)
     assert again == res2
     assert (out / "results.json").stat().st_mtime_ns != first
-    with pytest.raises(ExperimentError, match="holds a job with another spec"):
+    with pytest.raises(BadInputError, match="holds a job with another spec"):
         run_job(JobSpec(agent="pop", data_params={**TINY_PARAMS, "n_sessions": 201}, out=str(out)), log=lambda m: None)
 
 
@@ -240,7 +241,7 @@ def test_killed_worker_then_rerun_completes_every_result_exactly_once(tmp_path, 
     out = tmp_path / "cmp"
     args = ["--agents", "pop,crash_agent_mod:CrashOnceSASRec", "--seeds", "0,1", *TINY, *TINY_TORCH,
             "--workers", "2", "--out", str(out), "--sim", "none"]
-    assert main(args) == 1  # the pool broke: the report says what is missing
+    assert main(args) == 5  # the pool broke: the report says what is missing
     assert (tmp_path / "crashed").exists()
     rep = json.loads((out / "report.json").read_text())
     missing = {(m["agent"], m["seed"]) for m in rep["missing"]}
@@ -286,7 +287,7 @@ def test_same_jobs_on_local_ray_with_a_crash_retried(tmp_path, local_ray, monkey
     cfg = CompareConfig(agents=agents, seeds=[0, 1], out=str(tmp_path / "cmp"), ray_address="local", retries=1,
                         data_params=dict(TINY_PARAMS), steps=20,
                         overrides={"hidden": 8, "batch_size": 32, "eval_every": 10})
-    from recgym.agents.compare import compare
+    from recgym.experiments import compare
 
     rep = compare(cfg, log=lambda m: None)
     assert (tmp_path / "crashed").exists(), "the crash agent's worker was killed once"
@@ -297,7 +298,7 @@ def test_same_jobs_on_local_ray_with_a_crash_retried(tmp_path, local_ray, monkey
 
 
 def test_job_lock_removes_temporary_files_of_a_killed_writer(tmp_path):
-    from recgym.agents.experiment import ExperimentError, job_lock
+    from recgym.experiments.job import job_lock
 
     job = tmp_path / "job"
     job.mkdir()
@@ -305,6 +306,6 @@ def test_job_lock_removes_temporary_files_of_a_killed_writer(tmp_path):
     (job / "results.json").write_text("{}")
     with job_lock(job):
         assert not list(job.glob("*.tmp")) and (job / "results.json").exists()
-        with pytest.raises(ExperimentError, match="another process"):  # a second holder is refused
+        with pytest.raises(BusyError, match="another process"):  # a second holder is refused
             with job_lock(job):
                 pass
