@@ -327,7 +327,7 @@ def test_study_quick_runs_and_writes_its_outputs(tmp_path):
 
 
 def test_bench_gen_small():
-    from recgym.agents.bench_gen import bench_gen
+    from benchmarks.gen import bench_gen
 
     r = bench_gen(n_items=50, history=12, hidden=16, n_blocks=1, n_heads=2, k=5, batch=8, ppo_batch=4,
                   min_seconds=0.01, print_table=False)
