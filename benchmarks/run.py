@@ -233,7 +233,8 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], dict]] = {
 
 @cli("benchmarks")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sections", nargs="+", choices=sorted(SECTIONS), metavar="SECTION",
                    help=f"one or more of: {', '.join(SECTIONS)}")
     p.add_argument("--rows", type=int, default=2_700_000, help="data: rows of the synthetic events.csv")
