@@ -128,6 +128,69 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def rows_over_seeds(rows_by_seed: Sequence[Sequence[dict[str, Any]]], keys: Sequence[str],
+                    base: tuple | None = None, metric: str | None = None) -> list[dict[str, Any]]:
+    """A study table over seeds. Each seed gives rows identified by their ``keys`` columns (e.g.
+    ``("policy",)``); the result has one row per identity (in first-seen order) with every other
+    numeric column as a :func:`summary` over seeds. With ``base`` (a key tuple, the family's base
+    model) and ``metric``: the row's paired test by seed against the base row on ``metric``
+    (:func:`paired_tests`, Holm-corrected across the rows) under ``"vs_base"``."""
+    order: list[tuple] = []
+    cells: dict[tuple, dict[str, dict[Any, Any]]] = {}
+    for seed, rows in enumerate(rows_by_seed):
+        for r in rows:
+            ident = tuple(r[k] for k in keys)
+            if ident not in cells:
+                order.append(ident)
+                cells[ident] = {}
+            for col, v in r.items():
+                if col not in keys:
+                    cells[ident].setdefault(col, {})[seed] = v
+    out = []
+    for ident in order:
+        row: dict[str, Any] = dict(zip(keys, ident))
+        for col, by_seed in cells[ident].items():
+            vals = list(by_seed.values())
+            row[col] = summary(vals) if all(v is None or _finite(v) for v in vals) else vals[0]
+        out.append(row)
+    if base is not None and metric is not None and base in cells:
+        tests = paired_tests({ident: cells[ident].get(metric, {}) for ident in order}, base)
+        for row, ident in zip(out, order):
+            if ident in tests:
+                row["vs_base"] = tests[ident]
+    return out
+
+
+def rows_markdown(rows: Sequence[dict[str, Any]], keys: Sequence[str], digits: int = 4,
+                  base_label: str | None = None) -> str:
+    """:func:`rows_over_seeds` as a markdown table: ``mean ± std`` cells (columns without any value
+    dropped) and, when the rows carry paired tests, ``Δ vs <base_label> (p, Holm)``."""
+    cols = [c for c in rows[0] if c not in keys and c != "vs_base"
+            and any(isinstance(r.get(c), dict) and r[c].get("mean") is not None or
+                    (r.get(c) is not None and not isinstance(r.get(c), dict)) for r in rows)]
+    header = [*keys, *cols]
+    tested = any("vs_base" in r for r in rows)
+    if tested:
+        header.append(f"Δ {base_label or 'vs base'} (p, Holm)")
+    body = []
+    for r in rows:
+        line = [r[k] for k in keys]
+        for c in cols:
+            v = r.get(c)
+            line.append(fmt_cell(v, 1 if c.startswith("reward") or c == "n_sessions" else digits)
+                        if isinstance(v, dict) else v)
+        if tested:
+            t = r.get("vs_base")
+            if t is None:
+                line.append("")
+            else:
+                p, ph = t["p_vs_baseline"], t["p_holm"]
+                line.append(f"{t['diff_vs_baseline']:+.{digits}f} ({'-' if p is None else f'{p:.3g}'}, "
+                            f"{'-' if ph is None else f'{ph:.3g}'}; {t['wins']} seeds better)")
+        body.append(line)
+    return md_table(header, body)
+
+
 # ---------------------------------------------------------------------------- one job
 def format_table(valid: dict[str, Any], test: dict[str, Any]) -> str:
     """The valid / test metric table printed by ``offline_eval``."""
@@ -408,5 +471,5 @@ def write_report(rep: dict[str, Any], out: str | Path) -> list[Path]:
 
 
 __all__ = ["aggregate", "atomic_write", "flatten_results", "fmt_cell", "format_table", "holm", "md_table",
-           "paired_tests", "plot_curves", "plot_report", "pyplot", "report_markdown", "save_figure", "summary",
-           "write_json", "write_report"]
+           "paired_tests", "plot_curves", "plot_report", "pyplot", "report_markdown", "rows_markdown",
+           "rows_over_seeds", "save_figure", "summary", "write_json", "write_report"]
