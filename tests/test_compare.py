@@ -309,3 +309,47 @@ def test_job_lock_removes_temporary_files_of_a_killed_writer(tmp_path):
         with pytest.raises(BusyError, match="another process"):  # a second holder is refused
             with job_lock(job):
                 pass
+
+
+# ------------------------------------------------------------------------------- report statistics (hand values)
+def test_holm_adjusts_sorted_pvalues_and_keeps_them_monotone():
+    from recgym.experiments.report import holm
+
+    # m = 3, ascending: b 0.01·3 = 0.03, c 0.03·2 = 0.06, a 0.04·1 = 0.04 -> max(0.06, 0.04) = 0.06
+    # (adjusted p-values never decrease along the order); None stays out of the family
+    got = holm({"a": 0.04, "b": 0.01, "c": 0.03, "d": None})
+    assert got["d"] is None
+    assert got["b"] == pytest.approx(0.03) and got["c"] == pytest.approx(0.06) and got["a"] == pytest.approx(0.06)
+    assert holm({"a": 0.6, "b": 0.7}) == {"a": 1.0, "b": 1.0}  # capped at 1
+
+
+def test_summary_and_paired_tests_by_seed():
+    from recgym.experiments.report import paired_tests, rows_over_seeds, summary
+
+    s = summary([1.0, 2.0, 4.0, None, float("nan")])
+    assert s["n"] == 3 and s["mean"] == pytest.approx(7 / 3) and s["std"] == pytest.approx(np.std([1, 2, 4], ddof=1))
+    assert summary([0.5]) == {"mean": 0.5, "std": 0.0, "n": 1}
+    base, a, b = {0: 0.1, 1: 0.2, 2: 0.3}, {0: 0.2, 1: 0.25, 2: 0.5}, {0: 0.0, 1: 0.2, 2: 0.31, 7: 9.0}
+    t = paired_tests({"base": base, "a": a, "b": b}, "base")
+    assert "base" not in t and t["a"]["wins"] == "3/3" and t["b"]["wins"] == "1/3"  # seed 7 has no pair
+    pa = ttest_rel([0.2, 0.25, 0.5], [0.1, 0.2, 0.3]).pvalue
+    pb = ttest_rel([0.0, 0.2, 0.31], [0.1, 0.2, 0.3]).pvalue
+    assert t["a"]["p_vs_baseline"] == pytest.approx(pa) and t["a"]["diff_vs_baseline"] == pytest.approx(0.35 / 3)
+    lo, hi = sorted([pa, pb])
+    assert min(t["a"]["p_holm"], t["b"]["p_holm"]) == pytest.approx(2 * lo)
+    assert max(t["a"]["p_holm"], t["b"]["p_holm"]) == pytest.approx(max(2 * lo, hi))
+    # a study table: rows by identity over seeds, each against the base row on one metric
+    seeds = [[{"policy": "mu", "m": base[s]}, {"policy": "x", "m": a[s]}] for s in range(3)]
+    rows = rows_over_seeds(seeds, ("policy",), base=("mu",), metric="m")
+    assert rows[1]["m"]["mean"] == pytest.approx(np.mean(list(a.values())))
+    assert rows[1]["vs_base"]["p_vs_baseline"] == pytest.approx(pa) and "vs_base" not in rows[0]
+
+
+def test_atomic_write_replaces_whole_files(tmp_path):
+    from recgym.experiments.report import atomic_write, write_json
+
+    p = atomic_write(tmp_path / "d" / "a.md", "one")
+    atomic_write(p, "two")
+    write_json(tmp_path / "r.json", {"x": 1.5, "y": object()})
+    assert p.read_text() == "two" and json.loads((tmp_path / "r.json").read_text()) == {"x": 1.5, "y": None}
+    assert not list(tmp_path.rglob("*.tmp"))

@@ -213,3 +213,16 @@ def test_pad_sequences_empty_rows():
     ids, lengths = pad_sequences(np.array([4, 5]), np.array([0, 0, 2, 2]), 3, 9)
     np.testing.assert_array_equal(ids, [[9, 9, 9], [4, 5, 9], [9, 9, 9]])
     np.testing.assert_array_equal(lengths, [0, 2, 0])
+
+
+def test_load_split_protocol_overrides_the_source_default():
+    from recgym.data import load_split
+
+    kw = dict(n_sessions=60, n_users=30, n_items=20, world_seed=1)
+    sess = load_split("synthetic", seed=0, **kw)
+    loo = load_split("synthetic", seed=0, protocol="loo", **kw)
+    assert sess.protocol == "session" and loo.protocol == "loo"
+    # leave-one-out keeps every session in train and holds out the last event(s) of each
+    assert loo.train.n_sessions == sess.train.n_sessions + sess.valid.n_sessions + sess.test.n_sessions
+    with pytest.raises(ValueError, match="protocol"):
+        load_split("synthetic", protocol="random", **kw)

@@ -41,7 +41,7 @@ def atomic_write(path: str | Path, data: str | bytes) -> Path:
 
 
 def write_json(path: str | Path, obj: Any, indent: int = 2) -> Path:
-    """``obj`` as JSON (NaN / unknown objects as ``null``), atomically."""
+    """``obj`` as JSON (objects JSON does not know as ``null``), atomically."""
     return atomic_write(path, json.dumps(obj, indent=indent, default=lambda o: None) + "\n")
 
 
