@@ -173,6 +173,14 @@ def test_job_reuses_results_and_refuses_another_spec(tmp_path):
     assert (out / "results.json").stat().st_mtime_ns != first
     with pytest.raises(BadInputError, match="holds a job with another spec"):
         run_job(JobSpec(agent="pop", data_params={**TINY_PARAMS, "n_sessions": 201}, out=str(out)), log=lambda m: None)
+    # a job.json written before JobSpec had some field: the missing field counts at its default
+    saved = json.loads((out / "job.json").read_text())
+    for k in ("protocol", "test_extras", "keep_diverged"):
+        saved["identity"].pop(k)
+    (out / "job.json").write_text(json.dumps(saved))
+    assert run_job(spec2, log=lambda m: None) == res2
+    with pytest.raises(BadInputError, match="holds a job with another spec"):
+        run_job(JobSpec(agent="pop", data_params=TINY_PARAMS, out=str(out), protocol="loo"), log=lambda m: None)
 
 
 # ------------------------------------------------------------------------------- end to end

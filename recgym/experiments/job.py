@@ -382,6 +382,8 @@ def run_job(
         saved = out / JOB_SPEC
         if reuse and saved.exists():
             before = json.loads(saved.read_text()).get("identity")
+            if before is not None:  # fields added to JobSpec since that job count at their defaults
+                before = json.loads(json.dumps(JobSpec.from_dict(before).identity()))
             if before is not None and before != json.loads(json.dumps(spec.identity())):
                 raise BadInputError(f"{out}: holds a job with another spec ({before}); now {spec.identity()}. "
                                     "Use another --out or delete the folder.")
