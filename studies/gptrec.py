@@ -33,7 +33,7 @@ import numpy as np
 
 from recgym.errors import BadInputError, cli
 from recgym.experiments import map_units
-from recgym.experiments.report import atomic_write, md_table, paired_tests, pyplot, save_figure, summary, write_json
+from recgym.experiments.report import atomic_write, md_table, paired_tests, pyplot, save_figure, summary
 
 TINY = dict(state_len=20, hidden=32, n_blocks=1, n_heads=2)
 QUICK = dict(
