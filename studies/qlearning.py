@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from recgym.errors import EXIT_JOBS_FAILED, BadInputError, cli
-from recgym.experiments import JobSpec, read_results, run_jobs
+from recgym.experiments import JobSpec, run_jobs
+from recgym.experiments.job import finished_results
 from recgym.experiments.cli import command_line, split_list
 from recgym.experiments.report import atomic_write, md_table, paired_tests, pyplot, save_figure, summary, write_json
 
@@ -307,11 +308,15 @@ def main(argv: list[str] | None = None) -> int:
                 errors.append(f"{st['dir']}: {st['error']}")
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for j in jobs:
-        res = read_results(j.job_dir())
+        res = finished_results(j)  # a folder holding a run with other settings does not count
         if res is not None:
             results.setdefault((j.dataset, j.agent), []).append(res)
     wall = time.perf_counter() - t0
     if not results:
+        for e in errors:
+            print(f"studies.qlearning: {e}", file=sys.stderr)
+        if errors:
+            return EXIT_JOBS_FAILED
         raise BadInputError("no finished runs to report")
     doc = write_report(out, results, args, datasets, agents, steps, wall, errors)
     print(tables(aggregate(results), datasets, agents))

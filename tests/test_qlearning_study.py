@@ -96,6 +96,10 @@ def test_a_run_with_other_settings_is_not_reused(study, quick):
     other = study.job("synthetic", "sqn", 0, study.QUICK_STEPS + 1, True, quick / "runs")
     with pytest.raises(BadInputError, match="holds a job with another spec"):
         run_job(other, log=lambda m: None)
+    # the study refuses the folder (exit 5, the job named) and never reports the other run's numbers
+    assert study.main(["--quick", "--steps", str(study.QUICK_STEPS + 1), "--agents", "sqn", "--seeds", "1",
+                       "--out", str(quick / "other"), "--runs", str(quick / "runs")]) == 5
+    assert not (quick / "other" / "qlearning.md").exists()
 
 
 def test_bad_arguments_exit_2_and_write_nothing(study, tmp_path, capsys):

@@ -11,9 +11,10 @@
 
 from recgym.experiments.compare import CompareConfig, compare, make_jobs
 from recgym.experiments.fanout import map_units, run_jobs
-from recgym.experiments.job import DEFAULT_SIMS, JobSpec, parse_overrides, read_results, run_job
+from recgym.experiments.job import DEFAULT_SIMS, JobSpec, finished_results, parse_overrides, read_results, run_job
 from recgym.experiments.report import aggregate, atomic_write, paired_tests, summary, write_json, write_report
 
-__all__ = ["DEFAULT_SIMS", "CompareConfig", "JobSpec", "aggregate", "atomic_write", "compare", "make_jobs",
+__all__ = ["DEFAULT_SIMS", "CompareConfig", "JobSpec", "aggregate", "atomic_write", "compare", "finished_results",
+           "make_jobs",
            "map_units", "paired_tests", "parse_overrides", "read_results", "run_job", "run_jobs", "summary",
            "write_json", "write_report"]

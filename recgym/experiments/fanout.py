@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from recgym.errors import BadInputError
-from recgym.experiments.job import JobSpec, missing_evaluations, read_results, run_job_dict
+from recgym.experiments.job import JobSpec, finished_results, run_job_dict
 
 
 def run_jobs(jobs: list[JobSpec], *, workers: int = 1, ray_address: str | None = None, retries: int = 0,
@@ -30,7 +30,7 @@ def run_jobs(jobs: list[JobSpec], *, workers: int = 1, ray_address: str | None =
     statuses: dict[int, dict[str, Any]] = {}
     todo: list[int] = []
     for i, j in enumerate(jobs):
-        if missing_evaluations(read_results(j.job_dir()), j):
+        if finished_results(j) is None:
             todo.append(i)
         else:
             statuses[i] = {"agent": j.agent, "seed": j.seed, "dir": str(j.job_dir()), "status": "reused", "error": None}

@@ -181,6 +181,26 @@ def missing_evaluations(results: dict[str, Any] | None, spec: JobSpec) -> list[s
     return todo
 
 
+def stored_identity(job_dir: str | Path) -> dict[str, Any] | None:
+    """The identity of the job ``job_dir`` holds (its ``job.json``; fields added to :class:`JobSpec`
+    since it was written count at their defaults), or ``None`` when there is none."""
+    try:
+        before = json.loads((Path(job_dir) / JOB_SPEC).read_text()).get("identity")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return None if before is None else json.loads(json.dumps(JobSpec.from_dict(before).identity()))
+
+
+def finished_results(spec: JobSpec) -> dict[str, Any] | None:
+    """The results of ``spec``'s job when it is finished with everything ``spec`` asks for and was
+    trained with the same spec; else ``None`` (a folder holding another spec's job does not count)."""
+    res = read_results(spec.job_dir())
+    before = stored_identity(spec.job_dir())
+    if missing_evaluations(res, spec) or (before is not None and before != json.loads(json.dumps(spec.identity()))):
+        return None
+    return res
+
+
 @contextlib.contextmanager
 def job_lock(job_dir: Path) -> Iterator[None]:
     """Exclusive, non-blocking lock of a job directory (released by the kernel if we die)."""
@@ -380,13 +400,10 @@ def run_job(
     agent_overrides(spec, warn=lambda m: None)
     with job_lock(out):
         saved = out / JOB_SPEC
-        if reuse and saved.exists():
-            before = json.loads(saved.read_text()).get("identity")
-            if before is not None:  # fields added to JobSpec since that job count at their defaults
-                before = json.loads(json.dumps(JobSpec.from_dict(before).identity()))
-            if before is not None and before != json.loads(json.dumps(spec.identity())):
-                raise BadInputError(f"{out}: holds a job with another spec ({before}); now {spec.identity()}. "
-                                    "Use another --out or delete the folder.")
+        before = stored_identity(out)
+        if reuse and before is not None and before != json.loads(json.dumps(spec.identity())):
+            raise BadInputError(f"{out}: holds a job with another spec ({before}); now {spec.identity()}. "
+                                "Use another --out or delete the folder.")
         results = read_results(out) if reuse else None
         todo = missing_evaluations(results, spec)
         if not todo:
@@ -532,5 +549,5 @@ def run_job_dict(spec: dict[str, Any], mf_dir: str | None = None, log_file: bool
 
 
 __all__ = ["DEFAULT_SIMS", "JobSpec", "agent_overrides", "build_agent", "clean_metrics", "data_checksum",
-           "default_env_kwargs", "load_job_split", "load_trained_agent", "make_sim_env", "missing_evaluations",
-           "parse_overrides", "read_results", "run_job", "run_job_dict", "safe_name", "sim_env_kwargs", "versions"]
+           "default_env_kwargs", "finished_results", "load_job_split", "load_trained_agent", "make_sim_env", "missing_evaluations",
+           "parse_overrides", "read_results", "run_job", "run_job_dict", "safe_name", "sim_env_kwargs", "stored_identity", "versions"]

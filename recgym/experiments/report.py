@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from recgym.experiments.job import missing_evaluations, read_results
+from recgym.experiments.job import finished_results
 
 
 # ---------------------------------------------------------------------------- writing
@@ -290,8 +290,8 @@ def aggregate(cfg: Any, jobs: list[Any], statuses: list[dict[str, Any]] | None =
     curves: dict[str, list[list[dict[str, Any]]]] = {a: [] for a in cfg.agents}
     protocol, metric, missing = "session", None, []
     for j in jobs:
-        res = read_results(j.job_dir())
-        if res is None or missing_evaluations(res, j):
+        res = finished_results(j)
+        if res is None:
             missing.append({"agent": j.agent, "seed": j.seed, "dir": str(j.job_dir())})
             continue
         per[j.agent][j.seed] = flatten_results(res, cfg.sims or [])
