@@ -139,7 +139,7 @@ class Agent:
             saved = json.loads(payload["config_json"])
         except Exception as e:  # corrupt / foreign file: say which, in one line
             raise BadInputError(f"{path}: not a readable recgym model ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-        if payload.get("agent") != cls.name:
+        if payload.get("agent") != cls.name and not _same_model_family(payload.get("agent"), cls):
             raise BadInputError(f"{path}: the file holds a {payload.get('agent')!r} model, not {cls.name!r}")
         unknown = sorted(set(saved) - {f.name for f in dataclasses.fields(cls.Config)})
         if unknown:
@@ -217,3 +217,18 @@ def check_config(config: AgentConfig, owner: str) -> AgentConfig:
         if v is not value:
             fixed[f.name] = v
     return dataclasses.replace(config, **fixed) if fixed else config
+
+
+def _same_model_family(saved_name: Any, cls: type) -> bool:
+    """A variant declared by config fields (``lmu`` vs ``lpi``) loads into any class of its family:
+    same network code (one common base below :class:`Agent`) and the same config fields, so the saved
+    config describes the model completely."""
+    from recgym.agents.registry import get_agent_class
+
+    try:
+        saved_cls = get_agent_class(str(saved_name))
+    except ValueError:
+        return False
+    same_fields = {f.name for f in dataclasses.fields(saved_cls.Config)} == {f.name for f in dataclasses.fields(cls.Config)}
+    shared = [b for b in saved_cls.__mro__ if b in cls.__mro__ and b.__module__ == cls.__module__]
+    return same_fields and bool(shared)

@@ -126,7 +126,7 @@ class GPTRecConfig(TorchAgentConfig):
     selection_metric: str = "ndcg@10"
     inference_dtype: str = "float32"
     """``"bfloat16"`` runs generation and scoring with bfloat16 weights (several times faster on CPUs
-    with AMX / AVX512-BF16, see ``scripts/bench.py gen``); near-tied items may then swap places."""
+    with AMX / AVX512-BF16, see ``python -m benchmarks gen``); near-tied items may then swap places."""
 
 
 _CPU = dict(state_len=50, hidden=64, n_blocks=2, n_heads=2, dropout=0.1, lr=1e-3, batch_size=128, epochs=20)

@@ -308,7 +308,7 @@ def keep_freed_memory() -> bool:
     Full-catalogue steps allocate several ``[batch, n_items]`` tensors (72 MB each at 70,852 items,
     batch 256). glibc serves such blocks with ``mmap`` and unmaps them on free, so every step pays
     the page faults of touching fresh memory again: about a quarter of a Q-learning step on the
-    CPU (``scripts/bench.py train``). ``mallopt(M_MMAP_MAX=0)`` plus a high trim threshold keeps
+    CPU (``python -m benchmarks train``). ``mallopt(M_MMAP_MAX=0)`` plus a high trim threshold keeps
     them in the heap for reuse. Memory is then not returned to the OS until the process ends.
     No-op (``False``) off glibc or with ``RECGYM_KEEP_FREED_MEMORY=0``.
     """

@@ -60,6 +60,33 @@ class MFUserEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
+    @classmethod
+    def job_kwargs(cls, *, dataset: str, seed: int, data_params: dict[str, Any], data_dir: str | None,
+                   download: bool, cache_dir: Path | None = None) -> dict[str, Any]:
+        """Keyword arguments that build this env on a harness job's data (``recgym.experiments``).
+
+        Synthetic: the World of the logged data (the loader's ``world_seed`` -> ``seed``, ``World``
+        fields passed through, ``n_sessions`` dropped). Other sources: the loader parameters and one
+        fixed imputer (``seed=0``: the same yardstick for every agent and seed). ``cache_dir``: the
+        fitted imputer is kept there (``mf_path``), so every job reuses one fit."""
+        import hashlib
+        import json
+
+        if dataset == "synthetic":
+            kw = {"seed": int(data_params.get("world_seed", 0)),
+                  **{k: v for k, v in data_params.items() if k not in ("n_sessions", "world_seed")}}
+        else:
+            kw = dict(data_params)
+            if data_dir is not None:
+                kw["data_dir"] = data_dir
+            kw.update(download=download, seed=0)
+        kw["split"] = "test"
+        if cache_dir is not None:
+            env_id = f"recgym/{cls.__name__}-{dataset}"
+            tag = hashlib.sha1(json.dumps([env_id, kw], sort_keys=True, default=str).encode()).hexdigest()[:12]
+            kw["mf_path"] = str(Path(cache_dir) / f"{env_id.replace('/', '_')}-{tag}.npz")
+        return kw
+
     def __init__(self, source: str = "synthetic", split: str = "test", horizon: int = 1, state_len: int = 200,
                  reward: str = "imputed", mf_config: MFConfig | dict | None = None, mf_path: str | None = None,
                  order: str = "random", data: Any = None, data_dir: Any = None, download: bool = False,

@@ -286,21 +286,29 @@ def load_split(
     *,
     reward_scheme: str | None = None,
     seed: int = 0,
+    protocol: str | None = None,
     download: bool = False,
     cache: bool = True,
     duplicates: str = "warn",
     **params: Any,
 ) -> Split:
-    """Train / valid / test of source ``name`` under its default protocol.
+    """Train / valid / test of source ``name`` under ``protocol`` (default: the source's own).
 
-    ml-100k, ml-1m, netflix, steam: leave-one-out per user (``"loo"``); yoochoose-100k: its own
-    files train_tr / train_valid / test (``"session"``); the others: sessions shuffled with
-    ``seed`` and cut 80/10/10 (``"session"``). ``seed`` is only the split seed here; pass a
-    source's sampling seed as ``sample_seed`` (rc15) or ``world_seed`` (synthetic). A source added
-    by `register_source` without a protocol is split as :func:`infer_protocol` says.
+    Default protocols: ml-100k, ml-1m, netflix, steam: leave-one-out per user (``"loo"``);
+    yoochoose-100k: its own files train_tr / train_valid / test (``"session"``); the others:
+    sessions shuffled with ``seed`` and cut 80/10/10 (``"session"``). ``protocol="session"`` on a
+    leave-one-out source makes each user's whole chronological history one session, users shuffled
+    with ``seed`` and cut 80/10/10 (every rating of a test user is a target: the session protocol of
+    the SQN/SA2C/CCQL papers); ``protocol="loo"`` on a session source leaves each session's last
+    event out. ``seed`` is only the split seed here; pass a source's sampling seed as
+    ``sample_seed`` (rc15) or ``world_seed`` (synthetic). A source added by
+    `register_source` without a protocol is split as :func:`infer_protocol` says.
     """
     spec = get_source(name)
-    if name == "yoochoose-100k":
+    if protocol is not None and protocol not in ("session", "loo"):
+        raise ValueError(f"unknown protocol {protocol!r}; expected 'session' or 'loo'")
+    protocol = protocol or spec.protocol
+    if name == "yoochoose-100k" and protocol == "session":
         scheme, params = _resolve(spec, reward_scheme, params)
         root = resolve_data_dir(data_dir) / name
         files = _raw(spec, root, download, params)
@@ -326,6 +334,8 @@ def load_split(
                 parts[part] = build()
         return Split(parts["train_tr"], parts["train_valid"], parts["test"], "session")
     log = load(name, data_dir, reward_scheme=reward_scheme, download=download, cache=cache, duplicates=duplicates, **params)
-    if (spec.protocol or infer_protocol(log)) == "loo":
+    if name == "yoochoose-100k":
+        raise BadInputError("yoochoose-100k comes as fixed session files; it has no 'loo' split")
+    if (protocol or infer_protocol(log)) == "loo":
         return split_leave_one_out(log)
     return split_by_session(log, seed=seed)
