@@ -146,3 +146,31 @@ def test_evaluate_agent_uses_log_propensities_or_behaviour_model():
     assert out["ips"]["estimate"] == pytest.approx(2.4 / 3)
     with pytest.raises(ValueError, match="behaviour model"):
         ope.evaluate_agent(agent, _log())
+
+
+# ---------------------------------------------------------------------- scripts/ope_obd.py
+def _obd_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "ope_obd.py"
+    spec = importlib.util.spec_from_file_location("ope_obd", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_obd_policy_tables_and_cross_fitted_reward_model_by_hand():
+    m = _obd_script()
+    # item 0 logged at t=1 (.6) and t=3 (.2); item 1 at t=2 (.4); one slot
+    log = {"a": np.array([0, 1, 0]), "k": np.zeros(3, int), "mu": np.array([0.6, 0.4, 0.2]), "t": np.array([1.0, 2.0, 3.0])}
+    pi, mean_sum = m.logged_policy_at(log, np.array([0.0, 1.0, 2.5, 4.0]), n_items=2, n_slots=1)
+    # before the first log: the earliest value; after t=3 item 0 is .2 -> [.2, .4] renormalised
+    np.testing.assert_allclose(pi[:, :, 0], [[0.6, 0.4], [0.6, 0.4], [0.6, 0.4], [1 / 3, 2 / 3]])
+    assert mean_sum == pytest.approx(3.6 / 4)
+    np.testing.assert_allclose(m.frequency_policy(log, 2, 2, 1)[:, :, 0], [[2 / 3, 1 / 3]] * 2)
+    # cross-fitting: even rows get q̂ from odd rows (no clicks -> 0), odd rows from even rows
+    log = {"a": np.array([0, 0, 1, 1]), "k": np.zeros(4, int), "r": np.array([1.0, 0.0, 0.0, 0.0])}
+    q = m.reward_model(log, n_items=2, n_slots=1, shrink=1.0)[:, :, 0]
+    # odd rows: item 0 one show one click, item 1 one show no click, slot rate .5: (c + .5) / (n + 1)
+    np.testing.assert_allclose(q, [[0, 0], [0.75, 0.25], [0, 0], [0.75, 0.25]])
