@@ -112,6 +112,30 @@ def test_bad_inputs_fail_clearly():
         ope.snips(R, MU, np.zeros(4))
 
 
+def test_equals_open_bandit_pipeline_on_identical_inputs():
+    """obp does not install next to our pins (it pins old numpy/pandas/scikit-learn); where it is
+    importable, every estimate must equal its estimator's on the same slate-position rounds."""
+    obp_ope = pytest.importorskip("obp.ope")
+    rng = np.random.default_rng(1)
+    n, n_act, n_pos = 500, 6, 3
+    a, k = rng.integers(n_act, size=n), rng.integers(n_pos, size=n)
+    r = (rng.random(n) < 0.3).astype(float)
+    mu = rng.uniform(0.05, 0.5, size=n)
+    pi = rng.dirichlet(np.ones(n_act), size=(n, n_pos)).transpose(0, 2, 1)  # [n, A, P], sums to 1 over A
+    q = rng.random((n, n_act, n_pos))
+    ours = ope.estimate_all(r, mu, pi, a, q_hat=q, positions=k)
+    theirs = {
+        "ips": obp_ope.InverseProbabilityWeighting().estimate_policy_value(reward=r, action=a, pscore=mu, action_dist=pi, position=k),
+        "snips": obp_ope.SelfNormalizedInverseProbabilityWeighting().estimate_policy_value(
+            reward=r, action=a, pscore=mu, action_dist=pi, position=k),
+        "dm": obp_ope.DirectMethod().estimate_policy_value(action_dist=pi, estimated_rewards_by_reg_model=q, position=k),
+        "dr": obp_ope.DoublyRobust().estimate_policy_value(
+            reward=r, action=a, pscore=mu, action_dist=pi, estimated_rewards_by_reg_model=q, position=k),
+    }
+    for name, value in theirs.items():
+        assert ours[name]["estimate"] == pytest.approx(float(value), abs=1e-6), name
+
+
 class _Constant:
     """An agent whose policy is the same distribution in every state."""
 
