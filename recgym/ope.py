@@ -88,7 +88,10 @@ def importance_weights(
 
 
 def _summary(estimate: float, se: float, w: np.ndarray | None, n_clipped: int, n: int) -> dict[str, float]:
-    ess = float(np.sum(w) ** 2 / np.sum(w**2)) if w is not None and np.any(w > 0) else (float(n) if w is None else 0.0)
+    if w is None:
+        ess = float(n)  # no weights (DM)
+    else:
+        ess = float(np.sum(w) ** 2 / np.sum(w**2)) if np.any(w > 0) else 0.0
     return {
         "estimate": float(estimate), "se": float(se),
         "ci_low": float(estimate - Z95 * se), "ci_high": float(estimate + Z95 * se),
@@ -170,8 +173,10 @@ def estimate_all(rewards, pscore, target_dist, actions, q_hat=None, positions=No
 
 
 # ---------------------------------------------------------------------- agents over a log
-def target_probs(agent: Any, log: Any, policy: str = "softmax", batch_size: int = 1024) -> np.ndarray:
-    """π(·|x_t) of an agent at every event of ``log``: float64 ``[n_events, n_items]``.
+def target_probs(agent: Any, log: Any, policy: str = "softmax", logged_only: bool = False,
+                 batch_size: int = 1024) -> np.ndarray:
+    """π(·|x_t) of an agent at every event of ``log``: float64 ``[n_events, n_items]``, or only
+    π(a_t|x_t) of the logged items ``[n_events]`` with ``logged_only`` (no full matrix is kept).
 
     The context of event ``t`` is the session's items before it (the :func:`recgym.evaluate.session_ranks`
     state). ``policy="softmax"``: ``agent.probs``; ``"greedy"``: all mass on the top-scored item
@@ -186,7 +191,8 @@ def target_probs(agent: Any, log: Any, policy: str = "softmax", batch_size: int 
     if int(agent.n_items) != log.n_items:
         raise ValueError(f"ope: agent has n_items={agent.n_items} but log {log.name!r} has {log.n_items}")
     tr = Transitions.from_log(log, state_len=int(agent.state_len))
-    out = np.empty((log.n_events, log.n_items))
+    out = np.empty(log.n_events if logged_only else (log.n_events, log.n_items))
+    logged = torch.from_numpy(log.items.astype(np.int64))
     with torch.no_grad():
         for lo in range(0, log.n_events, batch_size):
             s = torch.from_numpy(np.ascontiguousarray(tr.state[lo : lo + batch_size], dtype=np.int64))
@@ -197,6 +203,8 @@ def target_probs(agent: Any, log: Any, policy: str = "softmax", batch_size: int 
                 sc = agent.scores(s, n).double()
                 top = (sc == sc.max(dim=1, keepdim=True).values).double()
                 p = top / top.sum(dim=1, keepdim=True)
+            if logged_only:
+                p = p.gather(1, logged[lo : lo + len(s), None].to(p.device))[:, 0]
             out[lo : lo + len(s)] = p.cpu().numpy()
     return out
 
@@ -210,12 +218,12 @@ def evaluate_agent(agent: Any, log: Any, behaviour: Any = None, policy: str = "s
     supervised next-item model of the logging policy as in the LPI paper) gives the logged item.
     ``q_hat`` [n_events, n_items] (e.g. the simulator's reward model) adds DM and DR.
     """
-    pi = target_probs(agent, log, policy)
+    pi = target_probs(agent, log, policy, logged_only=q_hat is None)  # DM/DR need the full π(·|x)
     actions = log.items.astype(np.int64)
     if log.propensities is not None:
         mu = log.propensities.astype(np.float64)
     elif behaviour is not None:
-        mu = target_probs(behaviour, log, "softmax")[np.arange(log.n_events), actions]
+        mu = target_probs(behaviour, log, "softmax", logged_only=True)
     else:
         raise ValueError(f"ope: log {log.name!r} has no propensities; pass a fitted behaviour model (μ̂)")
     return estimate_all(log.rewards.astype(np.float64), mu, pi, actions, q_hat=q_hat, clip=clip)
