@@ -215,10 +215,12 @@ def evaluate_agent(agent: Any, log: Any, behaviour: Any = None, policy: str = "s
 
     μ(a_t|x_t) is ``log.propensities`` when the log has them (OBD, the Synthetic world), else the
     probability that a fitted behaviour model ``behaviour`` (μ̂, any agent with ``probs``, e.g. a
-    supervised next-item model of the logging policy as in the LPI paper) gives the logged item.
+    supervised next-item model of the logging policy as in the LPI paper) gives the logged item;
+    by default the agent's own ``logging_policy`` when it carries one (the LPI family).
     ``q_hat`` [n_events, n_items] (e.g. the simulator's reward model) adds DM and DR.
     """
     pi = target_probs(agent, log, policy, logged_only=q_hat is None)  # DM/DR need the full π(·|x)
+    behaviour = behaviour if behaviour is not None else getattr(agent, "logging_policy", None)
     actions = log.items.astype(np.int64)
     if log.propensities is not None:
         mu = log.propensities.astype(np.float64)

@@ -170,6 +170,9 @@ def test_evaluate_agent_uses_log_propensities_or_behaviour_model():
     assert out["ips"]["estimate"] == pytest.approx(2.4 / 3)
     with pytest.raises(ValueError, match="behaviour model"):
         ope.evaluate_agent(agent, _log())
+    # an agent that carries its own μ̂ (the LPI family) uses it by default
+    agent.logging_policy = _Constant([0.5, 0.25, 0.25])
+    assert ope.evaluate_agent(agent, _log())["ips"]["estimate"] == pytest.approx(2.4 / 3)
 
 
 # ---------------------------------------------------------------------- scripts/ope_obd.py
