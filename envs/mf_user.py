@@ -159,14 +159,21 @@ class MFUserEnv(gym.Env):
         """iAR reward of ``items`` [B] or [B, k] for ``users`` [B] (the scheme applied)."""
         return rating_to_reward(self.mf.predict(users, items), self.scheme)
 
-    def report(self) -> dict[str, float]:
-        """Imputer diagnostics: held-out RMSE on the test targets, mean imputed rating of the
-        observed vs the unobserved cells (see :meth:`WeightedMF.imputation_report`)."""
+    def report(self, k: int = 10, max_users: int = 5000) -> dict[str, float]:
+        """How far the simulator leans: held-out RMSE of the imputed rating on the test targets,
+        mean imputed rating of the observed vs the unobserved cells
+        (:meth:`WeightedMF.imputation_report`) and the popularity lean of the imputed top-``k`` items
+        of up to ``max_users`` test users, evenly spaced (:meth:`WeightedMF.top_item_popularity`,
+        popularity = training count)."""
         test = self.split_data.test
         h, l, t, sess = contexts_of(test, 1)
         users = test.users[sess] if test.users is not None else sess
         vals = (test.ratings if test.ratings is not None else test.rewards)[test.offsets[sess + 1] - 1]
-        return {"rmse_heldout": self.mf.rmse(users, t, vals), **self.mf.imputation_report()}
+        popularity = np.bincount(self.split_data.train.items, minlength=self.n_items)
+        uniq = np.unique(users)
+        sample = uniq[np.linspace(0, len(uniq) - 1, min(max_users, len(uniq))).astype(np.int64)]
+        return {"rmse_heldout": self.mf.rmse(users, t, vals), **self.mf.imputation_report(),
+                **self.mf.top_item_popularity(sample, popularity, k)}
 
     # ------------------------------------------------------------------ gym API
     def _obs(self) -> dict[str, np.ndarray]:
