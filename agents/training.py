@@ -202,6 +202,8 @@ def save_checkpoint(path: str | Path, agent: TorchAgent, st: _LoopState, total_s
         "curves_json": json.dumps(st.curves),
         "numpy_rng_json": json.dumps(agent.rng.bit_generator.state),  # 128-bit ints: JSON keeps them exact
         "torch_rng": torch.get_rng_state(),
+        # dropout and sampling on a GPU draw from its own generator
+        "cuda_rng": [torch.cuda.get_rng_state(agent.device)] if agent.device.type == "cuda" and torch.cuda.is_available() else [],
     }
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -212,7 +214,9 @@ def save_checkpoint(path: str | Path, agent: TorchAgent, st: _LoopState, total_s
 def load_checkpoint(path: str | Path, agent: TorchAgent) -> _LoopState:
     """Restore weights, optimizers, RNG states and loop state from :func:`save_checkpoint`."""
     try:
-        payload = torch.load(path, weights_only=True, map_location=agent.device)
+        # read to the host: the RNG states must be CPU tensors, and load_state_dict copies the
+        # weights onto the agent's device (so a checkpoint resumes on another device)
+        payload = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as e:  # corrupt / foreign file: say which
         raise ValueError(f"{path}: not a readable recgym checkpoint ({e})") from e
     if payload.get("format") != CHECKPOINT_FORMAT or payload.get("n_items") != agent.n_items:
@@ -233,6 +237,8 @@ def load_checkpoint(path: str | Path, agent: TorchAgent) -> _LoopState:
     agent.rng = np.random.Generator(getattr(np.random, rng_state["bit_generator"])())
     agent.rng.bit_generator.state = rng_state
     torch.set_rng_state(payload["torch_rng"])
+    if payload.get("cuda_rng") and agent.device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.set_rng_state(payload["cuda_rng"][0], agent.device)
     best = json.loads(payload["best_json"])
     return _LoopState(
         step=int(payload["step"]),
