@@ -117,4 +117,11 @@ def make_agent(
     return cls(n_items, seed=seed, **params)
 
 
-__all__ = ["AGENTS", "agent_preset", "available_agents", "get_agent_class", "make_agent", "register_agent"]
+def device_override(name: str, device: str) -> dict[str, Any]:
+    """``{"device": device}`` when agent ``name``'s config has a ``device`` field, else ``{}`` (for
+    agents that build other agents: a teacher, a re-ranked base)."""
+    fields = {f.name for f in dataclasses.fields(get_agent_class(name).Config)}
+    return {"device": device} if "device" in fields else {}
+
+
+__all__ = ["AGENTS", "agent_preset", "device_override", "available_agents", "get_agent_class", "make_agent", "register_agent"]
