@@ -73,7 +73,7 @@ def sasrec_policy(env: MFUserEnv, seed: int = 0) -> np.ndarray:
     sp, n = env.split_data, env.n_items
     agent = SASRecAgent(sp.n_items, seed=seed, hidden=32, state_len=50, steps=300, eval_every=300, all_positions=True)
     agent.fit(sp.train, None, progress=False, log=lambda m: None)
-    s = agent.scores(torch.from_numpy(env.hist[:, :50]).long(), torch.from_numpy(np.minimum(env.hlen, 50)).long()).numpy()
+    s = agent.scores(torch.from_numpy(env.hist[:, :50]).long(), torch.from_numpy(np.minimum(env.hlen, 50)).long()).cpu().numpy()
     seen = np.zeros((len(env.users), n + 1), dtype=bool)
     seen[np.arange(len(env.users))[:, None], env.hist] = True
     return np.where(seen[:, :n], -np.inf, s).argmax(1)

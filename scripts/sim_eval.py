@@ -58,7 +58,7 @@ def act(policy, obs: dict, env: gym.Env) -> int:
         state = np.full((1, policy.state_len), policy.n_items, dtype=np.int64)
         state[0, : len(hist)] = hist
         with torch.no_grad():
-            s = policy.scores(torch.from_numpy(state), torch.tensor([len(hist)])).float().numpy()[0]
+            s = policy.scores(torch.from_numpy(state), torch.tensor([len(hist)]))[0].float().cpu().numpy()
         if masks_fn is not None:
             s = np.where(masks_fn(), s, -np.inf)
         return int(np.argmax(s))
