@@ -21,6 +21,7 @@ weight sweep costs only the re-ranking).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,16 +115,21 @@ class _Reranker(Agent):
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"genres": self.genres, "pop": self.pop, "base": self.base_agent.state_dict() if self.base_agent else {}}
+        b = self.base_agent
+        # the base's name and config travel with its weights (it may be any fitted agent)
+        return {"genres": self.genres, "pop": self.pop, "base": b.state_dict() if b else {},
+                "base_agent": b.name if b else "", "base_config_json": json.dumps(b.config_dict()) if b else "{}"}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         from recgym.agents.gptrec import resolve_agent_name
-        from recgym.agents.registry import device_override, make_agent
+        from recgym.agents.registry import device_override, get_agent_class
 
         self.genres, self.pop = state["genres"], state["pop"]
         if state.get("base"):
-            name = resolve_agent_name(self.config.base)
-            self.base_agent = make_agent(name, self.n_items, **device_override(name, self.config.device))
+            name = resolve_agent_name(state.get("base_agent") or self.config.base)
+            cls = get_agent_class(name)
+            cfg = {**json.loads(state.get("base_config_json", "{}")), **device_override(name, self.config.device)}
+            self.base_agent = cls(self.n_items, config=cls.Config(**cfg))
             self.base_agent.load_state_dict(state["base"])
 
 
