@@ -92,6 +92,23 @@ class DeviceMismatch(RuntimeError):
 class FakeCuda(TorchFunctionMode):
     """Run ``device="cuda"`` code on the CPU while enforcing CUDA's host/device rules (module docstring)."""
 
+    def __enter__(self):
+        # nn.Parameter(t) (also what deepcopy of a module does) makes a new Python object in C++,
+        # outside the mode: it keeps t's device
+        self._param_new = torch.nn.Parameter.__new__
+        original = self._param_new
+
+        def new(cls, data=None, requires_grad=True):
+            out = original(cls, data, requires_grad)
+            return _tag(out) if on_fake_cuda(data) else out
+
+        torch.nn.Parameter.__new__ = new
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        torch.nn.Parameter.__new__ = self._param_new
+        return super().__exit__(*exc)
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
         prop = _property(func)
@@ -112,6 +129,8 @@ class FakeCuda(TorchFunctionMode):
                 elif hasattr(t, _TAG):
                     delattr(t, _TAG)
                 return None
+            return func(*args, **kwargs)
+        if func is torch._C._nn._parse_to:  # only parses Module.to's arguments
             return func(*args, **kwargs)
         if func is torch.Tensor.get_device:
             return 0 if on_fake_cuda(args[0]) else -1
