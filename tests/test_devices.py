@@ -19,7 +19,7 @@ import torch
 
 from fake_cuda import DeviceMismatch, FakeCuda, on_fake_cuda
 from recgym.agents.base import Agent
-from recgym.agents.registry import get_agent_class, make_agent
+from recgym.agents.registry import AGENTS, get_agent_class, make_agent
 from recgym.agents.training import TorchAgent
 from recgym.data import split_by_session
 from recgym.envs.mf_user import MFUserEnv
@@ -261,3 +261,47 @@ def test_world_true_value_and_rerankers_on_device(split):
     assert r_nk == pytest.approx(evaluate(make_agent("nextk-decode", N_ITEMS, slate_size=3).fit(split.train, base=ref),
                                           split.test, "loo"), nan_ok=True)
     np.testing.assert_array_equal(a_mmr, mmr_ref.recommend([[1, 2, 3]], k=3, exclude_seen=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# every other registered agent under the guard
+# ---------------------------------------------------------------------------------------------
+_GPT = dict(TINY, state_len=12, n_blocks=1, n_heads=1, slate_size=3)
+_OTHERS = {"gptrec-ppo": dict(_GPT, ppo_steps=3, ppo_eval_every=2, val_users=10, kl_coef=0.1, lambda_pop=0.1),
+           "bert4rec": dict(TINY, state_len=12, n_blocks=1, n_heads=1), "bpr": dict(iterations=2, factors=4),
+           "mmr": dict(base="sasrec", candidates=10, slate_size=3), "pop-rerank": dict(base="sasrec", candidates=10, slate_size=3),
+           "nextk-decode": dict(base="sasrec", slate_size=3)}
+
+
+@pytest.mark.parametrize("name", sorted(set(AGENTS) - set(CONFIGS)))
+def test_every_agent_runs_on_fake_cuda(name, split, tmp_path):
+    cls = get_agent_class(name)
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    kw = {k: v for k, v in _OTHERS.get(name, TINY).items() if k in fields}
+    with FakeCuda():
+        if "device" in fields:
+            kw["device"] = "cuda"
+        agent = make_agent(name, N_ITEMS, seed=0, **kw)
+        if isinstance(agent, TorchAgent) or "base" in fields:
+            agent.fit(split.train, split.valid, progress=False, log=lambda m: None)
+        else:
+            agent.fit(split.train)
+        on = {} if hasattr(agent, "device") else {"device": "cuda"}
+        for p in ("session", "loo"):
+            assert math.isfinite(evaluate(agent, split.test, p, **on)["ndcg@10"])
+        assert agent.recommend([[1, 2, 3]], k=3, exclude_seen=True).shape == (1, 3)
+        a, _ = agent.predict({"history": np.array([1, 2, N_ITEMS]), "length": np.array([2])}, deterministic=False)
+        assert 0 <= int(a) < N_ITEMS
+        if getattr(agent, "logging_policy", None) is not None:
+            from recgym.divergence import divergence_to_logging_policy
+
+            assert math.isfinite(divergence_to_logging_policy(agent, split.test, max_states=50)["js_mu"])
+        if name.startswith("prl"):
+            from recgym.agents.prl import session_rollout
+
+            agent.config.eps = 0.1  # the Eq. 16 noise path too
+            assert math.isfinite(session_rollout(agent, ReplayEnv(data=split, split="test", state_len=10), 2)["return"])
+        path = agent.save(tmp_path / "a.pt")
+        back = type(agent).load(path, **({"map_location": "cuda"} if "device" in fields else {}))
+        s = _host(back.scores(*STATES))
+    np.testing.assert_allclose(s, _host(type(agent).load(path, map_location="cpu").scores(*STATES)), rtol=1e-5, atol=1e-6)
