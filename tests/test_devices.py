@@ -305,3 +305,22 @@ def test_every_agent_runs_on_fake_cuda(name, split, tmp_path):
         back = type(agent).load(path, **({"map_location": "cuda"} if "device" in fields else {}))
         s = _host(back.scores(*STATES))
     np.testing.assert_allclose(s, _host(type(agent).load(path, map_location="cpu").scores(*STATES)), rtol=1e-5, atol=1e-6)
+
+
+def test_gpu_benchmark_runs_on_fake_cuda(monkeypatch, capsys):
+    """benchmarks/gpu.py: refuses the CPU (exit 2, one line); its timed sections run on a (fake) GPU."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_gpu", Path(__file__).parents[1] / "benchmarks" / "gpu.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    if not HAS_CUDA:
+        assert bench.main([]) == 2 and "no CUDA device" in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    with FakeCuda():
+        dev = torch.device("cuda")
+        rows = bench.bench_qstep(dev, 0.0, n_items=50, batch=8, dim=8)
+        rows += bench.bench_gen(dev, 0.0, n_items=40, history=12, hidden=16, n_blocks=1, n_heads=2, k=3, batch=4)
+    assert [r[0].split()[0] for r in rows] == ["sqn", "ccql", "GPTRec", "GPTRec"]
+    assert all(r[1][0].isdigit() for r in rows)
