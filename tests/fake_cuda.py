@@ -4,7 +4,8 @@ Inside ``with FakeCuda():`` a ``torch.device("cuda")`` is accepted everywhere a 
 ``Tensor.to``, ``Module.to``, factory functions' ``device=``); the tensors made that way hold their
 values on the CPU but are *tagged*: they report ``.device == cuda:0`` and ``.is_cuda``, every op
 with a tagged input returns tagged tensors, ``.cpu()`` / ``.to("cpu")`` return untagged copies, and
-the operations a real GPU refuses raise the error torch raises there:
+``syncs`` counts the host's reads of device values; the operations a real GPU refuses raise the
+error torch raises there:
 
 * ``.numpy()`` and ``np.asarray(t)`` (``__array__``) of a tagged tensor;
 * an op mixing tagged tensors with untagged (host) tensors of one or more dimensions
@@ -29,6 +30,8 @@ CUDA = torch.device("cuda", 0)
 
 _NUMPY = {torch.Tensor.numpy, torch.Tensor.__array__}
 _TO_HOST = {torch.Tensor.cpu}
+_READS = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__bool__, torch.Tensor.__int__, torch.Tensor.__float__,
+          torch.Tensor.__index__}
 _INDEX = {torch.Tensor.__getitem__, torch.Tensor.__setitem__, torch.Tensor.index_put_, torch.Tensor.index_put}
 _NO_CHECK = {torch.Tensor.copy_, torch._has_compatible_shallow_copy_type, torch.Tensor.__repr__, torch.Tensor.__format__, torch.Tensor.__str__}
 
@@ -92,6 +95,12 @@ class DeviceMismatch(RuntimeError):
 class FakeCuda(TorchFunctionMode):
     """Run ``device="cuda"`` code on the CPU while enforcing CUDA's host/device rules (module docstring)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.syncs = 0
+        """Reads of device values by the host (``.cpu()``, ``.item()``, ``float(t)``, ``if t:`` ...):
+        each one waits for the GPU's queue to drain."""
+
     def __enter__(self):
         # nn.Parameter(t) (also what deepcopy of a module does) makes a new Python object in C++,
         # outside the mode: it keeps t's device
@@ -141,11 +150,19 @@ class FakeCuda(TorchFunctionMode):
             return func(*args, **kwargs)
         if func in _TO_HOST:
             out = func(*args, **kwargs)
-            return out.clone() if on_fake_cuda(args[0]) else out
+            if on_fake_cuda(args[0]):
+                self.syncs += 1
+                return out.clone()
+            return out
+        if func in _READS:
+            self.syncs += on_fake_cuda(args[0])
+            return func(*args, **kwargs)
         if func is torch.Tensor.cuda:
             return _tag(args[0].clone() if not on_fake_cuda(args[0]) else args[0])
         if func is torch.Tensor.to:
-            return self._to(func, args, kwargs)
+            out = self._to(func, args, kwargs)
+            self.syncs += on_fake_cuda(args[0]) and not on_fake_cuda(out)
+            return out
         # factory functions and new_* with device=
         explicit = kwargs.get("device") is not None and _is_device(kwargs["device"])
         to_cuda = explicit and _is_cuda(kwargs["device"])

@@ -324,3 +324,29 @@ def test_gpu_benchmark_runs_on_fake_cuda(monkeypatch, capsys):
         rows += bench.bench_gen(dev, 0.0, n_items=40, history=12, hidden=16, n_blocks=1, n_heads=2, k=3, batch=4)
     assert [r[0].split()[0] for r in rows] == ["sqn", "ccql", "GPTRec", "GPTRec"]
     assert all(r[1][0].isdigit() for r in rows)
+
+
+@pytest.mark.filterwarnings("ignore:PyTorch was compiled without cuDNN")  # the fake device's GRU asks for cuDNN
+@pytest.mark.parametrize("name, encoder", [("sasrec", None), ("ccql", "gru"), ("ccql", "caser"), ("ccql", "nextitnet"),
+                                           ("lpi", None), ("prl", None), ("gptrec", None)])
+def test_device_values_reach_the_host_once_per_batch(name, encoder, split):
+    """Scoring stays on the device; recommend / predict bring back one tensor, evaluation one (session)
+    or two (loo: ranks and lists) per batch. GPTRec reads 2 numbers per batch to size its inputs and
+    check that k items remain (its recommend generates without scoring)."""
+    extra = 2 if name == "gptrec" else 0
+    guard = FakeCuda()
+    with guard:
+        agent = _fit(_agent(name, "cuda", **({"encoder": encoder} if encoder else {})), split)
+        counts = {}
+        for what, call in [("scores", lambda: agent.scores(*STATES)),
+                           ("recommend", lambda: agent.recommend([[1, 2, 3], [4]], k=3, exclude_seen=True)),
+                           ("predict", lambda: agent.predict({"history": np.array([1, 2, N_ITEMS]), "length": np.array([2])})),
+                           ("session", lambda: evaluate(agent, split.test, "session", batch_size=16)),
+                           ("loo", lambda: evaluate(agent, split.test, "loo", batch_size=2))]:
+            before = guard.syncs
+            call()
+            counts[what] = guard.syncs - before
+    n_session = math.ceil(split.test.n_events / 16)
+    n_loo = math.ceil(int((split.test.lengths > 0).sum()) / 2)
+    assert counts == {"scores": extra, "recommend": 2 if name == "gptrec" else 1, "predict": 1 + extra,
+                      "session": n_session * (1 + extra), "loo": n_loo * (2 + extra)}
