@@ -38,6 +38,7 @@ from torch import nn
 
 from recgym.agents.base import Agent, AgentConfig
 from recgym.data import SessionLog, Transitions
+from recgym.errors import BadInputError
 
 CHECKPOINT_FORMAT = 1
 _RESUMABLE_CHANGES = ("epochs", "steps", "eval_every", "device")
@@ -89,6 +90,9 @@ class TorchAgent(Agent):
     def __init__(self, n_items: int, config: TorchAgentConfig | None = None, seed: int = 0, **overrides: Any) -> None:
         super().__init__(n_items, config, seed, **overrides)
         self.device = torch.device(self.config.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise BadInputError(f"{self.name}: device={self.config.device!r} but torch sees no CUDA device "
+                                "(torch.cuda.is_available() is False)")
         torch.manual_seed(self.seed)  # identical initial weights for a given seed
         self.rng = np.random.default_rng(self.seed)
         self.build()

@@ -112,10 +112,19 @@ class FakeCuda(TorchFunctionMode):
             return _tag(out) if on_fake_cuda(data) else out
 
         torch.nn.Parameter.__new__ = new
+        # code gated on torch.cuda.is_available() takes its GPU path; the CUDA generator's state
+        # (checkpoints keep it) is a stand-in byte tensor
+        self._cuda = {k: getattr(torch.cuda, k) for k in ("is_available", "get_rng_state", "set_rng_state")}
+        rng = {"state": torch.zeros(16, dtype=torch.uint8)}
+        torch.cuda.is_available = lambda: True
+        torch.cuda.get_rng_state = lambda device="cuda": rng["state"].clone()
+        torch.cuda.set_rng_state = lambda state, device="cuda": rng.__setitem__("state", state.clone())
         return super().__enter__()
 
     def __exit__(self, *exc):
         torch.nn.Parameter.__new__ = self._param_new
+        for k, f in self._cuda.items():
+            setattr(torch.cuda, k, f)
         return super().__exit__(*exc)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):

@@ -350,3 +350,11 @@ def test_device_values_reach_the_host_once_per_batch(name, encoder, split):
     n_loo = math.ceil(int((split.test.lengths > 0).sum()) / 2)
     assert counts == {"scores": extra, "recommend": 2 if name == "gptrec" else 1, "predict": 1 + extra,
                       "session": n_session * (1 + extra), "loo": n_loo * (2 + extra)}
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_clear_error():
+    from recgym.errors import BadInputError
+
+    with pytest.raises(BadInputError, match=r"sasrec: device='cuda' but torch sees no CUDA device"):
+        make_agent("sasrec", N_ITEMS, device="cuda")
