@@ -126,13 +126,14 @@ class TorchAgent(Agent):
     def update(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
         """One optimisation step; returns floats to log (``"loss"`` at least)."""
         loss, info = self.loss(batch)
-        self.optimize(loss)
-        return {"loss": float(loss.detach()), **info}
+        return {"loss": self.optimize(loss), **info}
 
-    def optimize(self, loss: torch.Tensor, optimizers: list[torch.optim.Optimizer] | None = None) -> None:
-        """zero_grad, finite check, backward, optional clipping, step (all optimizers by default)."""
-        if not torch.isfinite(loss.detach()).all():
-            raise NonFiniteLossError(f"loss is {float(loss.detach())}")
+    def optimize(self, loss: torch.Tensor, optimizers: list[torch.optim.Optimizer] | None = None) -> float:
+        """zero_grad, finite check, backward, optional clipping, step (all optimizers by default).
+        Returns the loss as a float (the one read of a device value the step needs)."""
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"loss is {value}")
         opts = list(self.optimizers().values()) if optimizers is None else optimizers
         for opt in opts:
             opt.zero_grad(set_to_none=True)
@@ -142,6 +143,7 @@ class TorchAgent(Agent):
             nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
         for opt in opts:
             opt.step()
+        return value
 
     # ------------------------------------------------------------ plumbing
     def modules(self) -> dict[str, nn.Module]:

@@ -358,3 +358,12 @@ def test_cuda_without_a_gpu_is_a_clear_error():
 
     with pytest.raises(BadInputError, match=r"sasrec: device='cuda' but torch sees no CUDA device"):
         make_agent("sasrec", N_ITEMS, device="cuda")
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gptrec"])
+def test_a_training_step_reads_one_value_back(name, split):
+    """The loss, once: it is logged and checked for NaN from the same float."""
+    guard = FakeCuda()
+    with guard:
+        _agent(name, "cuda", steps=6).fit(split.train, None, progress=False, log=lambda m: None)
+    assert guard.syncs == 6
