@@ -87,8 +87,12 @@ STATES = (torch.tensor([[1, 2, 3, N_ITEMS], [4, N_ITEMS, N_ITEMS, N_ITEMS], [N_I
 # the guard itself
 # ---------------------------------------------------------------------------------------------
 def test_fake_cuda_raises_where_a_gpu_would():
-    with FakeCuda():
+    guard = FakeCuda()
+    with guard:
+        assert torch.cuda.is_available()
         x = torch.randn(3, 4).to("cuda")
+        float(x.sum()), x.argmax(1).tolist(), x.cpu()
+        assert guard.syncs == 3
         assert x.device.type == "cuda" and on_fake_cuda(x + 1) and on_fake_cuda(torch.arange(3, device=x.device))
         with pytest.raises(TypeError, match="cuda:0 device type tensor to numpy"):
             x.numpy()
