@@ -21,6 +21,7 @@ import math
 import numbers
 import types
 import typing
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -81,15 +82,18 @@ class Agent:
     @torch.no_grad()
     def recommend(self, histories: list[np.ndarray] | np.ndarray, k: int = 10, exclude_seen: bool = False) -> np.ndarray:
         """Top-``k`` items for each history (lists of item ids, or a right-padded id matrix).
-        Returns int64 ``[B, k]``."""
+
+        The agent reads the last ``state_len`` items; ``exclude_seen`` removes every item of the
+        whole given history (also those older than the window). Scores stay on the agent's device;
+        only the ``[B, k]`` ids come back to the host. Returns int64 ``[B, k]``."""
         states, lengths = self._as_states(histories)
-        s = self.scores(states, lengths).float().clone()
+        dev = self.score_device
+        s = self.scores(states.to(dev), lengths.to(dev)).float()
         if exclude_seen:
-            # scatter -inf into the seen columns (pad ids go to an extra dropped column)
-            s = torch.cat([s, s.new_zeros(s.shape[0], 1)], dim=1)
-            s.scatter_(1, states, -torch.inf)
-            s = s[:, : self.n_items]
-        return torch.topk(s, k, dim=1).indices.numpy()
+            rows, cols = history_items(histories, self.n_items)
+            s = s.clone()  # never write into a tensor the agent may keep
+            s[torch.from_numpy(rows).to(s.device), torch.from_numpy(cols).to(s.device)] = -torch.inf
+        return torch.topk(s, k, dim=1).indices.cpu().numpy()
 
     def predict(self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True):
         """SB3-style action for an env observation: a dict with ``"history"`` ids (right-padded)
@@ -105,13 +109,18 @@ class Agent:
             length = (hist != self.pad_id).sum(axis=1)
         length = np.asarray(length, dtype=np.int64).reshape(-1)
         states, lengths = last_items_of_rows(hist, length, self.state_len, self.pad_id)
+        dev = self.score_device
         with torch.no_grad():
-            s = self.scores(torch.from_numpy(states), torch.from_numpy(lengths))
-        if deterministic:
-            a = s.argmax(dim=1).numpy()
-        else:
-            a = torch.distributions.Categorical(logits=s.float()).sample().numpy()
+            s = self.scores(torch.from_numpy(states).to(dev), torch.from_numpy(lengths).to(dev))
+            a = s.argmax(dim=1) if deterministic else torch.distributions.Categorical(logits=s.float()).sample()
+        a = a.cpu().numpy()
         return (a[0] if single else a), None
+
+    @property
+    def score_device(self) -> torch.device:
+        """Device of the id tensors given to ``scores`` by ``recommend`` / ``predict`` (the
+        agent's ``device`` when it has one, else the CPU)."""
+        return torch.device(getattr(self, "device", "cpu"))
 
     # ----------------------------------------------------------------- io
     def state_dict(self) -> dict[str, Any]:
@@ -133,7 +142,14 @@ class Agent:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, **overrides: Any) -> "Agent":
+    def load(cls, path: str | Path, map_location: str | torch.device | None = None, **overrides: Any) -> "Agent":
+        """Load an agent written by :meth:`save` (``torch.load(weights_only=True)``).
+
+        Tensors are read to the host and copied into an agent built on ``map_location`` (agents
+        with a ``device`` config field; others score on the device of their inputs). By default
+        the saved device is kept, unless it is a CUDA device and none is available: then the
+        agent loads on the CPU (with a warning). A file of another agent, a corrupt file or
+        weights that do not fit raise :class:`BadInputError` naming the file."""
         try:
             payload = torch.load(path, weights_only=True, map_location="cpu")
             saved = json.loads(payload["config_json"])
@@ -144,6 +160,12 @@ class Agent:
         unknown = sorted(set(saved) - {f.name for f in dataclasses.fields(cls.Config)})
         if unknown:
             raise BadInputError(f"{path}: config field(s) {unknown} unknown to {cls.__name__}")
+        if "device" in {f.name for f in dataclasses.fields(cls.Config)} and "device" not in overrides:
+            if map_location is not None:
+                overrides["device"] = str(torch.device(map_location))
+            elif torch.device(saved.get("device", "cpu")).type == "cuda" and not torch.cuda.is_available():
+                warnings.warn(f"{path}: saved on {saved['device']!r}, no CUDA device here: loading on the CPU", stacklevel=2)
+                overrides["device"] = "cpu"
         cfg = cls.Config(**{**saved, **overrides})
         agent = cls(payload["n_items"], config=cfg)
         try:
@@ -166,6 +188,21 @@ class Agent:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_items={self.n_items}, config={self.config})"
+
+
+def history_items(histories: list[np.ndarray] | np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, items)`` int64 of every item id in ``[0, n_items)`` of each history (lists of ids,
+    or an id matrix padded with ``n_items``): the whole history, not a window."""
+    if isinstance(histories, np.ndarray) and histories.ndim == 2:
+        h = histories.astype(np.int64, copy=False)
+        rows, j = np.nonzero((h >= 0) & (h < n_items))
+        return rows.astype(np.int64), h[rows, j]
+    seqs = [np.asarray(x, dtype=np.int64).reshape(-1) for x in histories]
+    rows = np.repeat(np.arange(len(seqs), dtype=np.int64), [len(x) for x in seqs])
+    items = np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64)
+    keep = (items >= 0) & (items < n_items)
+    return rows[keep], items[keep]
+
 
 
 def _check_value(value: Any, hint: Any) -> tuple[bool, Any]:

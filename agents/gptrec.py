@@ -49,6 +49,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from recgym.agents.base import history_items
 from recgym.agents.nets.gpt import GPTDecoder, ValueModel, history_exclusion
 from recgym.agents.ppo import clipped_surrogate_loss, discounted_returns, gae, masked_entropy, normalize, value_loss
 from recgym.agents.training import NonFiniteLossError, TorchAgent, TorchAgentConfig, _clone_state
@@ -160,9 +161,10 @@ class GPTRecAgent(TorchAgent):
         return super().fit(train, valid, **loop_kwargs)
 
     def _fit_teacher(self, train: SessionLog, valid: SessionLog | None, loop_kwargs: dict[str, Any]) -> Any:
-        from recgym.agents.registry import make_agent
+        from recgym.agents.registry import device_override, make_agent
 
-        t = make_agent(self.config.teacher, self.n_items, seed=self.seed, protocol="loo")
+        name = self.config.teacher
+        t = make_agent(name, self.n_items, seed=self.seed, protocol="loo", **device_override(name, self.config.device))
         if isinstance(t, TorchAgent):
             t.fit(train, valid, **{k: v for k, v in loop_kwargs.items() if k in ("protocol", "progress", "log")})
         else:
@@ -189,14 +191,15 @@ class GPTRecAgent(TorchAgent):
     def _teacher_lists(self, train: SessionLog, sessions: np.ndarray, cuts: np.ndarray, hist: np.ndarray,
                        chunk: int = 1024) -> np.ndarray:
         t, K = self.teacher_agent, self.config.slate_size
+        dev = torch.device(getattr(t, "device", "cpu"))
         out = np.empty((len(sessions), K), dtype=np.int64)
         for lo in range(0, len(sessions), chunk):
             hi = min(lo + chunk, len(sessions))
             st = windows(train, sessions[lo:hi], cuts[lo:hi], int(t.state_len), "right")
             ln = np.minimum(cuts[lo:hi], int(t.state_len))
-            s = t.scores(torch.from_numpy(st), torch.from_numpy(ln)).float().clone()
-            s = s.masked_fill(history_exclusion(torch.from_numpy(hist[lo:hi]), self.n_items), -torch.inf)
-            out[lo:hi] = torch.topk(s, K, dim=1).indices.numpy()
+            s = t.scores(torch.from_numpy(st).to(dev), torch.from_numpy(ln).to(dev)).float()
+            s = s.masked_fill(history_exclusion(torch.from_numpy(hist[lo:hi]).to(s.device), self.n_items), -torch.inf)
+            out[lo:hi] = torch.topk(s, K, dim=1).indices.cpu().numpy()
         return out
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -206,7 +209,7 @@ class GPTRecAgent(TorchAgent):
 
     # ------------------------------------------------------------------ inference
     def _history(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return last_items_of_rows(states.to(self.device), lengths, self.config.state_len, self.pad_id, "left", trim=True)[0]
+        return last_items_of_rows(states.to(self.device), lengths.to(self.device), self.config.state_len, self.pad_id, "left", trim=True)[0]
 
     def inference_model(self) -> GPTDecoder:
         """The decoder used by ``scores`` / ``recommend``: the model, or a copy in ``inference_dtype``
@@ -240,13 +243,18 @@ class GPTRecAgent(TorchAgent):
 
     @torch.no_grad()
     def recommend(self, histories: list[np.ndarray] | np.ndarray, k: int = 10, exclude_seen: bool = True) -> np.ndarray:
-        """Greedy Next-K lists ``[B, k]`` (the history's items masked unless ``exclude_seen=False``)."""
+        """Greedy Next-K lists ``[B, k]``; unless ``exclude_seen=False``, every item of the whole given
+        history is masked (also those older than the ``state_len`` items the model reads)."""
         if isinstance(histories, np.ndarray) and histories.ndim == 2:
-            st = torch.from_numpy(histories.astype(np.int64))
+            st = torch.from_numpy(histories.astype(np.int64)).to(self.device)
             history = self._history(st, (st != self.pad_id).sum(1))
         else:
-            history = self._history(*self._as_states(histories))
-        exclude = None if exclude_seen else torch.zeros(len(history), self.n_items, dtype=torch.bool, device=self.device)
+            st, ln = self._as_states(histories)  # host: the window and its trim need no device read
+            history = last_items_of_rows(st, ln, self.config.state_len, self.pad_id, "left", trim=True)[0].to(self.device)
+        exclude = torch.zeros(len(history), self.n_items, dtype=torch.bool, device=self.device)
+        if exclude_seen:
+            rows, items = history_items(histories, self.n_items)
+            exclude[torch.from_numpy(rows).to(self.device), torch.from_numpy(items).to(self.device)] = True
         return self.inference_model().generate(history, k, exclude=exclude)[0].cpu().numpy()
 
     def with_score_mode(self, mode: str) -> "GPTRecAgent":

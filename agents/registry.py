@@ -186,5 +186,14 @@ def resolved_config(
     }
 
 
-__all__ = ["AGENTS", "agent_preset", "available_agents", "get_agent_class", "make_agent", "preset_layers", "register_agent",
-           "resolved_config"]
+
+def device_override(name: str, device: str) -> dict[str, Any]:
+    """``{"device": device}`` when agent ``name``'s config has a ``device`` field, else ``{}`` (for
+    agents that build other agents: a teacher, a re-ranked base)."""
+    fields = {f.name for f in dataclasses.fields(get_agent_class(name).Config)}
+    return {"device": device} if "device" in fields else {}
+
+
+
+__all__ = ["AGENTS", "agent_preset", "available_agents", "device_override", "get_agent_class", "make_agent", "preset_layers",
+           "register_agent", "resolved_config"]

@@ -21,6 +21,7 @@ weight sweep costs only the re-ranking).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,8 @@ class RerankConfig(AgentConfig):
     slate_size: int = 10
     state_len: int = 200
     """Overwritten by the base agent's window when a base is attached."""
+    device: str = "cpu"
+    """Device of the base agent built by ``fit`` or ``load`` (a given fitted base keeps its own)."""
 
 
 class _Reranker(Agent):
@@ -60,12 +63,18 @@ class _Reranker(Agent):
     def state_len(self) -> int:
         return int(self.base_agent.state_len) if self.base_agent is not None else self.config.state_len
 
+    @property
+    def device(self) -> torch.device:
+        """The base agent's device (where the re-ranking runs)."""
+        return torch.device(getattr(self.base_agent, "device", "cpu") if self.base_agent is not None else self.config.device)
+
     def fit(self, train: SessionLog, valid: SessionLog | None = None, base: Agent | None = None, **kwargs: Any) -> "_Reranker":
         """Attach a fitted ``base`` (or fit ``config.base`` on ``train``) and read genres / popularity."""
         if base is None:
-            from recgym.agents.registry import make_agent
+            from recgym.agents.registry import device_override, make_agent
 
-            base = make_agent(self.config.base, self.n_items, seed=self.seed, protocol="loo")
+            name = self.config.base
+            base = make_agent(name, self.n_items, seed=self.seed, protocol="loo", **device_override(name, self.config.device))
             base.fit(train, valid, **kwargs)
         if base.n_items != self.n_items:
             raise ValueError(f"{self.name}: base agent has n_items={base.n_items}, re-ranker {self.n_items}")
@@ -85,6 +94,7 @@ class _Reranker(Agent):
     def scores(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.base_agent is None:
             raise RuntimeError(f"{self.name}: no base agent (call fit)")
+        states, lengths = states.to(self.device), lengths.to(self.device)
         base = self.base_agent.scores(states, lengths).float().clone()
         seen = torch.zeros(len(base), self.n_items + 1, dtype=torch.bool, device=base.device)
         valid = torch.arange(states.shape[1], device=states.device)[None, :] < lengths[:, None]
@@ -105,14 +115,20 @@ class _Reranker(Agent):
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"genres": self.genres, "pop": self.pop, "base": self.base_agent.state_dict() if self.base_agent else {}}
+        b = self.base_agent
+        # the base's name and config travel with its weights (it may be any fitted agent)
+        return {"genres": self.genres, "pop": self.pop, "base": b.state_dict() if b else {},
+                "base_agent": b.name if b else "", "base_config_json": json.dumps(b.config_dict()) if b else "{}"}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from recgym.agents.registry import make_agent
+        from recgym.agents.registry import device_override, get_agent_class
 
         self.genres, self.pop = state["genres"], state["pop"]
         if state.get("base"):
-            self.base_agent = make_agent(self.config.base, self.n_items)
+            name = state.get("base_agent") or self.config.base
+            cls = get_agent_class(name)
+            cfg = {**json.loads(state.get("base_config_json", "{}")), **device_override(name, self.config.device)}
+            self.base_agent = cls(self.n_items, config=cls.Config(**cfg))
             self.base_agent.load_state_dict(state["base"])
 
 
@@ -164,6 +180,7 @@ class NextKDecoder(_Reranker):
     def scores(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.base_agent is None:
             raise RuntimeError(f"{self.name}: no base agent (call fit)")
+        states, lengths = states.to(self.device), lengths.to(self.device)
         B, L = states.shape
         k, pad, dev = min(self.config.slate_size, self.n_items), self.n_items, states.device
         seq = torch.cat([states, torch.full((B, k), pad, dtype=states.dtype, device=dev)], dim=1)  # history + list

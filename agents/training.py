@@ -91,6 +91,9 @@ class TorchAgent(Agent):
     def __init__(self, n_items: int, config: TorchAgentConfig | None = None, seed: int = 0, **overrides: Any) -> None:
         super().__init__(n_items, config, seed, **overrides)
         self.device = torch.device(self.config.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise BadInputError(f"{self.name}: device={self.config.device!r} but torch sees no CUDA device "
+                                "(torch.cuda.is_available() is False)")
         torch.manual_seed(self.seed)  # identical initial weights for a given seed
         self.rng = np.random.default_rng(self.seed)
         self.build()
@@ -124,13 +127,14 @@ class TorchAgent(Agent):
     def update(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
         """One optimisation step; returns floats to log (``"loss"`` at least)."""
         loss, info = self.loss(batch)
-        self.optimize(loss)
-        return {"loss": float(loss.detach()), **info}
+        return {"loss": self.optimize(loss), **info}
 
-    def optimize(self, loss: torch.Tensor, optimizers: list[torch.optim.Optimizer] | None = None) -> None:
-        """zero_grad, finite check, backward, optional clipping, step (all optimizers by default)."""
-        if not torch.isfinite(loss.detach()).all():
-            raise NonFiniteLossError(f"loss is {float(loss.detach())}")
+    def optimize(self, loss: torch.Tensor, optimizers: list[torch.optim.Optimizer] | None = None) -> float:
+        """zero_grad, finite check, backward, optional clipping, step (all optimizers by default).
+        Returns the loss as a float (the one read of a device value the step needs)."""
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"loss is {value}")
         opts = list(self.optimizers().values()) if optimizers is None else optimizers
         for opt in opts:
             opt.zero_grad(set_to_none=True)
@@ -140,6 +144,7 @@ class TorchAgent(Agent):
             nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
         for opt in opts:
             opt.step()
+        return value
 
     # ------------------------------------------------------------ plumbing
     def modules(self) -> dict[str, nn.Module]:
@@ -225,6 +230,8 @@ def save_checkpoint(path: str | Path, agent: TorchAgent, st: _LoopState, total_s
         "curves_json": json.dumps(st.curves),
         "numpy_rng_json": json.dumps(agent.rng.bit_generator.state),  # 128-bit ints: JSON keeps them exact
         "torch_rng": torch.get_rng_state(),
+        # dropout and sampling on a GPU draw from its own generator
+        "cuda_rng": [torch.cuda.get_rng_state(agent.device)] if agent.device.type == "cuda" and torch.cuda.is_available() else [],
     }
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -239,7 +246,9 @@ def load_checkpoint(path: str | Path, agent: TorchAgent, data: str | None = None
     catalogue size, seed, training data (when ``data``, the :func:`data_checksum` of the log
     about to be trained on, is given) or hyper-parameters."""
     try:
-        payload = torch.load(path, weights_only=True, map_location=agent.device)
+        # read to the host: the RNG states must be CPU tensors, and load_state_dict copies the
+        # weights onto the agent's device (so a checkpoint resumes on another device)
+        payload = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as e:  # corrupt / foreign file: say which
         raise BadInputError(f"{path}: not a readable recgym checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
@@ -275,6 +284,8 @@ def load_checkpoint(path: str | Path, agent: TorchAgent, data: str | None = None
     agent.rng = np.random.Generator(getattr(np.random, rng_state["bit_generator"])())
     agent.rng.bit_generator.state = rng_state
     torch.set_rng_state(payload["torch_rng"])
+    if payload.get("cuda_rng") and agent.device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.set_rng_state(payload["cuda_rng"][0], agent.device)
     best = json.loads(payload["best_json"])
     return _LoopState(
         step=int(payload["step"]),

@@ -64,25 +64,36 @@ def _check(agent: Any, log: SessionLog) -> None:
         raise ValueError(f"evaluate: agent has n_items={agent.n_items} but log {log.name!r} has n_items={log.n_items}")
 
 
-def _score_batch(agent: Evaluable, states: np.ndarray, lengths: np.ndarray, device: torch.device,
-                 rows: np.ndarray | None = None, what: str = "event", log_name: str = "") -> torch.Tensor:
-    """``agent.scores`` of a batch, checked: shape ``[B, n_items]`` and no NaN (a NaN ranks as
-    nothing and would turn into silent zero metrics). ``rows`` are the batch rows' indices in the
-    log (events or sessions, as ``what`` says) for the error message."""
+def _score_batch(agent: Evaluable, states: np.ndarray, lengths: np.ndarray, device: torch.device
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``agent.scores`` of a batch with its shape checked, and the rows holding a NaN (bool ``[B]``,
+    on the scores' device). A NaN ranks as nothing and would turn into silent zero metrics: callers
+    fold the flags into the values they bring to the host anyway (:func:`_flag_nan_rows`) and raise
+    with :func:`_raise_on_nan`, so the check costs no extra device-to-host read."""
     s = agent.scores(
         torch.from_numpy(np.ascontiguousarray(states, dtype=np.int64)).to(device),
         torch.from_numpy(np.ascontiguousarray(lengths, dtype=np.int64)).to(device),
     )
     if s.ndim != 2 or s.shape != (len(states), agent.n_items):
         raise ValueError(f"evaluate: agent.scores returned shape {tuple(s.shape)}, expected {(len(states), agent.n_items)}")
-    if s.is_floating_point() and torch.isnan(s.sum()):  # one reduction; the exact scan only when it is NaN
-        bad = torch.isnan(s).any(dim=1).nonzero()
-        if len(bad):
-            i = int(bad[0, 0])
-            row = int(rows[i]) if rows is not None else i
-            raise BadInputError(f"evaluate: {type(agent).__name__}.scores returned NaN, first for {what} {row} of log {log_name!r} "
-                                f"(history length {int(lengths[i])}); NaN scores cannot be ranked")
-    return s
+    bad = torch.isnan(s).any(dim=1) if s.is_floating_point() else torch.zeros(len(s), dtype=torch.bool, device=s.device)
+    return s, bad
+
+
+def _flag_nan_rows(values: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
+    """``values`` (non-negative ints ``[B]``) with the NaN rows set to -1, on the device."""
+    return torch.where(bad, -1, values)
+
+
+def _raise_on_nan(host_values: np.ndarray, agent: Evaluable, lengths: np.ndarray, rows: np.ndarray | None = None,
+                  what: str = "event", log_name: str = "") -> None:
+    """Raise :class:`BadInputError` naming the first row flagged by :func:`_flag_nan_rows`."""
+    bad = np.flatnonzero(host_values < 0)
+    if len(bad):
+        i = int(bad[0])
+        row = int(rows[i]) if rows is not None else i
+        raise BadInputError(f"evaluate: {type(agent).__name__}.scores returned NaN, first for {what} {row} of log {log_name!r} "
+                            f"(history length {int(lengths[i])}); NaN scores cannot be ranked")
 
 
 _CPU_ROWS = 16  # rows per counting chunk on CPU: 16 x 70k bools stay in L2
@@ -151,14 +162,15 @@ def session_ranks(
     for lo in range(0, n, batch_size):
         hi = min(lo + batch_size, n)
         states = tr.state[lo:hi]
-        s = _score_batch(agent, states, tr.state_len[lo:hi], dev, np.arange(lo, hi), "event", log.name)
+        s, bad = _score_batch(agent, states, tr.state_len[lo:hi], dev)
         targets = torch.from_numpy(tr.action[lo:hi]).to(dev)
         rows = cols = None
         if exclude_history:
             rows, j = np.nonzero(states != log.pad_id)
             cols = states[rows, j].astype(np.int64)
         r, _ = _ranks_in_batch(s, targets, rows, cols)
-        ranks[lo:hi] = r.cpu().numpy()
+        ranks[lo:hi] = _flag_nan_rows(r, bad).cpu().numpy()
+        _raise_on_nan(ranks[lo:hi], agent, tr.state_len[lo:hi], np.arange(lo, hi), "event", log.name)
     return ranks
 
 
@@ -228,14 +240,15 @@ def loo_ranks(
     lists = np.empty((S, k_list), dtype=np.int64)
     for lo in range(0, S, batch_size):
         hi = min(lo + batch_size, S)
-        s = _score_batch(agent, states[lo:hi], slen[lo:hi], dev, sessions[lo:hi], "session", log.name)
+        s, bad = _score_batch(agent, states[lo:hi], slen[lo:hi], dev)
         targets = torch.from_numpy(targets_all[lo:hi]).to(dev)
         rows = cols = None
         if exclude_history:
             rows = np.repeat(np.arange(hi - lo), in_len[lo:hi])
             cols = in_items[in_offsets[lo] : in_offsets[hi]]
         r, s = _ranks_in_batch(s, targets, rows, cols)
-        ranks[lo:hi] = r.cpu().numpy()
+        ranks[lo:hi] = _flag_nan_rows(r, bad).cpu().numpy()
+        _raise_on_nan(ranks[lo:hi], agent, slen[lo:hi], sessions[lo:hi], "session", log.name)
         lists[lo:hi] = torch.topk(s, k_list, dim=1).indices.cpu().numpy()
     return ranks, lists, sessions
 
@@ -321,11 +334,13 @@ def greedy_actions(agent: Evaluable, hist: np.ndarray, lengths: np.ndarray, batc
     dev = _device_of(agent, None)
     out = np.empty(len(states), dtype=np.int64)
     for lo in range(0, len(states), batch_size):
-        s = _score_batch(agent, states[lo : lo + batch_size], slen[lo : lo + batch_size], dev).float()
+        s, bad = _score_batch(agent, states[lo : lo + batch_size], slen[lo : lo + batch_size], dev)
+        s = s.float()
         if masks is not None:
             m = torch.from_numpy(np.asarray(masks[lo : lo + batch_size], dtype=bool)).to(s.device)
             s = s.masked_fill(~m, -torch.inf)
-        out[lo : lo + batch_size] = s.argmax(dim=1).cpu().numpy()
+        out[lo : lo + batch_size] = _flag_nan_rows(s.argmax(dim=1), bad).cpu().numpy()
+        _raise_on_nan(out[lo : lo + batch_size], agent, slen[lo : lo + batch_size], None, "history")
     return out
 
 

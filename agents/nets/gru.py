@@ -13,10 +13,16 @@ def check_states(name: str, states: torch.Tensor, lengths: torch.Tensor, n_items
         raise ValueError(f"{name}.forward: states must be [B, L], got shape {tuple(states.shape)}")
     if lengths.shape != states.shape[:1]:
         raise ValueError(f"{name}.forward: lengths must be [B]={states.shape[0]}, got {tuple(lengths.shape)}")
+    len_msg = f"{name}.forward: lengths must lie in [0, {states.shape[1]}]"
+    id_msg = f"{name}.forward: ids must lie in [0, {n_items}] (pad id = n_items)"
+    if states.device.type != "cpu":  # a device-side check: reading the values back would stall every forward
+        torch._assert_async(((lengths >= 0) & (lengths <= states.shape[1])).all(), len_msg)
+        torch._assert_async(((states >= 0) & (states <= n_items)).all(), id_msg)
+        return
     if lengths.numel() and (int(lengths.min()) < 0 or int(lengths.max()) > states.shape[1]):
-        raise ValueError(f"{name}.forward: lengths must lie in [0, {states.shape[1]}]")
+        raise ValueError(len_msg)
     if states.numel() and (int(states.min()) < 0 or int(states.max()) > n_items):
-        raise ValueError(f"{name}.forward: ids must lie in [0, {n_items}] (pad id = n_items)")
+        raise ValueError(id_msg)
 
 
 def valid_mask(lengths: torch.Tensor, L: int) -> torch.Tensor:

@@ -15,7 +15,8 @@ Denormals: in a trained model many logits sit more than ~87 below their row's ma
 ``exp`` comes out as denormal floats, which a CPU computes ~30× slower (``F.cross_entropy`` on
 such logits: ~4× slower forward + backward, measured at 70,852 items). When the logits *can* be
 that spread (a cheap bound from the norms of ``h`` and ``W``), they are clamped at
-``row max − 80`` before the softmax; this moves each probability by < 2e-35. The loss of a row whose
+``row max − 80`` before the softmax; this moves each probability by < 2e-35. GPUs compute
+denormals at full speed: there the bound (three values read back per step) is skipped. The loss of a row whose
 logged item has ``p < e^-70`` (so possibly clamped) is recomputed exactly from that row's logits.
 
 The backward consumes the saved buffer, so a graph through this function can be back-propagated
@@ -56,7 +57,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def forward(ctx, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor):
         z = _logits(h, weight, bias)  # [B, n]
         z_y = z.gather(1, targets[:, None]).squeeze(1)
-        if _may_spread(h, weight, bias):
+        if h.device.type == "cpu" and _may_spread(h, weight, bias):  # denormals are slow on CPUs only
             z.clamp_min_(z.amax(dim=1, keepdim=True) - _CLAMP_BELOW_MAX)
         p = _softmax_(z)
         log_p_y = p.gather(1, targets[:, None]).squeeze(1).log()

@@ -649,7 +649,7 @@ class World:
             sc = torch.as_tensor(sc).float()
             if sc.shape != (len(u), self.n_items):
                 raise ValueError(f"World.true_value: agent scores have shape {tuple(sc.shape)}, expected {(len(u), self.n_items)}")
-            top = torch.topk(sc, k, dim=1).indices.numpy()
+            top = torch.topk(sc, k, dim=1).indices.cpu().numpy()  # scores may live on the agent's device
             total += float(self.expected_reward(u, h, l, top).mean(axis=1).sum())
         return total / B
 
