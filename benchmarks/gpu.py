@@ -14,8 +14,8 @@ Times are medians over repeated runs after a warm-up, with ``torch.cuda.synchron
 each. Without a CUDA device the script says so and exits with status 2; it never falls back to
 the CPU (``agents/bench_train.py`` and ``agents/bench_gen.py`` time the CPU).
 
-    python benchmarks/gpu.py                 # all three on cuda:0
-    python benchmarks/gpu.py gen --device cuda:1 --json gpu.json
+    python -m benchmarks.gpu                 # all three on cuda:0
+    python -m benchmarks.gpu gen --device cuda:1 --json gpu.json
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def bench_gen(device: torch.device, min_seconds: float, n_items: int = 3416, his
 SECTIONS = {"sasrec": bench_sasrec, "qstep": bench_qstep, "gen": bench_gen}
 
 
-@cli("benchmarks/gpu.py")
+@cli("python -m benchmarks.gpu")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sections", nargs="*", metavar="SECTION", help=f"any of {', '.join(SECTIONS)} (default: all)")
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         raise RecgymError(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
     if not torch.cuda.is_available():
         raise RecgymError("no CUDA device (torch.cuda.is_available() is False): this script only times GPUs; "
-                          "agents/bench_train.py and agents/bench_gen.py time the CPU")
+                          "python -m benchmarks train / gen time the CPU")
     device = torch.device(args.device)
     if device.type != "cuda":
         raise RecgymError(f"--device must be a CUDA device, got {args.device!r}")
