@@ -62,17 +62,26 @@ class MFUserEnv(gym.Env):
 
     @classmethod
     def job_kwargs(cls, *, dataset: str, seed: int, data_params: dict[str, Any], data_dir: str | None,
-                   download: bool, cache_dir: Path | None = None) -> dict[str, Any]:
+                   download: bool, cache_dir: Path | None = None,
+                   data_file: dict[str, Any] | None = None) -> dict[str, Any]:
         """Keyword arguments that build this env on a harness job's data (``recgym.experiments``).
 
         Synthetic: the World of the logged data (the loader's ``world_seed`` -> ``seed``, ``World``
         fields passed through, ``n_sessions`` dropped). Other sources: the loader parameters and one
         fixed imputer (``seed=0``: the same yardstick for every agent and seed). ``cache_dir``: the
-        fitted imputer is kept there (``mf_path``), so every job reuses one fit."""
+        fitted imputer is kept there (``mf_path``), so every job reuses one fit. ``data_file``: your own
+        file (``{"data": path, "columns": ..., "sep": ...}``), fitted on its leave-one-out training part."""
         import hashlib
         import json
 
-        if dataset == "synthetic":
+        stamp = None
+        if data_file is not None:
+            from recgym.data.cache import file_stamp
+
+            kw = {k: v for k, v in data_file.items() if k != "protocol"}  # the simulator is leave-one-out
+            kw.update(data_params, seed=0)
+            stamp = file_stamp(Path(data_file["data"]))  # an edited file is another imputer
+        elif dataset == "synthetic":
             kw = {"seed": int(data_params.get("world_seed", 0)),
                   **{k: v for k, v in data_params.items() if k not in ("n_sessions", "world_seed")}}
         else:
@@ -83,7 +92,7 @@ class MFUserEnv(gym.Env):
         kw["split"] = "test"
         if cache_dir is not None:
             env_id = f"recgym/{cls.__name__}-{dataset}"
-            tag = hashlib.sha1(json.dumps([env_id, kw], sort_keys=True, default=str).encode()).hexdigest()[:12]
+            tag = hashlib.sha1(json.dumps([env_id, kw] + ([stamp] if stamp else []), sort_keys=True, default=str).encode()).hexdigest()[:12]
             kw["mf_path"] = str(Path(cache_dir) / f"{env_id.replace('/', '_')}-{tag}.npz")
         return kw
 

@@ -22,6 +22,9 @@ from recgym.experiments.fanout import run_jobs
 from recgym.experiments.job import DEFAULT_SIMS, JobSpec, make_sim_env, missing_evaluations, read_results, safe_name
 from recgym.experiments.report import aggregate, write_report
 
+FILE_SIM = "recgym/MFUser-v0"
+"""The simulator of a ``data_file`` comparison: the generic MF user env on the file."""
+
 
 @dataclass
 class CompareConfig:
@@ -47,6 +50,13 @@ class CompareConfig:
     steps: int | None = None
     epochs: float | None = None
     download: bool = False
+    protocol: str | None = None
+    """``"session"`` or ``"loo"``; ``None`` = the dataset's own (a data file: ``"session"`` with a session column)."""
+    data_file: str | None = None
+    """Your own event file instead of a registered source (``dataset`` names it); simulator by
+    default: the generic MF user env fitted on its training part (``recgym/MFUser-v0`` with ``data=``)."""
+    columns: dict[str, str] = field(default_factory=dict)
+    sep: str | None = None
     sim_episodes: int = 200
     command: str | None = None
     """The command line, recorded in the report."""
@@ -61,7 +71,7 @@ class CompareConfig:
         if self.baseline is not None and self.baseline not in self.agents:
             raise BadInputError(f"--baseline {self.baseline!r} is not among --agents {self.agents}")
         if self.sims is None:
-            self.sims = list(DEFAULT_SIMS.get(self.dataset, []))
+            self.sims = [FILE_SIM] if self.data_file is not None else list(DEFAULT_SIMS.get(self.dataset, []))
         if self.out is None:
             self.out = str(Path("runs") / "compare" / self.dataset)
         if self.baseline is None:
@@ -87,10 +97,11 @@ def make_jobs(cfg: CompareConfig) -> list[JobSpec]:
         raise BadInputError(f"--set: no compared agent has hyper-parameter(s) {unused}")
     root = Path(cfg.out) / "jobs"
     return [JobSpec(agent=a, dataset=cfg.dataset, seed=int(s), out=str(root / safe_name(a) / f"seed{s}"),
-                    data_dir=cfg.data_dir, reward_scheme=cfg.reward_scheme, data_params=dict(cfg.data_params),
+                    protocol=cfg.protocol, data_dir=cfg.data_dir, reward_scheme=cfg.reward_scheme,
+                    data_params=dict(cfg.data_params), data_file=cfg.data_file, columns=dict(cfg.columns), sep=cfg.sep,
                     overrides=dict(cfg.overrides), epochs=cfg.epochs, steps=cfg.steps, download=cfg.download,
-                    sims=list(cfg.sims or []), sim_episodes=cfg.sim_episodes, true_value=cfg.dataset == "synthetic",
-                    ignore_overrides=True)
+                    sims=list(cfg.sims or []), sim_episodes=cfg.sim_episodes,
+                    true_value=cfg.dataset == "synthetic" and cfg.data_file is None, ignore_overrides=True)
             for a in cfg.agents for s in cfg.seeds]
 
 

@@ -17,7 +17,7 @@ the kernel releases it when its holder dies, even by SIGKILL.
 
 Simulated evaluation is :func:`recgym.evaluate.evaluate_in_env`; how an env is built on the job's
 data is the env's own business: a class that defines ``job_kwargs(dataset=, seed=, data_params=,
-data_dir=, download=, cache_dir=)`` (e.g. :class:`recgym.envs.mf_user.MFUserEnv`) says so itself,
+data_dir=, download=, cache_dir=, data_file=)`` (e.g. :class:`recgym.envs.mf_user.MFUserEnv`) says so itself,
 any other env gets the job's data arguments and split seed (:func:`default_env_kwargs`).
 """
 
@@ -78,6 +78,14 @@ class JobSpec:
     logging_policy: str | None = None
     """LPI family: a saved ``sasrec`` ``model.pt`` reused as μ̂."""
     download: bool = False
+    data_file: str | None = None
+    """Your own event file (CSV / TSV / Parquet) instead of a registered source; ``dataset`` then only
+    names it. Read with :func:`recgym.data.read_table` and split by ``protocol`` (default:
+    ``"session"`` with a ``session`` column, else ``"loo"``)."""
+    columns: dict[str, str] = field(default_factory=dict)
+    """Role -> column of ``data_file`` (``{"user": "userId", "item": "movieId", ...}``)."""
+    sep: str | None = None
+    """Delimiter of ``data_file`` (default: guessed)."""
     sims: list[str] = field(default_factory=list)
     """Simulator env ids to evaluate the trained agent in."""
     sim_episodes: int = 200
@@ -223,10 +231,31 @@ def job_lock(job_dir: Path) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------------- build
-def load_job_split(spec: JobSpec) -> Any:
-    """``recgym.data.load_split`` for the spec (errors become :class:`BadInputError`)."""
-    from recgym.data import load_split
+def file_protocol(spec: JobSpec) -> str:
+    """The protocol of a ``data_file`` job: ``spec.protocol``, else ``"session"`` when a session
+    column is mapped, else ``"loo"``."""
+    return spec.protocol or ("session" if "session" in spec.columns else "loo")
 
+
+def read_job_file(spec: JobSpec) -> Any:
+    """The ``SessionLog`` of ``spec.data_file`` (``read_table`` with its columns, ``sep`` and
+    ``reward_scheme``; ``data_params`` are further ``read_table`` options, e.g. ``min_user``)."""
+    from recgym.data import read_table
+
+    opts = dict(spec.data_params)
+    if spec.reward_scheme is not None:
+        opts["reward_scheme"] = spec.reward_scheme
+    return read_table(spec.data_file, columns=dict(spec.columns), sep=spec.sep, **opts)
+
+
+def load_job_split(spec: JobSpec) -> Any:
+    """``recgym.data.load_split`` for the spec, or the split of its ``data_file`` (errors become
+    :class:`BadInputError`)."""
+    from recgym.data import load_split, split_by_session, split_leave_one_out
+
+    if spec.data_file is not None:
+        log = read_job_file(spec)
+        return split_leave_one_out(log) if file_protocol(spec) == "loo" else split_by_session(log, seed=spec.seed)
     try:
         return load_split(spec.dataset, spec.data_dir, reward_scheme=spec.reward_scheme, seed=spec.seed,
                           protocol=spec.protocol, download=spec.download, **spec.data_params)
@@ -240,6 +269,8 @@ def preset_dataset(spec: JobSpec) -> str | None:
     """The dataset whose agent presets apply: ``spec.dataset``, unless the job overrides its protocol."""
     from recgym.data.registry import get_source
 
+    if spec.data_file is not None:
+        return None  # a file has no presets of its own: the protocol's apply
     if spec.protocol is None:
         return spec.dataset
     try:
@@ -276,6 +307,36 @@ def agent_overrides(spec: JobSpec, warn: Callable[[str], None] = print) -> dict[
     return overrides
 
 
+def job_resolved_config(spec: JobSpec, n_items: int, protocol: str) -> dict[str, Any]:
+    """:func:`recgym.agents.registry.resolved_config` of the job's agent: the preset layers that
+    apply (``protocol:<p>``, ``dataset:<d>``, ``override``), which layer set each field, the config."""
+    from recgym.agents.registry import resolved_config
+
+    try:
+        return resolved_config(spec.agent, n_items, preset_dataset(spec), protocol, agent_overrides(spec, lambda m: None))
+    except (TypeError, ValueError) as e:
+        raise BadInputError(str(e)) from e
+
+
+def data_file_record(spec: JobSpec) -> dict[str, Any] | None:
+    """What identifies a ``data_file`` job's data in its results: the path, its sha256, the column
+    mapping and the delimiter (``None`` for a registered source)."""
+    if spec.data_file is None:
+        return None
+    from recgym.data.io import file_digest
+
+    return {"path": spec.data_file, "sha256": file_digest(spec.data_file, "sha256"), "columns": dict(spec.columns),
+            "sep": spec.sep}
+
+
+def format_resolved_config(rc: dict[str, Any]) -> str:
+    """The printed form: the layers, then every field a layer set, with its value and layer."""
+    set_by = rc.get("set_by", {})
+    fields = ", ".join(f"{k}={rc['config'].get(k)!r} ({set_by[k]})" for k in sorted(set_by)) or "all defaults"
+    return (f"resolved config of {rc['agent']} ({rc['class']}): layers "
+            f"{' < '.join(['defaults', *rc.get('layers', [])])}; {fields}")
+
+
 def build_agent(spec: JobSpec, n_items: int, protocol: str, warn: Callable[[str], None] = print) -> Any:
     """The untrained agent of ``spec`` (config defaults < dataset preset < overrides)."""
     from recgym.agents.registry import make_agent
@@ -308,10 +369,14 @@ def _resolve(name: str) -> Any:
 
 # ---------------------------------------------------------------------------- simulation
 def default_env_kwargs(*, dataset: str, seed: int, data_params: dict[str, Any], data_dir: str | None,
-                       download: bool, cache_dir: Path | None = None) -> dict[str, Any]:
+                       download: bool, cache_dir: Path | None = None,
+                       data_file: dict[str, Any] | None = None) -> dict[str, Any]:
     """Keyword arguments that build an env without its own ``job_kwargs`` on the job's data: every
     loader parameter, ``data_dir`` / ``download`` and the job's split seed (so the env's test part is
-    the job's test part)."""
+    the job's test part). ``data_file``: the job's own file as ``load_env_split`` takes it
+    (``{"data": path, "columns": {...}, "sep": ..., "protocol": ...}``), for the generic env ids."""
+    if data_file is not None:
+        return {**data_file, **data_params, "seed": seed}
     kw: dict[str, Any] = dict(data_params)
     if data_dir is not None:
         kw["data_dir"] = data_dir
@@ -335,8 +400,14 @@ def sim_env_kwargs(spec: JobSpec, env_id: str, mf_dir: Path | None = None) -> di
     entry = gym.registry[env_id].entry_point
     env_cls = load_env_creator(entry) if isinstance(entry, str) else entry
     make_kwargs = getattr(env_cls, "job_kwargs", None) or default_env_kwargs
+    data_file = None
+    if spec.data_file is not None:
+        data_file = {"data": spec.data_file, "columns": dict(spec.columns), "sep": spec.sep,
+                     "protocol": file_protocol(spec)}
+        if spec.reward_scheme is not None:
+            data_file["reward_scheme"] = spec.reward_scheme
     kw = make_kwargs(dataset=spec.dataset, seed=spec.seed, data_params=dict(spec.data_params), data_dir=spec.data_dir,
-                     download=spec.download, cache_dir=None if mf_dir is None else Path(mf_dir))
+                     download=spec.download, cache_dir=None if mf_dir is None else Path(mf_dir), data_file=data_file)
     kw["split"] = "test"  # held-out contexts, never the ones the agent trained on
     return kw
 
@@ -440,9 +511,15 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
     split = load_job_split(spec)
     load_s = time.perf_counter() - t0
     agent = build_agent(spec, split.n_items, split.protocol, warn=warn)
+    resolved = job_resolved_config(spec, split.n_items, split.protocol)
+    resolved["config"] = agent.config_dict()  # the built agent's own, field for field
+    data_file = data_file_record(spec)
     log(f"{spec.dataset}: {split.train.n_sessions} train / {split.valid.n_sessions} valid / "
         f"{split.test.n_sessions} test sessions, {split.n_items} items, protocol {split.protocol} "
-        f"(loaded in {load_s:.1f}s); agent {agent!r}")
+        f"(loaded in {load_s:.1f}s)" + (f" from {spec.data_file} (sha256 {data_file['sha256'][:12]}, columns "
+                                        f"{data_file['columns']})" if data_file else ""))
+    log(format_resolved_config(resolved))
+    log(f"agent {agent!r}")
 
     eval_kwargs: dict[str, Any] = {}
     if split.protocol == "loo":
@@ -490,8 +567,10 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
         "best_step": int(best_step) if best_step is not None else None,
         "diverged": diverged,
         "config": agent.config_dict(),
+        "resolved_config": resolved,
         "versions": versions(),
         "data_checksum": data_checksum(split),
+        "data_file": data_file,
         "timing_s": {"load": round(load_s, 3), "train": round(train_s, 3), "evaluate": round(eval_s, 3)},
         "curves": [clean_metrics(c) for c in curves],
     }
@@ -549,5 +628,6 @@ def run_job_dict(spec: dict[str, Any], mf_dir: str | None = None, log_file: bool
 
 
 __all__ = ["DEFAULT_SIMS", "JobSpec", "agent_overrides", "build_agent", "clean_metrics", "data_checksum",
-           "default_env_kwargs", "finished_results", "load_job_split", "load_trained_agent", "make_sim_env", "missing_evaluations",
+           "data_file_record", "default_env_kwargs", "file_protocol", "format_resolved_config", "job_resolved_config",
+           "read_job_file", "finished_results", "load_job_split", "load_trained_agent", "make_sim_env", "missing_evaluations",
            "parse_overrides", "read_results", "run_job", "run_job_dict", "safe_name", "sim_env_kwargs", "stored_identity", "versions"]
