@@ -150,7 +150,8 @@ class MFUserEnv(gym.Env):
         if cfg is None:
             cfg = MFConfig(seed=seed, baseline=1.0 if train.ratings is not None else 0.0)
         if mf_path is not None and Path(mf_path).exists():
-            return WeightedMF.load(mf_path)
+            vals = train.ratings if train.ratings is not None else train.rewards
+            return WeightedMF.load(mf_path).set_observed(_log_rows(train), train.items, vals, self.n_items)
         key = (id(train), dataclasses.astuple(cfg))
         if key not in _MF_CACHE:
             n_users = 1 + max(int(p.users.max()) if p.users is not None and p.n_sessions else p.n_sessions

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--env-kwargs", default="{}", help="JSON dict of further env kwargs")
     add_data_args(ap, dataset=None)
-    add_training_args(ap)
+    add_training_args(ap, tensorboard=False)
     args = ap.parse_args(argv)
     import recgym  # noqa: F401  (registers the env ids)
     from recgym.experiments.job import JobSpec, agent_overrides, data_file_record

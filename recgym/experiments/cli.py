@@ -41,13 +41,18 @@ def add_data_args(p: argparse.ArgumentParser, dataset: str | None = "synthetic")
                         "a session column, else 'loo')")
 
 
-def add_training_args(p: argparse.ArgumentParser, set_help: str = "override a config field") -> None:
-    """``--epochs`` | ``--steps`` and ``--set KEY=VALUE`` (repeatable)."""
+def add_training_args(p: argparse.ArgumentParser, set_help: str = "override a config field",
+                      tensorboard: bool = True) -> None:
+    """``--epochs`` | ``--steps``, ``--set KEY=VALUE`` (repeatable) and ``--tensorboard DIR``."""
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=float, default=None, help="training epochs of iterative agents")
     length.add_argument("--steps", type=int, default=None, help="training steps of iterative agents (overrides --epochs)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help=f"{set_help} (JSON value, else string); repeatable")
+    if tensorboard:
+        p.add_argument("--tensorboard", default=None, metavar="DIR",
+                       help="write the training curves as TensorBoard events into DIR/<dataset>/<agent>/seed<N> "
+                            "(needs the 'tensorboard' extra)")
 
 
 def data_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -93,8 +98,11 @@ def data_file_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def training_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``epochs`` / ``steps`` / ``overrides`` of parsed :func:`add_training_args` arguments."""
-    return {"epochs": args.epochs, "steps": args.steps, "overrides": parse_overrides(args.overrides)}
+    """The ``epochs`` / ``steps`` / ``overrides`` (/ ``tensorboard``) of parsed :func:`add_training_args` arguments."""
+    out = {"epochs": args.epochs, "steps": args.steps, "overrides": parse_overrides(args.overrides)}
+    if getattr(args, "tensorboard", None) is not None:
+        out["tensorboard"] = args.tensorboard
+    return out
 
 
 def split_list(text: str) -> list[str]:

@@ -58,6 +58,8 @@ class CompareConfig:
     columns: dict[str, str] = field(default_factory=dict)
     sep: str | None = None
     sim_episodes: int = 200
+    tensorboard: str | None = None
+    """Folder of TensorBoard event files (``<dir>/<dataset>/<agent>/seed<N>``)."""
     command: str | None = None
     """The command line, recorded in the report."""
 
@@ -101,7 +103,8 @@ def make_jobs(cfg: CompareConfig) -> list[JobSpec]:
                     data_params=dict(cfg.data_params), data_file=cfg.data_file, columns=dict(cfg.columns), sep=cfg.sep,
                     overrides=dict(cfg.overrides), epochs=cfg.epochs, steps=cfg.steps, download=cfg.download,
                     sims=list(cfg.sims or []), sim_episodes=cfg.sim_episodes,
-                    true_value=cfg.dataset == "synthetic" and cfg.data_file is None, ignore_overrides=True)
+                    true_value=cfg.dataset == "synthetic" and cfg.data_file is None, tensorboard=cfg.tensorboard,
+                    ignore_overrides=True)
             for a in cfg.agents for s in cfg.seeds]
 
 
@@ -119,6 +122,25 @@ def prepare_sims(cfg: CompareConfig, jobs: list[JobSpec], log: Callable[[str], N
     return mf_dir
 
 
+def simulator_reports(cfg: CompareConfig, jobs: list[JobSpec], mf_dir: Path | None,
+                      log: Callable[[str], None]) -> dict[str, dict[str, float]]:
+    """``env.report()`` of each simulator that has one (the MF user envs: held-out RMSE, observed vs
+    unobserved imputed means, popularity lean), built as the jobs build it (the fitted imputer is reused)."""
+    from recgym.experiments.job import clean_metrics
+
+    out: dict[str, dict[str, float]] = {}
+    for env_id in cfg.sims or []:
+        env = make_sim_env(jobs[0], env_id, mf_dir)
+        try:
+            if hasattr(env.unwrapped, "report"):
+                out[env_id] = clean_metrics(env.unwrapped.report())
+        except Exception as e:  # noqa: BLE001 - a diagnostic must not cost the comparison
+            log(f"note: {env_id}.report() failed ({type(e).__name__}: {e})")
+        finally:
+            env.close()
+    return out
+
+
 def compare(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or reuse) every job of ``cfg``, then aggregate and write the report. Returns the report."""
     jobs = make_jobs(cfg)
@@ -126,10 +148,10 @@ def compare(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict[str,
     mf_dir = prepare_sims(cfg, jobs, log) if cfg.sims else None
     statuses = run_jobs(jobs, workers=cfg.workers, ray_address=cfg.ray_address, retries=cfg.retries,
                         mf_dir=mf_dir, log=log)
-    rep = aggregate(cfg, jobs, statuses)
+    rep = aggregate(cfg, jobs, statuses, simulators=simulator_reports(cfg, jobs, mf_dir, log) if cfg.sims else None)
     files = write_report(rep, cfg.out)
     log(f"wrote {', '.join(str(f) for f in files)}")
     return rep
 
 
-__all__ = ["CompareConfig", "compare", "make_jobs", "prepare_sims"]
+__all__ = ["FILE_SIM", "CompareConfig", "compare", "make_jobs", "prepare_sims", "simulator_reports"]

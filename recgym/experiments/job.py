@@ -98,13 +98,16 @@ class JobSpec:
     keep_diverged: bool = False
     """On a non-finite loss keep the best weights so far and record ``"diverged"`` (a study), instead
     of failing the job (:class:`recgym.errors.DivergedError`)."""
+    tensorboard: str | None = None
+    """Folder of TensorBoard event files: the job's curves go to ``<tensorboard>/<dataset>/<agent>/seed<N>``."""
     threads: int = 1
     progress: bool = False
     ignore_overrides: bool = False
     """Drop ``overrides`` keys the agent's config does not have (compare: one ``--set`` for all agents)."""
 
     # fields that do not change what a finished job computed
-    _VOLATILE = ("out", "sims", "sim_episodes", "true_value", "threads", "progress", "download", "data_dir")
+    _VOLATILE = ("out", "sims", "sim_episodes", "true_value", "threads", "progress", "download", "data_dir",
+                 "tensorboard")
 
     def job_dir(self) -> Path:
         return Path(self.out) if self.out else Path("runs") / self.dataset / safe_name(self.agent) / f"seed{self.seed}"
@@ -438,6 +441,20 @@ def _sim_results(spec: JobSpec, agent: Any, todo: list[str], mf_dir: Path | None
     return out
 
 
+def off_policy_estimates(agent: Any, log: Any, warn: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
+    """IPS and SNIPS of the agent's softmax policy on a log with propensities
+    (:func:`recgym.ope.evaluate_agent`): ``{"ips": {"estimate", "se", "ess"}, "snips": {...}}``;
+    ``{}`` (with a warning) when the agent has no policy over the logged items."""
+    from recgym.ope import evaluate_agent
+
+    try:
+        est = evaluate_agent(agent, log)
+    except (ValueError, NotImplementedError) as e:
+        warn(f"note: no off-policy estimate ({e})")
+        return {}
+    return {name: clean_metrics({k: d[k] for k in ("estimate", "se", "ess") if k in d}) for name, d in est.items()}
+
+
 # ---------------------------------------------------------------------------- the job
 def run_job(
     spec: JobSpec,
@@ -469,6 +486,10 @@ def run_job(
     torch.set_num_threads(max(1, spec.threads))
     # validate the agent and its overrides before touching the disk
     agent_overrides(spec, warn=lambda m: None)
+    if spec.tensorboard is not None:  # a missing package fails here, not after training
+        from recgym.experiments.report import summary_writer_class
+
+        summary_writer_class()
     with job_lock(out):
         saved = out / JOB_SPEC
         before = stored_identity(out)
@@ -505,7 +526,7 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
     from recgym.agents.training import NonFiniteLossError, TorchAgent, resolve_selection_metric
     from recgym.divergence import divergence_to_logging_policy
     from recgym.evaluate import evaluate, true_value_on_log
-    from recgym.experiments.report import format_table, plot_curves, write_json
+    from recgym.experiments.report import format_table, plot_curves, write_json, write_tensorboard
 
     t0 = time.perf_counter()
     split = load_job_split(spec)
@@ -580,7 +601,13 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
         results["timing_s"]["simulate"] = round(time.perf_counter() - t0, 3)
     if spec.true_value:
         results["true_value"] = true_value_on_log(agent, split.test)
+    if split.test.propensities is not None:
+        results["ope"] = off_policy_estimates(agent, split.test, warn)
     plot_curves(out / "curves.png", curves, metric, f"{spec.agent} on {spec.dataset} (seed {spec.seed})")
+    if spec.tensorboard is not None:
+        tb_dir = Path(spec.tensorboard) / spec.dataset / safe_name(spec.agent) / f"seed{spec.seed}"
+        write_tensorboard(tb_dir, results["curves"], resolved)
+        log(f"tensorboard: {tb_dir}")
     write_json(out / RESULTS, results)  # last: its presence marks the job finished
 
     log(format_table(valid, test))
@@ -628,6 +655,6 @@ def run_job_dict(spec: dict[str, Any], mf_dir: str | None = None, log_file: bool
 
 
 __all__ = ["DEFAULT_SIMS", "JobSpec", "agent_overrides", "build_agent", "clean_metrics", "data_checksum",
-           "data_file_record", "default_env_kwargs", "file_protocol", "format_resolved_config", "job_resolved_config",
+           "data_file_record", "default_env_kwargs", "file_protocol", "off_policy_estimates", "format_resolved_config", "job_resolved_config",
            "read_job_file", "finished_results", "load_job_split", "load_trained_agent", "make_sim_env", "missing_evaluations",
            "parse_overrides", "read_results", "run_job", "run_job_dict", "safe_name", "sim_env_kwargs", "stored_identity", "versions"]
