@@ -53,6 +53,10 @@ class MFUserEnv(gym.Env):
             rating 1, or reward 0 for logs without ratings).
         mf_path: an ``.npz`` of a fitted imputer: loaded when it exists, else written after fitting.
         order: ``"random"`` (drawn contexts) or ``"sequential"`` (in order, cycling).
+        protocol: how a log is split (``data=`` a log or a file, or a registered source): ``"loo"``
+            (default; each user's last item held out) or ``"session"`` (whole sessions 80/10/10 with
+            ``seed``: the imputer never sees a held-out session; a context is a held-out session
+            without its last event).
         data, data_dir, download, seed, **params: see :func:`recgym.envs.common.load_env_split`.
 
     Observation: ``{"history": int64 [L] (pad n_items), "length": int64 [1]}``; action ``Discrete(n_items)``.
@@ -78,8 +82,9 @@ class MFUserEnv(gym.Env):
         if data_file is not None:
             from recgym.data.cache import file_stamp
 
-            kw = {k: v for k, v in data_file.items() if k != "protocol"}  # the simulator is leave-one-out
-            kw.update(data_params, seed=0)
+            kw = {**data_file, **data_params}
+            # leave-one-out: one imputer for every seed; session: the job's own sessions are held out
+            kw["seed"] = seed if kw.get("protocol") == "session" else 0
             stamp = file_stamp(Path(data_file["data"]))  # an edited file is another imputer
         elif dataset == "synthetic":
             kw = {"seed": int(data_params.get("world_seed", 0)),
@@ -99,7 +104,7 @@ class MFUserEnv(gym.Env):
     def __init__(self, source: str = "synthetic", split: str = "test", horizon: int = 1, state_len: int = 200,
                  reward: str = "imputed", mf_config: MFConfig | dict | None = None, mf_path: str | None = None,
                  order: str = "random", data: Any = None, data_dir: Any = None, download: bool = False,
-                 seed: int = 0, **params: Any) -> None:
+                 seed: int = 0, protocol: str = "loo", **params: Any) -> None:
         if split not in ("train", "valid", "test"):
             raise ValueError(f"split must be 'train', 'valid' or 'test', got {split!r}")
         if reward not in ("imputed", "true"):
@@ -112,7 +117,9 @@ class MFUserEnv(gym.Env):
         if source == "synthetic" and data is None:
             sp, self.world = _world_split(seed, dict(params))
         else:
-            sp = load_env_split(source, data=data, data_dir=data_dir, download=download, protocol="loo", seed=seed,
+            if protocol not in ("loo", "session"):
+                raise ValueError(f"protocol must be 'loo' or 'session', got {protocol!r}")
+            sp = load_env_split(source, data=data, data_dir=data_dir, download=download, protocol=protocol, seed=seed,
                                 **params)
             if "world" in sp.train.meta:
                 from recgym.sim.world import World

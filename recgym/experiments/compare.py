@@ -54,7 +54,8 @@ class CompareConfig:
     """``"session"`` or ``"loo"``; ``None`` = the dataset's own (a data file: ``"session"`` with a session column)."""
     data_file: str | None = None
     """Your own event file instead of a registered source (``dataset`` names it); simulator by
-    default: the generic MF user env fitted on its training part (``recgym/MFUser-v0`` with ``data=``)."""
+    default: the generic MF user env fitted on the training part of the job's split
+    (``recgym/MFUser-v0`` with ``data=`` and the job's protocol)."""
     columns: dict[str, str] = field(default_factory=dict)
     sep: str | None = None
     sim_episodes: int = 200
