@@ -182,6 +182,14 @@ def test_data_file_fields_enter_the_job_identity(files, tmp_path):
                     out=str(tmp_path / "j"))
     with pytest.raises(BadInputError, match="another spec"):
         run_job(other, log=lambda m: None)
+    # an edited file makes the finished job stale: it trains again on the new content
+    first = json.loads((tmp_path / "j" / "results.json").read_text())
+    with open(ml, "a") as fh:
+        fh.write("99999,1,5.0,1600000000\n")
+    msgs = []
+    again = run_job(spec, log=msgs.append)
+    assert not any("reused" in m for m in msgs)
+    assert again["data_file"]["sha256"] == _sha(ml) != first["data_file"]["sha256"]
 
 
 # ---------------------------------------------------------------------- the report

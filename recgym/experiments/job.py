@@ -186,6 +186,8 @@ def missing_evaluations(results: dict[str, Any] | None, spec: JobSpec) -> list[s
     a torn one), or the sim env ids / ``"true_value"`` not evaluated yet."""
     if results is None or "test" not in results or "valid" not in results:
         return ["train"]
+    if spec.data_file is not None and (results.get("data_file") or {}).get("sha256") != file_sha256(spec.data_file):
+        return ["train"]  # the file changed since: its results are stale
     todo = [s for s in spec.sims if s not in results.get("sim", {})]
     if spec.true_value and "true_value" not in results:
         todo.append("true_value")
@@ -321,14 +323,31 @@ def job_resolved_config(spec: JobSpec, n_items: int, protocol: str) -> dict[str,
         raise BadInputError(str(e)) from e
 
 
+_SHA256: dict[tuple[str, str], str] = {}
+
+
+def file_sha256(path: str | Path) -> str | None:
+    """sha256 of a file (``None`` when it is gone), hashed once per process while its
+    :func:`recgym.data.cache.file_stamp` (size, times, edges) is unchanged."""
+    from recgym.data.cache import file_stamp
+    from recgym.data.io import file_digest
+
+    p = Path(path)
+    try:
+        key = (str(p.resolve()), file_stamp(p))
+    except OSError:
+        return None
+    if key not in _SHA256:
+        _SHA256[key] = file_digest(p, "sha256")
+    return _SHA256[key]
+
+
 def data_file_record(spec: JobSpec) -> dict[str, Any] | None:
     """What identifies a ``data_file`` job's data in its results: the path, its sha256, the column
     mapping and the delimiter (``None`` for a registered source)."""
     if spec.data_file is None:
         return None
-    from recgym.data.io import file_digest
-
-    return {"path": spec.data_file, "sha256": file_digest(spec.data_file, "sha256"), "columns": dict(spec.columns),
+    return {"path": spec.data_file, "sha256": file_sha256(spec.data_file), "columns": dict(spec.columns),
             "sep": spec.sep}
 
 
@@ -655,6 +674,6 @@ def run_job_dict(spec: dict[str, Any], mf_dir: str | None = None, log_file: bool
 
 
 __all__ = ["DEFAULT_SIMS", "JobSpec", "agent_overrides", "build_agent", "clean_metrics", "data_checksum",
-           "data_file_record", "default_env_kwargs", "file_protocol", "off_policy_estimates", "format_resolved_config", "job_resolved_config",
+           "data_file_record", "default_env_kwargs", "file_protocol", "file_sha256", "off_policy_estimates", "format_resolved_config", "job_resolved_config",
            "read_job_file", "finished_results", "load_job_split", "load_trained_agent", "make_sim_env", "missing_evaluations",
            "parse_overrides", "read_results", "run_job", "run_job_dict", "safe_name", "sim_env_kwargs", "stored_identity", "versions"]
