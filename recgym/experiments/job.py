@@ -315,12 +315,17 @@ def agent_overrides(spec: JobSpec, warn: Callable[[str], None] = print) -> dict[
 def job_resolved_config(spec: JobSpec, n_items: int, protocol: str) -> dict[str, Any]:
     """:func:`recgym.agents.registry.resolved_config` of the job's agent: the preset layers that
     apply (``protocol:<p>``, ``dataset:<d>``, ``override``), which layer set each field, the config."""
-    from recgym.agents.registry import resolved_config
+    from recgym.agents.registry import get_agent_class, preset_layers, resolved_config
 
+    overrides = agent_overrides(spec, lambda m: None)
     try:
-        return resolved_config(spec.agent, n_items, preset_dataset(spec), protocol, agent_overrides(spec, lambda m: None))
-    except (TypeError, ValueError) as e:
-        raise BadInputError(str(e)) from e
+        return resolved_config(spec.agent, n_items, preset_dataset(spec), protocol, overrides)
+    except Exception:  # noqa: BLE001 - a custom agent that cannot be built small: the layers without the check
+        cls = get_agent_class(spec.agent)
+        layers = preset_layers(cls, preset_dataset(spec), protocol) + ([("override", overrides)] if overrides else [])
+        return {"agent": spec.agent, "class": f"{cls.__module__}:{cls.__qualname__}", "n_items": int(n_items),
+                "dataset": preset_dataset(spec), "protocol": protocol, "layers": [n for n, _ in layers], "config": {},
+                "set_by": {k: n for n, layer in layers for k in layer}}
 
 
 _SHA256: dict[tuple[str, str], str] = {}
