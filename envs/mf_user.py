@@ -53,6 +53,10 @@ class MFUserEnv(gym.Env):
             rating 1, or reward 0 for logs without ratings).
         mf_path: an ``.npz`` of a fitted imputer: loaded when it exists, else written after fitting.
         order: ``"random"`` (drawn contexts) or ``"sequential"`` (in order, cycling).
+        protocol: how a log is split (``data=`` a log or a file, or a registered source): ``"loo"``
+            (default; each user's last item held out) or ``"session"`` (whole sessions 80/10/10 with
+            ``seed``: the imputer never sees a held-out session; a context is a held-out session
+            without its last event).
         data, data_dir, download, seed, **params: see :func:`recgym.envs.common.load_env_split`.
 
     Observation: ``{"history": int64 [L] (pad n_items), "length": int64 [1]}``; action ``Discrete(n_items)``.
@@ -62,17 +66,27 @@ class MFUserEnv(gym.Env):
 
     @classmethod
     def job_kwargs(cls, *, dataset: str, seed: int, data_params: dict[str, Any], data_dir: str | None,
-                   download: bool, cache_dir: Path | None = None) -> dict[str, Any]:
+                   download: bool, cache_dir: Path | None = None,
+                   data_file: dict[str, Any] | None = None) -> dict[str, Any]:
         """Keyword arguments that build this env on a harness job's data (``recgym.experiments``).
 
         Synthetic: the World of the logged data (the loader's ``world_seed`` -> ``seed``, ``World``
         fields passed through, ``n_sessions`` dropped). Other sources: the loader parameters and one
         fixed imputer (``seed=0``: the same yardstick for every agent and seed). ``cache_dir``: the
-        fitted imputer is kept there (``mf_path``), so every job reuses one fit."""
+        fitted imputer is kept there (``mf_path``), so every job reuses one fit. ``data_file``: your own
+        file (``{"data": path, "columns": ..., "sep": ...}``), fitted on its leave-one-out training part."""
         import hashlib
         import json
 
-        if dataset == "synthetic":
+        stamp = None
+        if data_file is not None:
+            from recgym.data.cache import file_stamp
+
+            kw = {**data_file, **data_params}
+            # leave-one-out: one imputer for every seed; session: the job's own sessions are held out
+            kw["seed"] = seed if kw.get("protocol") == "session" else 0
+            stamp = file_stamp(Path(data_file["data"]))  # an edited file is another imputer
+        elif dataset == "synthetic":
             kw = {"seed": int(data_params.get("world_seed", 0)),
                   **{k: v for k, v in data_params.items() if k not in ("n_sessions", "world_seed")}}
         else:
@@ -83,14 +97,14 @@ class MFUserEnv(gym.Env):
         kw["split"] = "test"
         if cache_dir is not None:
             env_id = f"recgym/{cls.__name__}-{dataset}"
-            tag = hashlib.sha1(json.dumps([env_id, kw], sort_keys=True, default=str).encode()).hexdigest()[:12]
+            tag = hashlib.sha1(json.dumps([env_id, kw] + ([stamp] if stamp else []), sort_keys=True, default=str).encode()).hexdigest()[:12]
             kw["mf_path"] = str(Path(cache_dir) / f"{env_id.replace('/', '_')}-{tag}.npz")
         return kw
 
     def __init__(self, source: str = "synthetic", split: str = "test", horizon: int = 1, state_len: int = 200,
                  reward: str = "imputed", mf_config: MFConfig | dict | None = None, mf_path: str | None = None,
                  order: str = "random", data: Any = None, data_dir: Any = None, download: bool = False,
-                 seed: int = 0, **params: Any) -> None:
+                 seed: int = 0, protocol: str = "loo", **params: Any) -> None:
         if split not in ("train", "valid", "test"):
             raise ValueError(f"split must be 'train', 'valid' or 'test', got {split!r}")
         if reward not in ("imputed", "true"):
@@ -103,7 +117,9 @@ class MFUserEnv(gym.Env):
         if source == "synthetic" and data is None:
             sp, self.world = _world_split(seed, dict(params))
         else:
-            sp = load_env_split(source, data=data, data_dir=data_dir, download=download, protocol="loo", seed=seed,
+            if protocol not in ("loo", "session"):
+                raise ValueError(f"protocol must be 'loo' or 'session', got {protocol!r}")
+            sp = load_env_split(source, data=data, data_dir=data_dir, download=download, protocol=protocol, seed=seed,
                                 **params)
             if "world" in sp.train.meta:
                 from recgym.sim.world import World
@@ -141,7 +157,8 @@ class MFUserEnv(gym.Env):
         if cfg is None:
             cfg = MFConfig(seed=seed, baseline=1.0 if train.ratings is not None else 0.0)
         if mf_path is not None and Path(mf_path).exists():
-            return WeightedMF.load(mf_path)
+            vals = train.ratings if train.ratings is not None else train.rewards
+            return WeightedMF.load(mf_path).set_observed(_log_rows(train), train.items, vals, self.n_items)
         key = (id(train), dataclasses.astuple(cfg))
         if key not in _MF_CACHE:
             n_users = 1 + max(int(p.users.max()) if p.users is not None and p.n_sessions else p.n_sessions

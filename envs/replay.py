@@ -33,6 +33,7 @@ class _ReplayData:
         sp = load_env_split(source, data=data, data_dir=data_dir, download=download, seed=seed, **params)
         if split not in ("train", "valid", "test"):
             raise ValueError(f"split must be 'train', 'valid' or 'test', got {split!r}")
+        self.split_data = sp
         log: SessionLog = getattr(sp, split)
         keep = np.flatnonzero(log.lengths >= 1)
         if len(keep) == 0:
@@ -73,6 +74,7 @@ class ReplayEnv(gym.Env):
         if state_len < 1 or slate_size < 1:
             raise ValueError(f"state_len and slate_size must be >= 1, got {state_len}, {slate_size}")
         self.d = _ReplayData(source, split, data, data_dir, download, seed, params)
+        self.split_data = self.d.split_data  # the whole split (agents train on its train part)
         self.state_len, self.slate_size, self.order = int(state_len), int(slate_size), order
         n = self.d.n_items
         self.n_items = n

@@ -40,6 +40,7 @@ class SlateContexts:
         if split not in ("train", "valid", "test"):
             raise ValueError(f"split must be 'train', 'valid' or 'test', got {split!r}")
         sp = load_env_split(source, data=data, data_dir=data_dir, download=download, seed=seed, **params)
+        self.split_data = sp
         self.split, self.L = split, int(state_len)
         train = sp.train
         self.n_items = train.n_items
@@ -111,6 +112,7 @@ class SlateNextKEnv(gym.Env):
         if order not in ("random", "sequential") or (order == "sequential" and split == "train"):
             raise ValueError(f"order must be 'random' (any split) or 'sequential' (valid/test), got {order!r}")
         self.ctx = SlateContexts(source, split, state_len, data, data_dir, download, seed, params)
+        self.split_data = self.ctx.split_data  # the whole split (agents train on its train part)
         self.n_items, self.slate_size, self.L = self.ctx.n_items, int(slate_size), int(state_len)
         self.reward_fn = SlateReward(self.slate_size, lambda_ild, lambda_pop, self.ctx.genres, self.ctx.popularity)
         self.mask_history, self.invalid_penalty, self.order = bool(mask_history), float(invalid_penalty), order

@@ -29,8 +29,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--agent", required=True, help="registered name (pop, mc, bpr, sasrec, ...) or 'module:Class'")
     add_data_args(p)
-    p.add_argument("--protocol", choices=("session", "loo"), default=None,
-                   help="evaluation protocol (default: the dataset's own; see recgym.data.load_split)")
     p.add_argument("--seed", type=int, default=0, help="seeds the split, numpy and torch")
     add_training_args(p)
     p.add_argument("--out", default=None, help="output directory (default runs/<dataset>/<agent>/seed<N>)")
@@ -50,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     n_threads = torch.get_num_threads()
     try:
-        spec = JobSpec(agent=args.agent, seed=args.seed, protocol=args.protocol, out=args.out,
+        spec = JobSpec(agent=args.agent, seed=args.seed, out=args.out,
                        logging_policy=args.logging_policy, threads=args.threads, progress=not args.no_progress,
                        **data_kwargs(args), **training_kwargs(args))
         run_job(spec, resume=args.resume, reuse=False,

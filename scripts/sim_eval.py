@@ -1,15 +1,22 @@
 #!/usr/bin/env python
-"""Run a recgym agent or a stable-baselines3 checkpoint in a recgym env.
+"""Run a recgym agent or a stable-baselines3 checkpoint in a recgym env, on its held-out contexts.
 
+    python scripts/sim_eval.py --agent pop --env recgym/MFUser-Synthetic-v0
     python scripts/sim_eval.py --agent pop --env recgym/SlateNextK-Synthetic-v0 --episodes 200 --seed 0
     python scripts/sim_eval.py --agent runs/ppo.zip --env recgym/SlateNextK-Synthetic-v0
+    python scripts/sim_eval.py --agent pop --data-file ratings.csv --columns user=userId,item=movieId,rating=rating
 
-``--agent NAME`` builds the registry agent and fits it on the env's training split; ``--agent PATH``
-loads a saved recgym agent (``.pt``) or an SB3 checkpoint (``.zip``: PPO, MaskablePPO or DQN).
-Prints the mean return, the mean of the list metrics of the final ``info`` (slate env) and, on
-the Synthetic MF user env, the true expected reward of the chosen items. The episode loop and the
-greedy, mask-respecting action of a recgym agent are ``recgym.evaluate.run_episodes`` /
-``greedy_action``. Exit status (``recgym.errors``): 0 success, 2 bad arguments.
+``--agent NAME`` builds the registry agent (its resolved config is printed and returned) and fits
+it on the env's training split; ``--agent PATH`` loads a saved recgym agent (``.pt``) or an SB3
+checkpoint (``.zip``: PPO, MaskablePPO or DQN). ``--data-file`` builds the env on your own file
+(default env: the MF user simulator ``recgym/MFUser-v0`` fitted on the file's training part).
+The env serves ``--split`` contexts (default ``test``, as ``scripts/compare.py``). A recgym agent
+is evaluated by ``recgym.evaluate.evaluate_in_env``, the evaluation ``compare.py`` reports: in an
+MF user env every held-out context at once (``iar@1``, ``ar@1``, ``hit@1``, on Synthetic
+``true@1``), in other envs ``--episodes`` episodes of its greedy, mask-respecting action
+(``mean_return`` and the list metrics of the final ``info``). An SB3 policy runs ``--episodes``
+episodes (``recgym.evaluate.run_episodes``). Prints one JSON object. Exit status
+(``recgym.errors``): 0 success, 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -25,21 +32,25 @@ import numpy as np
 import torch
 
 from recgym.errors import BadInputError, cli
-from recgym.evaluate import greedy_action, run_episodes
+from recgym.evaluate import evaluate_in_env, run_episodes
+from recgym.experiments.cli import add_data_args, add_training_args, data_kwargs, training_kwargs
 
 
-def load_policy(spec: str, env: gym.Env, seed: int) -> Any:
-    """A recgym ``Agent`` or an SB3 model from a name or a path."""
+def load_policy(spec: str, env: gym.Env, seed: int, overrides: dict[str, Any] | None = None,
+                log: Any = print) -> tuple[Any, dict[str, Any] | None]:
+    """A recgym ``Agent`` or an SB3 model from a name or a path, and the resolved config of a
+    registry agent (``None`` for a loaded one)."""
     p = Path(spec)
-    if p.suffix == ".zip" and p.exists():
+    if p.suffix == ".zip" and p.is_file():
         from recgym.sb3 import load_sb3
 
-        return load_sb3(p, env)  # never unpickles the zip (RECGYM_TRUST_PICKLE=1 to allow)
-    from recgym.agents.registry import get_agent_class, make_agent
+        return load_sb3(p, env), None  # never unpickles the zip (RECGYM_TRUST_PICKLE=1 to allow)
+    from recgym.agents.registry import get_agent_class, make_agent, resolved_config
+    from recgym.experiments.job import format_resolved_config
 
-    if p.exists():
+    if p.is_file():  # a folder named like an agent is not a checkpoint
         payload = torch.load(p, weights_only=True, map_location="cpu")
-        return get_agent_class(payload["agent"]).load(p)
+        return get_agent_class(payload["agent"]).load(p), None
     from recgym.envs.common import load_env_split
 
     u = env.unwrapped
@@ -47,17 +58,19 @@ def load_policy(spec: str, env: gym.Env, seed: int) -> Any:
     if split is None:
         kw = dict(env.spec.kwargs)
         split = load_env_split(kw.pop("source"), data=kw.get("data"), data_dir=kw.get("data_dir"))
+    source = (env.spec.kwargs or {}).get("source") if env.spec is not None else None
     try:
-        agent = make_agent(spec, u.n_items, seed=seed)
+        rc = resolved_config(spec, u.n_items, source, split.protocol, overrides)
+        agent = make_agent(spec, u.n_items, seed=seed, dataset=source, protocol=split.protocol, **(overrides or {}))
     except (TypeError, ValueError) as e:
         raise BadInputError(str(e)) from e
-    return agent.fit(split.train, split.valid)
+    rc["config"] = agent.config_dict()
+    log(format_resolved_config(rc))
+    return agent.fit(split.train, split.valid), rc
 
 
 def act(policy: Any, obs: dict, env: gym.Env) -> int:
     masks_fn = getattr(env.unwrapped, "action_masks", None)
-    if hasattr(policy, "scores"):  # recgym agent: invalid items masked before the argmax
-        return greedy_action(policy, obs, None if masks_fn is None else masks_fn())
     if masks_fn is not None and "Maskable" in type(policy).__name__:
         a, _ = policy.predict(obs, action_masks=masks_fn(), deterministic=True)
     else:
@@ -67,29 +80,68 @@ def act(policy: Any, obs: dict, env: gym.Env) -> int:
 
 @cli("sim_eval")
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--agent", required=True, help="registry name, module:Class, or a checkpoint path")
-    ap.add_argument("--env", required=True, help="a recgym env id, e.g. recgym/SlateNextK-Synthetic-v0")
-    ap.add_argument("--episodes", type=int, default=100)
+    ap.add_argument("--env", default=None,
+                    help="a recgym env id, e.g. recgym/SlateNextK-Synthetic-v0 (default with --data-file: recgym/MFUser-v0)")
+    ap.add_argument("--split", choices=("train", "valid", "test"), default="test", help="contexts served (default test)")
+    ap.add_argument("--episodes", type=int, default=200, help="episodes in envs that are not MF user simulators")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--env-kwargs", default="{}", help="JSON dict of env kwargs")
+    ap.add_argument("--env-kwargs", default="{}", help="JSON dict of further env kwargs")
+    add_data_args(ap, dataset=None)
+    add_training_args(ap, tensorboard=False)
     args = ap.parse_args(argv)
     import recgym  # noqa: F401  (registers the env ids)
+    from recgym.experiments.job import JobSpec, agent_overrides, data_file_record
 
     try:
         env_kwargs = json.loads(args.env_kwargs)
     except json.JSONDecodeError as e:
         raise BadInputError(f"--env-kwargs: not JSON ({e})") from e
-    if args.env not in gym.registry:
-        raise BadInputError(f"--env: unknown env id {args.env!r}")
+    if not isinstance(env_kwargs, dict):
+        raise BadInputError(f"--env-kwargs: expected a JSON object, got {args.env_kwargs!r}")
+    data = data_kwargs(args)
+    env_id = args.env or ("recgym/MFUser-v0" if data.get("data_file") else None)
+    if env_id is None:
+        raise BadInputError("--env is required (or --data-file, which defaults to recgym/MFUser-v0)")
+    if env_id not in gym.registry:
+        raise BadInputError(f"--env: unknown env id {env_id!r}")
+    kw: dict[str, Any] = {"split": args.split, **data["data_params"]}
+    if data.get("data_file"):
+        kw.update(data=data["data_file"], columns=data["columns"], sep=data["sep"])
+        if data["reward_scheme"] is not None:
+            kw["reward_scheme"] = data["reward_scheme"]
+    if data["protocol"] is not None:  # the MF user simulator is leave-one-out by construction
+        kw["protocol"] = data["protocol"]
+    if data["data_dir"] is not None:
+        kw["data_dir"] = data["data_dir"]
+    if data["download"]:
+        kw["download"] = True
+    kw.update(env_kwargs)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    env = gym.make(args.env, **env_kwargs)
-    policy = load_policy(args.agent, env, args.seed)
-    out = {"env": args.env, "agent": args.agent,
-           **run_episodes(env, lambda obs: act(policy, obs, env), args.episodes, args.seed)}
-    out["episodes"] = args.episodes
+    try:
+        env = gym.make(env_id, **kw)
+    except (TypeError, ValueError, FileNotFoundError) as e:
+        raise BadInputError(f"--env {env_id}: cannot build it with {sorted(kw)} ({e})") from e
+    overrides = None
+    if not Path(args.agent).is_file():
+        overrides = agent_overrides(JobSpec(agent=args.agent, **training_kwargs(args)),
+                                    warn=lambda m: print(f"sim_eval: {m}", file=sys.stderr))
+    policy, rc = load_policy(args.agent, env, args.seed, overrides, log=lambda m: print(m, file=sys.stderr))
+    if hasattr(policy, "scores"):
+        metrics = evaluate_in_env(policy, env, args.episodes, args.seed)
+    else:
+        metrics = run_episodes(env, lambda obs: act(policy, obs, env), args.episodes, args.seed)
+    out = {"env": env_id, "agent": args.agent, "split": args.split, **metrics}
+    if rc is not None:
+        out["resolved_config"] = rc
+    if data.get("data_file"):
+        out["data_file"] = data_file_record(JobSpec(agent=args.agent, data_file=data["data_file"],
+                                                    columns=data["columns"], sep=data["sep"]))
     print(json.dumps(out, indent=2))
+    env.close()
     return 0
 
 

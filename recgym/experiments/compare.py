@@ -22,6 +22,9 @@ from recgym.experiments.fanout import run_jobs
 from recgym.experiments.job import DEFAULT_SIMS, JobSpec, make_sim_env, missing_evaluations, read_results, safe_name
 from recgym.experiments.report import aggregate, write_report
 
+FILE_SIM = "recgym/MFUser-v0"
+"""The simulator of a ``data_file`` comparison: the generic MF user env on the file."""
+
 
 @dataclass
 class CompareConfig:
@@ -47,7 +50,17 @@ class CompareConfig:
     steps: int | None = None
     epochs: float | None = None
     download: bool = False
+    protocol: str | None = None
+    """``"session"`` or ``"loo"``; ``None`` = the dataset's own (a data file: ``"session"`` with a session column)."""
+    data_file: str | None = None
+    """Your own event file instead of a registered source (``dataset`` names it); simulator by
+    default: the generic MF user env fitted on the training part of the job's split
+    (``recgym/MFUser-v0`` with ``data=`` and the job's protocol)."""
+    columns: dict[str, str] = field(default_factory=dict)
+    sep: str | None = None
     sim_episodes: int = 200
+    tensorboard: str | None = None
+    """Folder of TensorBoard event files (``<dir>/<dataset>/<agent>/seed<N>``)."""
     command: str | None = None
     """The command line, recorded in the report."""
 
@@ -61,7 +74,7 @@ class CompareConfig:
         if self.baseline is not None and self.baseline not in self.agents:
             raise BadInputError(f"--baseline {self.baseline!r} is not among --agents {self.agents}")
         if self.sims is None:
-            self.sims = list(DEFAULT_SIMS.get(self.dataset, []))
+            self.sims = [FILE_SIM] if self.data_file is not None else list(DEFAULT_SIMS.get(self.dataset, []))
         if self.out is None:
             self.out = str(Path("runs") / "compare" / self.dataset)
         if self.baseline is None:
@@ -87,9 +100,11 @@ def make_jobs(cfg: CompareConfig) -> list[JobSpec]:
         raise BadInputError(f"--set: no compared agent has hyper-parameter(s) {unused}")
     root = Path(cfg.out) / "jobs"
     return [JobSpec(agent=a, dataset=cfg.dataset, seed=int(s), out=str(root / safe_name(a) / f"seed{s}"),
-                    data_dir=cfg.data_dir, reward_scheme=cfg.reward_scheme, data_params=dict(cfg.data_params),
+                    protocol=cfg.protocol, data_dir=cfg.data_dir, reward_scheme=cfg.reward_scheme,
+                    data_params=dict(cfg.data_params), data_file=cfg.data_file, columns=dict(cfg.columns), sep=cfg.sep,
                     overrides=dict(cfg.overrides), epochs=cfg.epochs, steps=cfg.steps, download=cfg.download,
-                    sims=list(cfg.sims or []), sim_episodes=cfg.sim_episodes, true_value=cfg.dataset == "synthetic",
+                    sims=list(cfg.sims or []), sim_episodes=cfg.sim_episodes,
+                    true_value=cfg.dataset == "synthetic" and cfg.data_file is None, tensorboard=cfg.tensorboard,
                     ignore_overrides=True)
             for a in cfg.agents for s in cfg.seeds]
 
@@ -108,6 +123,25 @@ def prepare_sims(cfg: CompareConfig, jobs: list[JobSpec], log: Callable[[str], N
     return mf_dir
 
 
+def simulator_reports(cfg: CompareConfig, jobs: list[JobSpec], mf_dir: Path | None,
+                      log: Callable[[str], None]) -> dict[str, dict[str, float]]:
+    """``env.report()`` of each simulator that has one (the MF user envs: held-out RMSE, observed vs
+    unobserved imputed means, popularity lean), built as the jobs build it (the fitted imputer is reused)."""
+    from recgym.experiments.job import clean_metrics
+
+    out: dict[str, dict[str, float]] = {}
+    for env_id in cfg.sims or []:
+        env = make_sim_env(jobs[0], env_id, mf_dir)
+        try:
+            if hasattr(env.unwrapped, "report"):
+                out[env_id] = clean_metrics(env.unwrapped.report())
+        except Exception as e:  # noqa: BLE001 - a diagnostic must not cost the comparison
+            log(f"note: {env_id}.report() failed ({type(e).__name__}: {e})")
+        finally:
+            env.close()
+    return out
+
+
 def compare(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or reuse) every job of ``cfg``, then aggregate and write the report. Returns the report."""
     jobs = make_jobs(cfg)
@@ -115,10 +149,10 @@ def compare(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict[str,
     mf_dir = prepare_sims(cfg, jobs, log) if cfg.sims else None
     statuses = run_jobs(jobs, workers=cfg.workers, ray_address=cfg.ray_address, retries=cfg.retries,
                         mf_dir=mf_dir, log=log)
-    rep = aggregate(cfg, jobs, statuses)
+    rep = aggregate(cfg, jobs, statuses, simulators=simulator_reports(cfg, jobs, mf_dir, log) if cfg.sims else None)
     files = write_report(rep, cfg.out)
     log(f"wrote {', '.join(str(f) for f in files)}")
     return rep
 
 
-__all__ = ["CompareConfig", "compare", "make_jobs", "prepare_sims"]
+__all__ = ["FILE_SIM", "CompareConfig", "compare", "make_jobs", "prepare_sims", "simulator_reports"]

@@ -17,7 +17,7 @@ the kernel releases it when its holder dies, even by SIGKILL.
 
 Simulated evaluation is :func:`recgym.evaluate.evaluate_in_env`; how an env is built on the job's
 data is the env's own business: a class that defines ``job_kwargs(dataset=, seed=, data_params=,
-data_dir=, download=, cache_dir=)`` (e.g. :class:`recgym.envs.mf_user.MFUserEnv`) says so itself,
+data_dir=, download=, cache_dir=, data_file=)`` (e.g. :class:`recgym.envs.mf_user.MFUserEnv`) says so itself,
 any other env gets the job's data arguments and split seed (:func:`default_env_kwargs`).
 """
 
@@ -78,6 +78,14 @@ class JobSpec:
     logging_policy: str | None = None
     """LPI family: a saved ``sasrec`` ``model.pt`` reused as μ̂."""
     download: bool = False
+    data_file: str | None = None
+    """Your own event file (CSV / TSV / Parquet) instead of a registered source; ``dataset`` then only
+    names it. Read with :func:`recgym.data.read_table` and split by ``protocol`` (default:
+    ``"session"`` with a ``session`` column, else ``"loo"``)."""
+    columns: dict[str, str] = field(default_factory=dict)
+    """Role -> column of ``data_file`` (``{"user": "userId", "item": "movieId", ...}``)."""
+    sep: str | None = None
+    """Delimiter of ``data_file`` (default: guessed)."""
     sims: list[str] = field(default_factory=list)
     """Simulator env ids to evaluate the trained agent in."""
     sim_episodes: int = 200
@@ -90,13 +98,16 @@ class JobSpec:
     keep_diverged: bool = False
     """On a non-finite loss keep the best weights so far and record ``"diverged"`` (a study), instead
     of failing the job (:class:`recgym.errors.DivergedError`)."""
+    tensorboard: str | None = None
+    """Folder of TensorBoard event files: the job's curves go to ``<tensorboard>/<dataset>/<agent>/seed<N>``."""
     threads: int = 1
     progress: bool = False
     ignore_overrides: bool = False
     """Drop ``overrides`` keys the agent's config does not have (compare: one ``--set`` for all agents)."""
 
     # fields that do not change what a finished job computed
-    _VOLATILE = ("out", "sims", "sim_episodes", "true_value", "threads", "progress", "download", "data_dir")
+    _VOLATILE = ("out", "sims", "sim_episodes", "true_value", "threads", "progress", "download", "data_dir",
+                 "tensorboard")
 
     def job_dir(self) -> Path:
         return Path(self.out) if self.out else Path("runs") / self.dataset / safe_name(self.agent) / f"seed{self.seed}"
@@ -175,6 +186,8 @@ def missing_evaluations(results: dict[str, Any] | None, spec: JobSpec) -> list[s
     a torn one), or the sim env ids / ``"true_value"`` not evaluated yet."""
     if results is None or "test" not in results or "valid" not in results:
         return ["train"]
+    if spec.data_file is not None and (results.get("data_file") or {}).get("sha256") != file_sha256(spec.data_file):
+        return ["train"]  # the file changed since: its results are stale
     todo = [s for s in spec.sims if s not in results.get("sim", {})]
     if spec.true_value and "true_value" not in results:
         todo.append("true_value")
@@ -223,10 +236,31 @@ def job_lock(job_dir: Path) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------------- build
-def load_job_split(spec: JobSpec) -> Any:
-    """``recgym.data.load_split`` for the spec (errors become :class:`BadInputError`)."""
-    from recgym.data import load_split
+def file_protocol(spec: JobSpec) -> str:
+    """The protocol of a ``data_file`` job: ``spec.protocol``, else ``"session"`` when a session
+    column is mapped, else ``"loo"``."""
+    return spec.protocol or ("session" if "session" in spec.columns else "loo")
 
+
+def read_job_file(spec: JobSpec) -> Any:
+    """The ``SessionLog`` of ``spec.data_file`` (``read_table`` with its columns, ``sep`` and
+    ``reward_scheme``; ``data_params`` are further ``read_table`` options, e.g. ``min_user``)."""
+    from recgym.data import read_table
+
+    opts = dict(spec.data_params)
+    if spec.reward_scheme is not None:
+        opts["reward_scheme"] = spec.reward_scheme
+    return read_table(spec.data_file, columns=dict(spec.columns), sep=spec.sep, **opts)
+
+
+def load_job_split(spec: JobSpec) -> Any:
+    """``recgym.data.load_split`` for the spec, or the split of its ``data_file`` (errors become
+    :class:`BadInputError`)."""
+    from recgym.data import load_split, split_by_session, split_leave_one_out
+
+    if spec.data_file is not None:
+        log = read_job_file(spec)
+        return split_leave_one_out(log) if file_protocol(spec) == "loo" else split_by_session(log, seed=spec.seed)
     try:
         return load_split(spec.dataset, spec.data_dir, reward_scheme=spec.reward_scheme, seed=spec.seed,
                           protocol=spec.protocol, download=spec.download, **spec.data_params)
@@ -240,6 +274,8 @@ def preset_dataset(spec: JobSpec) -> str | None:
     """The dataset whose agent presets apply: ``spec.dataset``, unless the job overrides its protocol."""
     from recgym.data.registry import get_source
 
+    if spec.data_file is not None:
+        return None  # a file has no presets of its own: the protocol's apply
     if spec.protocol is None:
         return spec.dataset
     try:
@@ -276,6 +312,58 @@ def agent_overrides(spec: JobSpec, warn: Callable[[str], None] = print) -> dict[
     return overrides
 
 
+def job_resolved_config(spec: JobSpec, n_items: int, protocol: str) -> dict[str, Any]:
+    """:func:`recgym.agents.registry.resolved_config` of the job's agent: the preset layers that
+    apply (``protocol:<p>``, ``dataset:<d>``, ``override``), which layer set each field, the config."""
+    from recgym.agents.registry import get_agent_class, preset_layers, resolved_config
+
+    overrides = agent_overrides(spec, lambda m: None)
+    try:
+        return resolved_config(spec.agent, n_items, preset_dataset(spec), protocol, overrides)
+    except Exception:  # noqa: BLE001 - a custom agent that cannot be built small: the layers without the check
+        cls = get_agent_class(spec.agent)
+        layers = preset_layers(cls, preset_dataset(spec), protocol) + ([("override", overrides)] if overrides else [])
+        return {"agent": spec.agent, "class": f"{cls.__module__}:{cls.__qualname__}", "n_items": int(n_items),
+                "dataset": preset_dataset(spec), "protocol": protocol, "layers": [n for n, _ in layers], "config": {},
+                "set_by": {k: n for n, layer in layers for k in layer}}
+
+
+_SHA256: dict[tuple[str, str], str] = {}
+
+
+def file_sha256(path: str | Path) -> str | None:
+    """sha256 of a file (``None`` when it is gone), hashed once per process while its
+    :func:`recgym.data.cache.file_stamp` (size, times, edges) is unchanged."""
+    from recgym.data.cache import file_stamp
+    from recgym.data.io import file_digest
+
+    p = Path(path)
+    try:
+        key = (str(p.resolve()), file_stamp(p))
+    except OSError:
+        return None
+    if key not in _SHA256:
+        _SHA256[key] = file_digest(p, "sha256")
+    return _SHA256[key]
+
+
+def data_file_record(spec: JobSpec) -> dict[str, Any] | None:
+    """What identifies a ``data_file`` job's data in its results: the path, its sha256, the column
+    mapping and the delimiter (``None`` for a registered source)."""
+    if spec.data_file is None:
+        return None
+    return {"path": spec.data_file, "sha256": file_sha256(spec.data_file), "columns": dict(spec.columns),
+            "sep": spec.sep}
+
+
+def format_resolved_config(rc: dict[str, Any]) -> str:
+    """The printed form: the layers, then every field a layer set, with its value and layer."""
+    set_by = rc.get("set_by", {})
+    fields = ", ".join(f"{k}={rc['config'].get(k)!r} ({set_by[k]})" for k in sorted(set_by)) or "all defaults"
+    return (f"resolved config of {rc['agent']} ({rc['class']}): layers "
+            f"{' < '.join(['defaults', *rc.get('layers', [])])}; {fields}")
+
+
 def build_agent(spec: JobSpec, n_items: int, protocol: str, warn: Callable[[str], None] = print) -> Any:
     """The untrained agent of ``spec`` (config defaults < dataset preset < overrides)."""
     from recgym.agents.registry import make_agent
@@ -308,10 +396,14 @@ def _resolve(name: str) -> Any:
 
 # ---------------------------------------------------------------------------- simulation
 def default_env_kwargs(*, dataset: str, seed: int, data_params: dict[str, Any], data_dir: str | None,
-                       download: bool, cache_dir: Path | None = None) -> dict[str, Any]:
+                       download: bool, cache_dir: Path | None = None,
+                       data_file: dict[str, Any] | None = None) -> dict[str, Any]:
     """Keyword arguments that build an env without its own ``job_kwargs`` on the job's data: every
     loader parameter, ``data_dir`` / ``download`` and the job's split seed (so the env's test part is
-    the job's test part)."""
+    the job's test part). ``data_file``: the job's own file as ``load_env_split`` takes it
+    (``{"data": path, "columns": {...}, "sep": ..., "protocol": ...}``), for the generic env ids."""
+    if data_file is not None:
+        return {**data_file, **data_params, "seed": seed}
     kw: dict[str, Any] = dict(data_params)
     if data_dir is not None:
         kw["data_dir"] = data_dir
@@ -335,8 +427,14 @@ def sim_env_kwargs(spec: JobSpec, env_id: str, mf_dir: Path | None = None) -> di
     entry = gym.registry[env_id].entry_point
     env_cls = load_env_creator(entry) if isinstance(entry, str) else entry
     make_kwargs = getattr(env_cls, "job_kwargs", None) or default_env_kwargs
+    data_file = None
+    if spec.data_file is not None:
+        data_file = {"data": spec.data_file, "columns": dict(spec.columns), "sep": spec.sep,
+                     "protocol": file_protocol(spec)}
+        if spec.reward_scheme is not None:
+            data_file["reward_scheme"] = spec.reward_scheme
     kw = make_kwargs(dataset=spec.dataset, seed=spec.seed, data_params=dict(spec.data_params), data_dir=spec.data_dir,
-                     download=spec.download, cache_dir=None if mf_dir is None else Path(mf_dir))
+                     download=spec.download, cache_dir=None if mf_dir is None else Path(mf_dir), data_file=data_file)
     kw["split"] = "test"  # held-out contexts, never the ones the agent trained on
     return kw
 
@@ -365,6 +463,20 @@ def _sim_results(spec: JobSpec, agent: Any, todo: list[str], mf_dir: Path | None
         log(f"sim {env_id}: " + ", ".join(f"{k} {v:.4f}" for k, v in out[env_id].items() if v is not None)
             + f" ({time.perf_counter() - t0:.1f}s)")
     return out
+
+
+def off_policy_estimates(agent: Any, log: Any, warn: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
+    """IPS and SNIPS of the agent's softmax policy on a log with propensities
+    (:func:`recgym.ope.evaluate_agent`): ``{"ips": {"estimate", "se", "ess"}, "snips": {...}}``;
+    ``{}`` (with a warning) when the agent has no policy over the logged items."""
+    from recgym.ope import evaluate_agent
+
+    try:
+        est = evaluate_agent(agent, log)
+    except (ValueError, NotImplementedError) as e:
+        warn(f"note: no off-policy estimate ({e})")
+        return {}
+    return {name: clean_metrics({k: d[k] for k in ("estimate", "se", "ess") if k in d}) for name, d in est.items()}
 
 
 # ---------------------------------------------------------------------------- the job
@@ -398,6 +510,10 @@ def run_job(
     torch.set_num_threads(max(1, spec.threads))
     # validate the agent and its overrides before touching the disk
     agent_overrides(spec, warn=lambda m: None)
+    if spec.tensorboard is not None:  # a missing package fails here, not after training
+        from recgym.experiments.report import summary_writer_class
+
+        summary_writer_class()
     with job_lock(out):
         saved = out / JOB_SPEC
         before = stored_identity(out)
@@ -434,15 +550,21 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
     from recgym.agents.training import NonFiniteLossError, TorchAgent, resolve_selection_metric
     from recgym.divergence import divergence_to_logging_policy
     from recgym.evaluate import evaluate, true_value_on_log
-    from recgym.experiments.report import format_table, plot_curves, write_json
+    from recgym.experiments.report import format_table, plot_curves, write_json, write_tensorboard
 
     t0 = time.perf_counter()
     split = load_job_split(spec)
     load_s = time.perf_counter() - t0
     agent = build_agent(spec, split.n_items, split.protocol, warn=warn)
+    resolved = job_resolved_config(spec, split.n_items, split.protocol)
+    resolved["config"] = agent.config_dict()  # the built agent's own, field for field
+    data_file = data_file_record(spec)
     log(f"{spec.dataset}: {split.train.n_sessions} train / {split.valid.n_sessions} valid / "
         f"{split.test.n_sessions} test sessions, {split.n_items} items, protocol {split.protocol} "
-        f"(loaded in {load_s:.1f}s); agent {agent!r}")
+        f"(loaded in {load_s:.1f}s)" + (f" from {spec.data_file} (sha256 {data_file['sha256'][:12]}, columns "
+                                        f"{data_file['columns']})" if data_file else ""))
+    log(format_resolved_config(resolved))
+    log(f"agent {agent!r}")
 
     eval_kwargs: dict[str, Any] = {}
     if split.protocol == "loo":
@@ -490,8 +612,10 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
         "best_step": int(best_step) if best_step is not None else None,
         "diverged": diverged,
         "config": agent.config_dict(),
+        "resolved_config": resolved,
         "versions": versions(),
         "data_checksum": data_checksum(split),
+        "data_file": data_file,
         "timing_s": {"load": round(load_s, 3), "train": round(train_s, 3), "evaluate": round(eval_s, 3)},
         "curves": [clean_metrics(c) for c in curves],
     }
@@ -501,7 +625,13 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
         results["timing_s"]["simulate"] = round(time.perf_counter() - t0, 3)
     if spec.true_value:
         results["true_value"] = true_value_on_log(agent, split.test)
+    if split.test.propensities is not None:
+        results["ope"] = off_policy_estimates(agent, split.test, warn)
     plot_curves(out / "curves.png", curves, metric, f"{spec.agent} on {spec.dataset} (seed {spec.seed})")
+    if spec.tensorboard is not None:
+        tb_dir = Path(spec.tensorboard) / spec.dataset / safe_name(spec.agent) / f"seed{spec.seed}"
+        write_tensorboard(tb_dir, results["curves"], resolved)
+        log(f"tensorboard: {tb_dir}")
     write_json(out / RESULTS, results)  # last: its presence marks the job finished
 
     log(format_table(valid, test))
@@ -549,5 +679,6 @@ def run_job_dict(spec: dict[str, Any], mf_dir: str | None = None, log_file: bool
 
 
 __all__ = ["DEFAULT_SIMS", "JobSpec", "agent_overrides", "build_agent", "clean_metrics", "data_checksum",
-           "default_env_kwargs", "finished_results", "load_job_split", "load_trained_agent", "make_sim_env", "missing_evaluations",
+           "data_file_record", "default_env_kwargs", "file_protocol", "file_sha256", "off_policy_estimates", "format_resolved_config", "job_resolved_config",
+           "read_job_file", "finished_results", "load_job_split", "load_trained_agent", "make_sim_env", "missing_evaluations",
            "parse_overrides", "read_results", "run_job", "run_job_dict", "safe_name", "sim_env_kwargs", "stored_identity", "versions"]

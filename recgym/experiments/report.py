@@ -230,6 +230,39 @@ def plot_curves(path: Path, curves: list[dict[str, float]], metric: str | None, 
     save_figure(fig, path)
 
 
+def summary_writer_class() -> Any:
+    """``torch.utils.tensorboard.SummaryWriter``, or a :class:`BadInputError` saying how to install it."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        from recgym.errors import BadInputError
+
+        raise BadInputError("--tensorboard needs the tensorboard package: pip install 'recgym[tensorboard]' "
+                            f"(or pip install tensorboard) ({e})") from None
+    return SummaryWriter
+
+
+def write_tensorboard(logdir: Path, curves: list[dict[str, Any]], config: dict[str, Any] | None = None) -> Path:
+    """A job's curves as TensorBoard scalars in ``logdir`` (its earlier event files replaced):
+    ``train/loss`` and ``valid/<metric>`` at each validation step, the resolved config as text."""
+    writer_cls = summary_writer_class()
+    logdir = Path(logdir)
+    for old in logdir.glob("events.out.tfevents.*"):  # a re-run replaces its curves, never doubles them
+        old.unlink()
+    w = writer_cls(str(logdir))
+    try:
+        for c in curves:
+            step = int(c["step"])
+            for k, v in c.items():
+                if k != "step" and _finite(v):
+                    w.add_scalar("train/loss" if k == "loss" else f"valid/{k}", float(v), step)
+        if config is not None:
+            w.add_text("resolved_config", "```\n" + json.dumps(config, indent=2) + "\n```")
+    finally:
+        w.close()
+    return logdir
+
+
 # ---------------------------------------------------------------------------- aggregation
 def flatten_results(res: dict[str, Any], sims: list[str]) -> dict[str, float]:
     """The comparable numbers of one job: test metrics by name, ``<metric>`` of the first sim (and
@@ -243,6 +276,9 @@ def flatten_results(res: dict[str, Any], sims: list[str]) -> dict[str, float]:
                     flat[f"sim_{k}"] = v
     if _finite(res.get("true_value")):
         flat["true_value"] = res["true_value"]
+    for name, est in (res.get("ope") or {}).items():
+        if _finite(est.get("estimate")):
+            flat[f"ope_{name}"] = est["estimate"]
     if _finite(res.get("timing_s", {}).get("train")):
         flat["train_s"] = res["timing_s"]["train"]
     return flat
@@ -254,7 +290,8 @@ def _columns(protocol: str, present: set[str]) -> list[tuple[str, str]]:
               else ["ndcg@10", "recall@10", "recall@1"])
     cols = [(k, f"test {k}") for k in logged]
     cols += [("sim_iar@1", "sim iAR@1"), ("sim_ar@1", "sim AR@1"), ("sim_mean_return", "sim return"),
-             ("true_value", "true value"), ("js_mu", "JS to μ̂"), ("kl_mu", "KL to μ̂"), ("train_s", "train s")]
+             ("true_value", "true value"), ("ope_ips", "OPE IPS"), ("ope_snips", "OPE SNIPS"), ("js_mu", "JS to μ̂"),
+             ("kl_mu", "KL to μ̂"), ("train_s", "train s")]
     return [(k, lab) for k, lab in cols if k in present]
 
 
@@ -281,14 +318,55 @@ def _curve_stats(runs: list[list[dict[str, Any]]], key: str) -> dict[str, list[f
     return {"step": steps, "mean": vals.mean(0).tolist(), "std": vals.std(0).tolist(), "n": len(series)}
 
 
-def aggregate(cfg: Any, jobs: list[Any], statuses: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+MIN_AGENTS_RHO = 5
+"""A Spearman ρ over fewer agents than this is flagged in the report (with 3 or 4 agents a ρ of 1 or
+-1 arises by chance in 1/6 or 1/24 of random orders)."""
+
+CRITERIA = (("logged", None), ("simulated", ("sim_iar@1", "sim_mean_return")), ("true", ("true_value",)),
+            ("off-policy", ("ope_snips",)))
+"""The report's ranking criteria: the logged test metric, the first simulator's value, the true value
+(Synthetic) and the SNIPS estimate (logs with propensities); the first key present counts."""
+
+GLOSSARY = [
+    ("iAR@1", "imputed average reward of the greedy item: the MF simulator's predicted reward r̂(user, item) of "
+              "the agent's top item, mean over the held-out contexts"),
+    ("AR@1", "observed average reward: the logged reward when the top item is the logged next item, else 0"),
+    ("JS to μ̂", "Jensen-Shannon divergence between the agent's softmax policy and the estimated logging policy μ̂ "
+                "on the test states (0 = identical, ln 2 = disjoint)"),
+    ("OPE IPS / SNIPS", "off-policy estimates of the agent's softmax policy from the logged propensities "
+                        "(inverse propensity scoring, self-normalised)"),
+]
+
+
+def _ranks(means: dict[str, float | None]) -> dict[str, int]:
+    """1 = the highest mean; ties share the best rank; agents without a value are left out."""
+    known = {a: m for a, m in means.items() if _finite(m)}
+    return {a: 1 + sum(v > m for v in known.values()) for a, m in known.items()}
+
+
+def _convergence(res: dict[str, Any], metric: str | None) -> dict[str, Any]:
+    """The best validation step of one run and whether it is its first or last evaluation (not converged)."""
+    steps = [c["step"] for c in res.get("curves", []) if metric and _finite(c.get(metric))]
+    best = res.get("best_step")
+    if len(steps) < 2 or best is None:
+        return {"best_step": best, "n_evals": len(steps), "converged": None}  # one pass: nothing to judge
+    edge = "first" if best <= min(steps) else "last" if best >= max(steps) else None
+    return {"best_step": best, "n_evals": len(steps), "converged": edge is None, "edge": edge}
+
+
+def aggregate(cfg: Any, jobs: list[Any], statuses: list[dict[str, Any]] | None = None,
+              simulators: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
     """The report as a dict (what ``report.json`` holds): per agent mean ± std over seeds of every
     column (sample std), paired t-tests against the baseline by seed with Holm's correction across
     agents (:func:`paired_tests`), Spearman correlations between the logged metric,
-    the simulated value and (Synthetic) the true value, mean validation curves, missing jobs."""
+    the simulated value and (Synthetic) the true value, each agent's rank under each criterion,
+    the best validation step of each run, mean validation curves, the resolved configs, missing
+    jobs and ``simulators`` (each simulator env's ``report()``)."""
     per: dict[str, dict[int, dict[str, float]]] = {a: {} for a in cfg.agents}
     curves: dict[str, list[list[dict[str, Any]]]] = {a: [] for a in cfg.agents}
-    protocol, metric, missing = "session", None, []
+    runs: dict[str, dict[int, dict[str, Any]]] = {a: {} for a in cfg.agents}
+    resolved: dict[str, Any] = {}
+    protocol, metric, missing, data_file = "session", None, [], None
     for j in jobs:
         res = finished_results(j)
         if res is None:
@@ -296,6 +374,10 @@ def aggregate(cfg: Any, jobs: list[Any], statuses: list[dict[str, Any]] | None =
             continue
         per[j.agent][j.seed] = flatten_results(res, cfg.sims or [])
         curves[j.agent].append(res.get("curves", []))
+        runs[j.agent][j.seed] = res
+        if res.get("resolved_config") is not None:
+            resolved.setdefault(j.agent, res["resolved_config"])
+        data_file = data_file or res.get("data_file")
         protocol, metric = res.get("protocol", protocol), metric or res.get("selection_metric")
     metric = metric or ("ndcg@10" if protocol == "loo" else "ndcg@20")
     present = {k for runs in per.values() for r in runs.values() for k in r}
@@ -325,10 +407,17 @@ def aggregate(cfg: Any, jobs: list[Any], statuses: list[dict[str, Any]] | None =
     curve_keys = [metric, "q_logged", "q_random"]
     mean_curves = {a: {k: c for k in curve_keys if (c := _curve_stats(curves[a], k)) is not None}
                    for a in cfg.agents}
+    ranks = {}
+    for name, keys in CRITERIA:
+        key = metric if keys is None else next((k for k in keys if k in present), None)
+        if key is not None and key in present:
+            ranks[name] = {"key": key, "rank": _ranks(dict(zip(cfg.agents, means(key))))}
+    convergence = {a: {str(s): _convergence(r, metric) for s, r in sorted(runs[a].items())} for a in cfg.agents}
     return {
         "dataset": cfg.dataset, "protocol": protocol, "metric": metric, "agents": cfg.agents, "seeds": cfg.seeds,
-        "baseline": cfg.baseline, "sims": cfg.sims, "command": cfg.command,
+        "baseline": cfg.baseline, "sims": cfg.sims, "command": cfg.command, "data_file": data_file,
         "columns": [{"key": k, "label": lab} for k, lab in cols], "table": table, "rank_correlations": corr,
+        "ranks": ranks, "convergence": convergence, "resolved_configs": resolved, "simulators": simulators or {},
         "curves": mean_curves, "missing": missing, "jobs": statuses or [],
         "config": {k: v for k, v in cfg.__dict__.items() if k != "command"},
     }
@@ -350,6 +439,11 @@ def report_markdown(rep: dict[str, Any]) -> str:
     lines = [f"# Agent comparison on `{rep['dataset']}`", ""]
     if rep.get("command"):
         lines += ["Produced by:", "", "```", rep["command"], "```", ""]
+    df = rep.get("data_file")
+    if df:
+        cols_txt = ",".join(f"{r}={c}" for r, c in df["columns"].items())
+        lines += [f"Data: `{df['path']}` (sha256 `{df['sha256']}`; columns `{cols_txt}`"
+                  + (f"; sep `{df['sep']}`" if df.get("sep") else "") + ").", ""]
     lines += [f"Seeds {', '.join(map(str, rep['seeds']))}; protocol `{rep['protocol']}`; logged metrics on the test "
               f"split; simulator(s): {', '.join(f'`{s}`' for s in rep['sims']) or 'none'}. Cells: mean ± std over "
               "seeds (sample std).", ""]
@@ -368,19 +462,69 @@ def report_markdown(rep: dict[str, Any]) -> str:
         for a in rep["agents"]:
             if a != rep["baseline"]:
                 lines.append(f"| {a} | " + " | ".join(_fmt_p(rep["table"][a].get(k)) for k, _ in tested) + " |")
+    ranks = rep.get("ranks") or {}
+    if ranks and len(rep["agents"]) > 1:
+        labels = dict(cols)
+        lines += ["", "Rank of each agent under each criterion (1 = best mean; ties share a rank):", "",
+                  "| agent | " + " | ".join(f"{name} ({labels.get(r['key'], r['key'])})" for name, r in ranks.items())
+                  + " |", "|---|" + "---:|" * len(ranks)]
+        for a in rep["agents"]:
+            lines.append(f"| {a} | " + " | ".join(str(r["rank"].get(a, "-")) for r in ranks.values()) + " |")
     if rep["rank_correlations"]:
         lines += ["", "Spearman rank correlation across agents (of the per-agent means):", "",
                   "| pair | ρ | agents |", "|---|---:|---:|"]
+        few = False
         for name, c in rep["rank_correlations"].items():
             rho = "-" if c["spearman"] is None else f"{c['spearman']:.3f}"
-            lines.append(f"| {name} | {rho} | {c['n_agents']} |")
+            flag = " ⚠" if c["n_agents"] < MIN_AGENTS_RHO else ""
+            few |= bool(flag)
+            lines.append(f"| {name} | {rho} | {c['n_agents']}{flag} |")
+        if few:
+            lines += ["", f"⚠ A ρ over fewer than {MIN_AGENTS_RHO} agents says little: with 3 agents a perfect ρ = ±1 "
+                      "arises by chance in one random order of 6; compare more agents before trusting it."]
+    conv = rep.get("convergence") or {}
+    judged = {a: runs for a, runs in conv.items() if any(r["converged"] is not None for r in runs.values())}
+    if judged:
+        lines += ["", f"Best validation step (`{rep['metric']}`) per seed; **not converged** = the best step is the "
+                  "run's first or last evaluation (train longer, or check the learning rate):", "",
+                  "| agent | best step per seed | evaluations | converged |", "|---|---|---:|---|"]
+        for a, runs in judged.items():
+            steps = ", ".join(f"{r['best_step']}" for r in runs.values())
+            bad = [f"seed {s} ({r['edge']})" for s, r in runs.items() if r["converged"] is False]
+            n = max(r["n_evals"] for r in runs.values())
+            lines.append(f"| {a} | {steps} | {n} | {'**not converged**: ' + ', '.join(bad) if bad else 'yes'} |")
+    sims = rep.get("simulators") or {}
+    if sims:
+        keys = sorted({k for d in sims.values() for k in d})
+        lines += ["", "Simulator diagnostics (`env.report()`: held-out RMSE of the imputed rating, mean imputed "
+                  "rating of observed vs unobserved cells, popularity lean of the imputed top items):", "",
+                  "| simulator | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+        for env_id, d in sims.items():
+            lines.append(f"| `{env_id}` | " + " | ".join("-" if d.get(k) is None else f"{d[k]:.4f}" for k in keys) + " |")
+    rcs = rep.get("resolved_configs") or {}
+    if rcs:
+        lines += ["", "Resolved configurations (`recgym.agents.resolved_config`; every field in `report.json`):", ""]
+        for a, rc in rcs.items():
+            set_by = rc.get("set_by", {})
+            fields = ", ".join(f"`{k}={rc['config'].get(k)!r}` ({set_by[k]})" for k in sorted(set_by)) or "all defaults"
+            lines.append(f"* {a}: layers {' < '.join(['defaults', *rc.get('layers', [])])}; {fields}")
     if rep["missing"]:
         lines += ["", f"**Missing ({len(rep['missing'])} job(s), not in the table; re-run the same command to finish "
                   "them):** " + ", ".join(f"{m['agent']} seed {m['seed']}" for m in rep["missing"])]
-    lines += ["", "![validation curves](curves.png)", "", "![logged vs simulated](logged_vs_sim.png)"]
+    glossary = [(t, d) for t, d in GLOSSARY if any(t.split(" /")[0] in lab for _, lab in cols)]
+    if glossary:
+        lines += ["", "Glossary:", ""] + [f"* **{t}**: {d}." for t, d in glossary]
+    if _has_curves(rep):
+        lines += ["", "![validation curves](curves.png)"]
+    if rep["rank_correlations"]:
+        lines += ["", "![logged vs simulated](logged_vs_sim.png)"]
     if any("js_mu" in rep["table"][a] for a in rep["agents"]):
         lines += ["", "![JS to the logging policy](divergence.png)"]
     return "\n".join(lines) + "\n"
+
+
+def _has_curves(rep: dict[str, Any]) -> bool:
+    return any(rep["curves"].get(a, {}).get(rep["metric"]) for a in rep["agents"])
 
 
 def _save(fig: Any, path: Path, dpi: int = 100) -> None:
@@ -389,9 +533,28 @@ def _save(fig: Any, path: Path, dpi: int = 100) -> None:
 
 
 def plot_report(rep: dict[str, Any], out: Path) -> list[Path]:
-    """``curves.png``, ``logged_vs_sim.png`` and (when some agent has JS to μ̂) ``divergence.png``."""
+    """``curves.png`` (when some agent has a validation curve), ``logged_vs_sim.png`` (when some pair of
+    criteria has values) and ``divergence.png`` (when some agent has JS to μ̂); no empty figure."""
     plt = pyplot()
-    written = []
+    written: list[Path] = []
+    agents, metric = rep["agents"], rep["metric"]
+    if _has_curves(rep):
+        written.append(_plot_curves(plt, rep, out))
+    if rep["rank_correlations"]:
+        written.append(_plot_pairs(plt, rep, out))
+    js = [(a, rep["table"][a]["js_mu"]) for a in agents if "js_mu" in rep["table"][a]]
+    if js:
+        fig, ax = plt.subplots(figsize=(1.2 * len(js) + 2, 3.2))
+        ax.bar([a for a, _ in js], [c["mean"] for _, c in js], yerr=[c["std"] for _, c in js], capsize=3)
+        ax.axhline(math.log(2), ls=":", color="grey", label="ln 2 (max)")
+        ax.set_ylabel("JS(π̂ ‖ μ̂), test states")
+        ax.legend(fontsize=8)
+        _save(fig, out / "divergence.png")
+        written.append(out / "divergence.png")
+    return written
+
+
+def _plot_curves(plt: Any, rep: dict[str, Any], out: Path) -> Path:
     agents, metric = rep["agents"], rep["metric"]
     n = len(agents)
     ncol = min(n, 3)
@@ -426,8 +589,11 @@ def plot_report(rep: dict[str, Any], out: Path) -> list[Path]:
         ax.set_axis_off()
     fig.suptitle(f"validation curves on {rep['dataset']} (mean ± std over seeds)", fontsize=10)
     _save(fig, out / "curves.png")
-    written.append(out / "curves.png")
+    return out / "curves.png"
 
+
+def _plot_pairs(plt: Any, rep: dict[str, Any], out: Path) -> Path:
+    agents, metric = rep["agents"], rep["metric"]
     pairs = [(c["x"], c["y"], name) for name, c in rep["rank_correlations"].items()]
     labels = {metric: f"logged test {metric}", "sim_iar@1": "simulated iAR@1", "sim_mean_return": "simulated return",
               "true_value": "true value (oracle)"}
@@ -441,29 +607,18 @@ def plot_report(rep: dict[str, Any], out: Path) -> list[Path]:
         rho = rep["rank_correlations"][name]["spearman"]
         ax.set_xlabel(labels.get(x, x))
         ax.set_ylabel(labels.get(y, y))
-        ax.set_title(f"Spearman ρ = {'-' if rho is None else f'{rho:.2f}'}", fontsize=9)
-    if not pairs:
-        axes[0, 0].text(0.5, 0.5, "no simulator value to compare with", ha="center", va="center",
-                        transform=axes[0, 0].transAxes)
-        axes[0, 0].set_axis_off()
+        n_ag = rep["rank_correlations"][name]["n_agents"]
+        ax.set_title(f"Spearman ρ = {'-' if rho is None else f'{rho:.2f}'} ({n_ag} agents"
+                     + (", too few to trust" if n_ag < MIN_AGENTS_RHO else "") + ")", fontsize=9)
     _save(fig, out / "logged_vs_sim.png")
-    written.append(out / "logged_vs_sim.png")
-
-    js = [(a, rep["table"][a]["js_mu"]) for a in agents if "js_mu" in rep["table"][a]]
-    if js:
-        fig, ax = plt.subplots(figsize=(1.2 * len(js) + 2, 3.2))
-        ax.bar([a for a, _ in js], [c["mean"] for _, c in js], yerr=[c["std"] for _, c in js], capsize=3)
-        ax.axhline(math.log(2), ls=":", color="grey", label="ln 2 (max)")
-        ax.set_ylabel("JS(π̂ ‖ μ̂), test states")
-        ax.legend(fontsize=8)
-        _save(fig, out / "divergence.png")
-        written.append(out / "divergence.png")
-    return written
+    return out / "logged_vs_sim.png"
 
 
 def write_report(rep: dict[str, Any], out: str | Path) -> list[Path]:
     """Write ``report.json``, ``report.md`` and the figures atomically into ``out``."""
     out = Path(out)
+    for stale in ("curves.png", "logged_vs_sim.png", "divergence.png"):  # a figure this report does not draw
+        (out / stale).unlink(missing_ok=True)
     files = plot_report(rep, out)
     write_json(out / "report.json", rep)
     atomic_write(out / "report.md", report_markdown(rep))
@@ -472,4 +627,5 @@ def write_report(rep: dict[str, Any], out: str | Path) -> list[Path]:
 
 __all__ = ["aggregate", "atomic_write", "flatten_results", "fmt_cell", "format_table", "holm", "md_table",
            "paired_tests", "plot_curves", "plot_report", "pyplot", "report_markdown", "rows_markdown",
-           "rows_over_seeds", "save_figure", "summary", "write_json", "write_report"]
+           "rows_over_seeds", "save_figure", "summary", "summary_writer_class", "write_json", "write_report",
+           "write_tensorboard"]

@@ -133,12 +133,7 @@ class WeightedMF:
         n_items = int(items.max()) + 1 if n_items is None else int(n_items)
         if len(users) and (users.min() < 0 or users.max() >= n_users or items.min() < 0 or items.max() >= n_items):
             raise ValueError(f"WeightedMF.fit: ids out of range for n_users={n_users}, n_items={n_items}")
-        # keep the last rating of duplicated cells
-        key = users * n_items + items
-        _, last = np.unique(key[::-1], return_index=True)
-        keep = np.sort(len(key) - 1 - last)
-        users, items, y = users[keep], items[keep], ratings[keep] - cfg.baseline
-        self._obs = (users, items, y)
+        users, items, y = self.set_observed(users, items, ratings, n_items)._obs
 
         rng = np.random.default_rng(cfg.seed)
         if init is None:
@@ -243,6 +238,16 @@ class WeightedMF:
         return {f"top{k}_pop_corr": float(rho), f"top{k}_pop_pct": float(counts @ pct / max(counts.sum(), 1))}
 
     # ------------------------------------------------------------------ io
+    def set_observed(self, users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_items: int) -> "WeightedMF":
+        """Record the observed cells (the last rating of a duplicated cell, minus the baseline) that
+        :meth:`fit` trains on and :meth:`imputation_report` reads; a loaded model gets them here."""
+        users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
+        key = users * int(n_items) + items
+        _, last = np.unique(key[::-1], return_index=True)
+        keep = np.sort(len(key) - 1 - last)
+        self._obs = (users[keep], items[keep], np.asarray(ratings, dtype=np.float64)[keep] - self.config.baseline)
+        return self
+
     def save(self, path: str | Path) -> Path:
         """Write factors and config to an ``.npz`` atomically (no pickle)."""
         from recgym.data.io import atomic_path
