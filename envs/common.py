@@ -28,6 +28,18 @@ HOW_TO_GET_DATA = (
 )
 
 
+def job_split_kwargs(*, dataset: str, seed: int, data_params: dict[str, Any], data_dir: str | None,
+                     download: bool, cache_dir: Path | None = None) -> dict[str, Any]:
+    """How an env that replays a job's own split is built on a harness job's data
+    (``recgym.experiments``): every loader parameter, ``data_dir`` / ``download`` and the job's split
+    seed, so the env's test part is the job's test part. ``cache_dir`` is not used."""
+    kw: dict[str, Any] = dict(data_params)
+    if data_dir is not None:
+        kw["data_dir"] = data_dir
+    kw.update(download=download, seed=seed)
+    return kw
+
+
 def load_env_split(
     source: str | None,
     data: Split | SessionLog | str | os.PathLike | None = None,
