@@ -12,7 +12,7 @@
 
 Times are medians over repeated runs after a warm-up, with ``torch.cuda.synchronize()`` around
 each. Without a CUDA device the script says so and exits with status 2; it never falls back to
-the CPU (``agents/bench_train.py`` and ``agents/bench_gen.py`` time the CPU).
+the CPU (``benchmarks/train.py`` and ``benchmarks/gen.py`` time the CPU).
 
     python benchmarks/gpu.py                 # all three on cuda:0
     python benchmarks/gpu.py gen --device cuda:1 --json gpu.json
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         raise RecgymError(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
     if not torch.cuda.is_available():
         raise RecgymError("no CUDA device (torch.cuda.is_available() is False): this script only times GPUs; "
-                          "agents/bench_train.py and agents/bench_gen.py time the CPU")
+                          "benchmarks/train.py and benchmarks/gen.py time the CPU")
     device = torch.device(args.device)
     if device.type != "cuda":
         raise RecgymError(f"--device must be a CUDA device, got {args.device!r}")
