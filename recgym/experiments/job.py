@@ -71,6 +71,8 @@ class JobSpec:
     reward_scheme: str | None = None
     data_params: dict[str, Any] = field(default_factory=dict)
     """Extra loader arguments, e.g. ``{"n_sessions": 500}`` for synthetic."""
+    last_n_events: int | None = None
+    """Every session keeps only its last N events before the split (``load_split(..., last_n_events=N)``)."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """Config fields of the agent (``--set``)."""
     epochs: float | None = None
@@ -229,7 +231,8 @@ def load_job_split(spec: JobSpec) -> Any:
 
     try:
         return load_split(spec.dataset, spec.data_dir, reward_scheme=spec.reward_scheme, seed=spec.seed,
-                          protocol=spec.protocol, download=spec.download, **spec.data_params)
+                          protocol=spec.protocol, last_n_events=spec.last_n_events, download=spec.download,
+                          **spec.data_params)
     except RecgymError:
         raise
     except (ValueError, TypeError, FileNotFoundError) as e:
@@ -335,7 +338,10 @@ def sim_env_kwargs(spec: JobSpec, env_id: str, mf_dir: Path | None = None) -> di
     entry = gym.registry[env_id].entry_point
     env_cls = load_env_creator(entry) if isinstance(entry, str) else entry
     make_kwargs = getattr(env_cls, "job_kwargs", None) or default_env_kwargs
-    kw = make_kwargs(dataset=spec.dataset, seed=spec.seed, data_params=dict(spec.data_params), data_dir=spec.data_dir,
+    data_params = dict(spec.data_params)
+    if spec.last_n_events is not None:  # the env's data is the job's windowed data too
+        data_params["last_n_events"] = spec.last_n_events
+    kw = make_kwargs(dataset=spec.dataset, seed=spec.seed, data_params=data_params, data_dir=spec.data_dir,
                      download=spec.download, cache_dir=None if mf_dir is None else Path(mf_dir))
     kw["split"] = "test"  # held-out contexts, never the ones the agent trained on
     return kw
