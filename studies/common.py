@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 from typing import Any
 
 from recgym.experiments import JobSpec, run_jobs
@@ -25,9 +26,11 @@ def paper_defaults(agent: str, dataset: str, protocol: str | None) -> dict[str, 
     return {f.name: f.default for f in dataclasses.fields(cls.Config) if f.name in keys}
 
 
-def run_study_jobs(jobs: list[JobSpec], workers: int, t0: float) -> dict[str, str]:
-    """Run ``jobs`` (finished ones are reused); returns ``{job dir: error}`` of those that failed."""
-    statuses = run_jobs(jobs, workers=workers, log=lambda m: print(f"[{time.perf_counter() - t0:7.1f}s] {m}", flush=True))
+def run_study_jobs(jobs: list[JobSpec], workers: int, t0: float, mf_dir: Path | None = None) -> dict[str, str]:
+    """Run ``jobs`` (finished ones are reused; ``mf_dir`` caches the fitted imputers of the MF user
+    envs); returns ``{job dir: error}`` of those that failed."""
+    statuses = run_jobs(jobs, workers=workers, mf_dir=mf_dir,
+                        log=lambda m: print(f"[{time.perf_counter() - t0:7.1f}s] {m}", flush=True))
     return {st["dir"]: st["error"] for st in statuses if st["status"] in ("failed", "crashed")}
 
 
