@@ -3,13 +3,17 @@ from their papers' defaults, the fan-out of a study's jobs, and reading the trai
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
+from recgym.errors import EXIT_JOBS_FAILED, BadInputError
 from recgym.experiments import JobSpec, run_jobs
+from recgym.experiments.cli import split_list
 from recgym.experiments.job import load_trained_agent
+from recgym.experiments.report import atomic_write, write_json
 
 
 def paper_defaults(agent: str, dataset: str, protocol: str | None) -> dict[str, Any]:
@@ -37,3 +41,35 @@ def run_study_jobs(jobs: list[JobSpec], workers: int, t0: float, mf_dir: Path | 
 def trained(spec: JobSpec) -> Any:
     """The trained agent of a finished job (its best weights, ``model.pt``)."""
     return load_trained_agent(spec.job_dir(), spec.agent)
+
+
+def study_parser(doc: str, name: str, datasets: tuple[str, ...], unit: str) -> argparse.ArgumentParser:
+    """The arguments every paper study takes (``unit``: what one job is, for ``--jobs``' help)."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny synthetic data, one seed (a smoke run, < 90 s)")
+    p.add_argument("--datasets", default="synthetic", help=f"comma-separated from {', '.join(datasets)}")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 (quick) or 0 1 2")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", default=f"runs/{name}_study")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    p.add_argument("--jobs", type=int, default=1, help=f"parallel worker processes, one job ({unit}) each")
+    return p
+
+
+def datasets_and_seeds(args: argparse.Namespace, known: tuple[str, ...]) -> tuple[list[str], list[int]]:
+    """``--datasets`` / ``--seeds`` resolved (``--quick``: synthetic, seed 0)."""
+    datasets = ["synthetic"] if args.quick else split_list(args.datasets)
+    if unknown := sorted(set(datasets) - set(known)):
+        raise BadInputError(f"--datasets: unknown dataset(s) {unknown}; choose from {', '.join(known)}")
+    return datasets, args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
+
+
+def write_study(out: Path, md: list[str], res: dict[str, Any], failed: dict[str, str]) -> int:
+    """``tables.md`` (``md`` and the failures of ``res["errors"]``) and ``results.json``, atomically;
+    the exit status (:data:`recgym.errors.EXIT_JOBS_FAILED` when a job failed)."""
+    md = md + [f"\n**{k}: job(s) failed or not run:** {v}" for k, v in res["errors"].items()]
+    atomic_write(out / "tables.md", "\n".join(md) + "\n")
+    write_json(out / "results.json", res, indent=1)
+    print("\n".join(md))
+    print(f"wrote {out / 'results.json'}, {out / 'tables.md'} in {res['seconds']:.1f}s")
+    return EXIT_JOBS_FAILED if failed else 0

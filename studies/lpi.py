@@ -28,7 +28,6 @@ std over seeds; Tables 1 and 3 with a paired test by seed against μ̂, Holm-cor
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -36,11 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from recgym.errors import EXIT_JOBS_FAILED, BadInputError, cli
+from recgym.errors import BadInputError, cli
 from recgym.experiments import JobSpec, finished_results
-from recgym.experiments.cli import command_line, split_list
-from recgym.experiments.report import atomic_write, pyplot, rows_markdown, rows_over_seeds, save_figure, write_json
-from studies.common import paper_defaults, run_study_jobs, trained
+from recgym.experiments.cli import command_line
+from recgym.experiments.report import pyplot, rows_markdown, rows_over_seeds, save_figure
+from studies.common import datasets_and_seeds, paper_defaults, run_study_jobs, study_parser, trained, write_study
 
 QUICK = dict(
     world=dict(n_users=150, n_items=60, n_genres=6),
@@ -55,6 +54,7 @@ FULL = dict(
     max_states=20000,
 )
 KS = (5, 10, 20)
+DATASETS = ("synthetic", "ml-100k", "ml-1m", "netflix")
 
 
 BANDIT = {"L_μ": "lmu", "IPS": "ips"}
@@ -264,21 +264,10 @@ def plot_by_length(path: Path, breakdown: dict[str, list[dict[str, Any]]]) -> No
 
 @cli("studies.lpi")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny synthetic data, one seed (a smoke run, < 90 s)")
-    p.add_argument("--datasets", default="synthetic", help="comma-separated: synthetic, ml-100k")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 (quick) or 0 1 2")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--out", default="runs/lpi_study")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
-    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes, one job (policy x part x dataset x seed) each")
+    p = study_parser(__doc__, "lpi", DATASETS, "policy x part x dataset x seed")
     args = p.parse_args(argv)
     P = QUICK if args.quick else FULL
-    datasets = ["synthetic"] if args.quick else split_list(args.datasets)
-    unknown = sorted(set(datasets) - {"synthetic", "ml-100k", "ml-1m", "netflix"})
-    if unknown:
-        raise BadInputError(f"--datasets: unknown dataset(s) {unknown}")
-    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
+    datasets, seeds = datasets_and_seeds(args, DATASETS)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -339,20 +328,13 @@ def main(argv: list[str] | None = None) -> int:
             md += [f"\n## Figure 3 data — {ds}, session {kind} NDCG@20 by #{kind}s "
                    f"(p: paired t-test over sessions LPI^RL vs {per_seed[0][kind]['rival']}, mean over seeds)\n",
                    rows_markdown(rows_over_seeds(rows, ("bucket",)), ("bucket",), digits=3)]
-    for k, v in res["errors"].items():
-        md.append(f"\n**{k}: job(s) failed or not run:** {v}")
     if res["sweep"]:
         plot_sweep(out / "sweep.png", res["sweep"])
         md.append("\n![β/λ sweep](sweep.png)")
     if res["by_length"]:
         plot_by_length(out / "by_length.png", res["by_length"])
         md.append("\n![gains by sequence length](by_length.png)")
-    atomic_write(out / "tables.md", "\n".join(md) + "\n")
-    write_json(out / "results.json", res, indent=1)
-    print("\n".join(md))
-    print(f"wrote {out / 'results.json'}, {out / 'tables.md'} in {res['seconds']:.1f}s")
-    return EXIT_JOBS_FAILED if failed else 0
-
+    return write_study(out, md, res, failed)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -31,7 +31,6 @@ by a paired test by seed, Holm-corrected) and ``sweep.png`` into ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -40,11 +39,11 @@ from typing import Any
 
 import numpy as np
 
-from recgym.errors import EXIT_JOBS_FAILED, BadInputError, cli
+from recgym.errors import BadInputError, cli
 from recgym.experiments import JobSpec, finished_results
-from recgym.experiments.cli import command_line, split_list
-from recgym.experiments.report import atomic_write, pyplot, rows_markdown, rows_over_seeds, save_figure, write_json
-from studies.common import paper_defaults, run_study_jobs, trained
+from recgym.experiments.cli import command_line
+from recgym.experiments.report import pyplot, rows_markdown, rows_over_seeds, save_figure
+from studies.common import datasets_and_seeds, paper_defaults, run_study_jobs, study_parser, trained, write_study
 
 ENCODERS = ("sasrec", "gru", "caser", "nextitnet")
 MUS = (0.5, 1, 2, 4, 8)
@@ -211,16 +210,9 @@ def plot_sweep(path: Path, sweeps: dict[str, list[list[dict[str, Any]]]]) -> Non
 
 @cli("studies.prl")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny synthetic data, one seed (a smoke run, < 90 s)")
-    p.add_argument("--datasets", default="synthetic", help=f"comma-separated from {', '.join(DATASETS)}")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 (quick) or 0 1 2")
+    p = study_parser(__doc__, "prl", DATASETS, "method x encoder x dataset x seed")
     p.add_argument("--epochs", type=float, default=None, help="training epochs of every method (replaces the step budget)")
     p.add_argument("--steps", type=int, default=None, help="training steps of every method (full run; default 600)")
-    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes, one job (method x encoder x dataset x seed) each")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--out", default="runs/prl_study")
-    p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     P = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (QUICK if args.quick else FULL).items()}
     if args.epochs is not None and not args.quick:
@@ -228,11 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         P["agent"]["epochs"] = args.epochs
     if args.steps is not None and not args.quick:
         P["agent"]["steps"] = args.steps
-    datasets = ["synthetic"] if args.quick else split_list(args.datasets)
-    unknown = sorted(set(datasets) - set(DATASETS))
-    if unknown:
-        raise BadInputError(f"--datasets: unknown dataset(s) {unknown}; choose from {', '.join(DATASETS)}")
-    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
+    datasets, seeds = datasets_and_seeds(args, DATASETS)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -269,17 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     for ds, per_seed in res["sweep"].items():
         md += [f"\n## Inference prompt sweep, GRU-PRL (Figures 4–5) — {ds}\n",
                rows_markdown(rows_over_seeds(per_seed, ("param", "value")), ("param", "value"))]
-    for k, v in res["errors"].items():
-        md.append(f"\n**{k}: job(s) failed:** {v}")
     if res["sweep"]:
         plot_sweep(out / "sweep.png", res["sweep"])
         md.append("\n![μ and ε sweeps](sweep.png)")
-    atomic_write(out / "tables.md", "\n".join(md) + "\n")
-    write_json(out / "results.json", res, indent=1)
-    print("\n".join(md))
-    print(f"wrote {out / 'results.json'}, {out / 'tables.md'} in {res['seconds']:.1f}s")
-    return EXIT_JOBS_FAILED if failed else 0
-
+    return write_study(out, md, res, failed)
 
 if __name__ == "__main__":
     sys.exit(main())
