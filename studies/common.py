@@ -50,18 +50,21 @@ def study_parser(doc: str, name: str, datasets: tuple[str, ...], unit: str) -> a
     p.add_argument("--datasets", default="synthetic", help=f"comma-separated from {', '.join(datasets)}")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 (quick) or 0 1 2")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--out", default=f"runs/{name}_study")
+    p.add_argument("--out", default=f"runs/{name}_study", help="report folder (tables.md, results.json, figures)")
+    p.add_argument("--runs", default=None, help=f"job folders (default runs/{name}; <out>/runs with --quick)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument("--jobs", type=int, default=1, help=f"parallel worker processes, one job ({unit}) each")
     return p
 
 
-def datasets_and_seeds(args: argparse.Namespace, known: tuple[str, ...]) -> tuple[list[str], list[int]]:
-    """``--datasets`` / ``--seeds`` resolved (``--quick``: synthetic, seed 0)."""
+def study_setup(args: argparse.Namespace, name: str, known: tuple[str, ...]) -> tuple[list[str], list[int], Path]:
+    """``--datasets``, ``--seeds`` and ``--runs`` resolved (``--quick``: synthetic, seed 0, ``<out>/runs``)."""
     datasets = ["synthetic"] if args.quick else split_list(args.datasets)
     if unknown := sorted(set(datasets) - set(known)):
         raise BadInputError(f"--datasets: unknown dataset(s) {unknown}; choose from {', '.join(known)}")
-    return datasets, args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
+    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
+    runs = Path(args.runs) if args.runs else (Path(args.out) / "runs" if args.quick else Path("runs") / name)
+    return datasets, seeds, runs
 
 
 def write_study(out: Path, md: list[str], res: dict[str, Any], failed: dict[str, str]) -> int:

@@ -17,9 +17,9 @@
     purchases in the session, with a paired t-test LPI^RL vs SQN per bucket.
 
 Every policy of every (part, dataset, seed) is one harness job (:class:`recgym.experiments.JobSpec`,
-:func:`recgym.experiments.run_jobs`; ``--jobs`` workers) in ``<out>/runs/<part>/<dataset>/seed<N>/``,
-in two waves: μ̂ (``sasrec``, and SQN / SAC), then the policies whose ``logging_policy`` is μ̂'s
-``model.pt``. A finished job is reused, an interrupted one resumes. The Table 1 numbers are the
+:func:`recgym.experiments.run_jobs`; ``--jobs`` workers) in ``<runs>/<part>/<dataset>/seed<N>/``
+(``--runs``, default ``runs/lpi``), in two waves: μ̂ (``sasrec``, and SQN / SAC), then the policies
+whose ``logging_policy`` is μ̂'s ``model.pt``. A finished job is reused, an interrupted one resumes. The Table 1 numbers are the
 jobs' MF user simulator evaluations (every held-out context), Table 3 their test metrics. Then the
 study writes ``results.json`` (every number, per seed, with the config), ``tables.md`` (mean ± sample
 std over seeds; Tables 1 and 3 with a paired test by seed against μ̂, Holm-corrected across policies),
@@ -39,7 +39,7 @@ from recgym.errors import BadInputError, cli
 from recgym.experiments import JobSpec, finished_results
 from recgym.experiments.cli import command_line
 from recgym.experiments.report import pyplot, rows_markdown, rows_over_seeds, save_figure
-from studies.common import datasets_and_seeds, paper_defaults, run_study_jobs, study_parser, trained, write_study
+from studies.common import paper_defaults, run_study_jobs, study_parser, study_setup, trained, write_study
 
 QUICK = dict(
     world=dict(n_users=150, n_items=60, n_genres=6),
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     p = study_parser(__doc__, "lpi", DATASETS, "policy x part x dataset x seed")
     args = p.parse_args(argv)
     P = QUICK if args.quick else FULL
-    datasets, seeds = datasets_and_seeds(args, DATASETS)
+    datasets, seeds, runs = study_setup(args, "lpi", DATASETS)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -280,18 +280,18 @@ def main(argv: list[str] | None = None) -> int:
     for ds in datasets:
         for seed in seeds:
             try:
-                bandit[(ds, seed)] = bandit_jobs(ds, seed, P, out / "runs", ctx)
+                bandit[(ds, seed)] = bandit_jobs(ds, seed, P, runs, ctx)
             except BadInputError as e:
                 res["errors"][f"bandit/{ds}"] = str(e)
-            mdp[(ds, seed)] = mdp_jobs(ds, seed, P, out / "runs", ctx)
+            mdp[(ds, seed)] = mdp_jobs(ds, seed, P, runs, ctx)
     # MDP before bandit and bigger data first, so no long job runs alone at the end
     jobs = [j for (ds, _), (js, sw) in sorted(mdp.items(), key=lambda kv: kv[0][0] == "synthetic")
             for j in [*js.values(), *(spec for _, _, spec in sw)]]
     jobs += [j for (ds, _), js in sorted(bandit.items(), key=lambda kv: kv[0][0] == "synthetic") for j in js.values()]
     # two waves: μ̂ (and the policies without one), then the policies that load μ̂'s model.pt
-    failed = run_study_jobs([j for j in jobs if j.logging_policy is None], args.jobs, t0, out / "mf")
+    failed = run_study_jobs([j for j in jobs if j.logging_policy is None], args.jobs, t0, runs / "mf")
     failed.update(run_study_jobs([j for j in jobs if j.logging_policy is not None and Path(j.logging_policy).exists()],
-                                 args.jobs, t0, out / "mf"))
+                                 args.jobs, t0, runs / "mf"))
     for ds in datasets:
         for part, units in (("bandit", bandit), ("mdp", mdp)):
             for seed in seeds:

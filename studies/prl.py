@@ -22,8 +22,9 @@ the encoder settings (hidden 64, batch 256, Adam lr 0.01, state_len 10) and the 
 training steps (600 by default, `--steps` / `--epochs`); SAC switches to the Q-weighted CE half-way.
 
 Every method x encoder x dataset x seed is one harness job (:class:`recgym.experiments.JobSpec`, run
-by :func:`recgym.experiments.run_jobs`; ``--jobs`` workers), kept in ``<out>/runs/<dataset>/seed<N>/
-<encoder>-<agent>/``: a finished job is reused, an interrupted one resumes. Then the study writes
+by :func:`recgym.experiments.run_jobs`; ``--jobs`` workers), kept in ``<runs>/<dataset>/seed<N>/
+<encoder>-<agent>/`` (``--runs``, default ``runs/prl``): a finished job is reused, an interrupted one
+resumes. Then the study writes
 ``results.json`` (every number, per seed, with the command), ``tables.md`` (mean ± sample std over
 seeds; each method against the cross-entropy model of its encoder, and each ablation against PRL,
 by a paired test by seed, Holm-corrected) and ``sweep.png`` into ``--out``.
@@ -43,7 +44,7 @@ from recgym.errors import BadInputError, cli
 from recgym.experiments import JobSpec, finished_results
 from recgym.experiments.cli import command_line
 from recgym.experiments.report import pyplot, rows_markdown, rows_over_seeds, save_figure
-from studies.common import datasets_and_seeds, paper_defaults, run_study_jobs, study_parser, trained, write_study
+from studies.common import paper_defaults, run_study_jobs, study_parser, study_setup, trained, write_study
 
 ENCODERS = ("sasrec", "gru", "caser", "nextitnet")
 MUS = (0.5, 1, 2, 4, 8)
@@ -220,14 +221,14 @@ def main(argv: list[str] | None = None) -> int:
         P["agent"]["epochs"] = args.epochs
     if args.steps is not None and not args.quick:
         P["agent"]["steps"] = args.steps
-    datasets, seeds = datasets_and_seeds(args, DATASETS)
+    datasets, seeds, runs = study_setup(args, "prl", DATASETS)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     res: dict[str, Any] = {"command": command_line("python -m studies.prl", argv), "quick": args.quick, "seeds": seeds,
                            "params": P, "encoders": {}, "ablations": {}, "sweep": {}, "errors": {},
                            "seconds_by_dataset": {}}
-    units = {(ds, seed): jobs_of(ds, seed, P, out / "runs", args.data_dir, args.threads) for ds in datasets for seed in seeds}
+    units = {(ds, seed): jobs_of(ds, seed, P, runs, args.data_dir, args.threads) for ds in datasets for seed in seeds}
     failed = run_study_jobs([j for jobs in units.values() for j in jobs.values()], args.jobs, t0)
     for (ds, seed), jobs in units.items():  # in seed order; a dataset's failure is reported once
         errors = [failed[str(j.job_dir())] for j in jobs.values() if str(j.job_dir()) in failed]
