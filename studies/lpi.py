@@ -336,5 +336,6 @@ def main(argv: list[str] | None = None) -> int:
         md.append("\n![gains by sequence length](by_length.png)")
     return write_study(out, md, res, failed)
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -263,5 +263,6 @@ def main(argv: list[str] | None = None) -> int:
         md.append("\n![μ and ε sweeps](sweep.png)")
     return write_study(out, md, res, failed)
 
+
 if __name__ == "__main__":
     sys.exit(main())
