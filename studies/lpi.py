@@ -44,14 +44,13 @@ from studies.common import paper_defaults, run_study_jobs, study_parser, study_s
 QUICK = dict(
     world=dict(n_users=150, n_items=60, n_genres=6),
     ratings_per_user=15, n_sessions=400, agent=dict(hidden=16, batch_size=64, steps=150, eval_every=75),
-    betas_cb=(0.001, 0.1, 1.0, 1000.0), betas=(0.1, 1.0, 10.0), lams=(0.1, 1.0, 10.0), max_states=2000,
+    betas_cb=(0.001, 0.1, 1.0, 1000.0), betas=(0.1, 1.0, 10.0), lams=(0.1, 1.0, 10.0),
 )
 FULL = dict(
     # a CPU budget: 600 steps of batch 256 per agent (μ̂ included), so the whole study (2 datasets ×
     # 3 seeds × 23 fits) fits in 45 minutes on 2 cores; the paper trains to convergence
     world=dict(), ratings_per_user=None, n_sessions=5000, agent=dict(steps=600, eval_every=200),
     betas_cb=(0.001, 0.1, 1.0, 1000.0), betas=(0.01, 0.1, 1.0, 10.0, 100.0), lams=(0.1, 0.5, 1.0, 2.0),
-    max_states=20000,
 )
 KS = (5, 10, 20)
 DATASETS = ("synthetic", "ml-100k", "ml-1m", "netflix")
@@ -134,10 +133,10 @@ def bandit_table(jobs: dict[str, JobSpec]) -> list[dict[str, Any]]:
     return rows
 
 
-def mdp_table(jobs: dict[str, JobSpec], P: dict) -> tuple[list[dict[str, Any]], Any, dict[str, Any]]:
+def mdp_table(jobs: dict[str, JobSpec]) -> tuple[list[dict[str, Any]], Any, dict[str, Any]]:
     """Table 3 rows (purchase / click HR and NDCG @5/10/20, JS to μ̂), the test log and the trained
     μ̂, SQN and LPI^RL (Figure 3)."""
-    from recgym.divergence import policy_divergence
+    from recgym.divergence import divergence_to_logging_policy
     from recgym.experiments.job import load_job_split
 
     done = {name: res for name, spec in jobs.items() if (res := finished_results(spec)) is not None}
@@ -154,8 +153,8 @@ def mdp_table(jobs: dict[str, JobSpec], P: dict) -> tuple[list[dict[str, Any]], 
             for k in KS:
                 row[f"ndcg@{k}_{kind}"] = res["test"][f"ndcg@{k}_{kind}"]
         row["JS"] = res["test"].get("js_mu")
-        if name in ("SQN", "SAC"):  # no μ̂ of their own: JS to the family's μ̂
-            row["JS"] = policy_divergence(models[name], models["μ̂"], test, "session", P["max_states"])["js"]
+        if name in ("SQN", "SAC"):  # no μ̂ of their own: JS to the family's μ̂, as the harness for the others
+            row["JS"] = divergence_to_logging_policy(models[name], test, "session", mu_agent=models["μ̂"])["js_mu"]
         rows.append(row)
     return rows, test, {n: m for n, m in models.items() if n != "SAC"}
 
@@ -306,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                     if rows := bandit_table(js):
                         res["bandit"].setdefault(ds, []).append(rows)
                     continue
-                rows, test, models = mdp_table(js, P)
+                rows, test, models = mdp_table(js)
                 if not rows:
                     continue
                 res["mdp"].setdefault(ds, []).append(rows)
