@@ -12,7 +12,7 @@
 
 Times are medians over repeated runs after a warm-up, with ``torch.cuda.synchronize()`` around
 each. Without a CUDA device the script says so and exits with status 2; it never falls back to
-the CPU (``agents/bench_train.py`` and ``agents/bench_gen.py`` time the CPU).
+the CPU (``benchmarks/train.py`` and ``benchmarks/gen.py`` time the CPU).
 
     python -m benchmarks.gpu                 # all three on cuda:0
     python -m benchmarks.gpu gen --device cuda:1 --json gpu.json

@@ -28,6 +28,23 @@ HOW_TO_GET_DATA = (
 )
 
 
+def job_split_kwargs(*, dataset: str, seed: int, data_params: dict[str, Any], data_dir: str | None,
+                     download: bool, cache_dir: Path | None = None,
+                     data_file: dict[str, Any] | None = None) -> dict[str, Any]:
+    """How an env that replays a job's own split is built on a harness job's data
+    (``recgym.experiments``): every loader parameter, ``data_dir`` / ``download`` and the job's split
+    seed, so the env's test part is the job's test part. ``data_file``: the job's own file as
+    :func:`load_env_split` takes it (``{"data": path, "columns": {...}, "sep": ..., "protocol": ...}``).
+    ``cache_dir`` is not used. Also the harness's default for envs without ``job_kwargs``."""
+    if data_file is not None:
+        return {**data_file, **data_params, "seed": seed}
+    kw: dict[str, Any] = dict(data_params)
+    if data_dir is not None:
+        kw["data_dir"] = data_dir
+    kw.update(download=download, seed=seed)
+    return kw
+
+
 def load_env_split(
     source: str | None,
     data: Split | SessionLog | str | os.PathLike | None = None,

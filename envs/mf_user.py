@@ -71,7 +71,7 @@ class MFUserEnv(gym.Env):
         """Keyword arguments that build this env on a harness job's data (``recgym.experiments``).
 
         Synthetic: the World of the logged data (the loader's ``world_seed`` -> ``seed``, ``World``
-        fields passed through, ``n_sessions`` dropped). Other sources: the loader parameters and one
+        fields passed through, ``n_sessions`` and ``ratings`` dropped: the env serves the World's rating log). Other sources: the loader parameters and one
         fixed imputer (``seed=0``: the same yardstick for every agent and seed). ``cache_dir``: the
         fitted imputer is kept there (``mf_path``), so every job reuses one fit. ``data_file``: your own
         file (``{"data": path, "columns": ..., "sep": ...}``), fitted on its leave-one-out training part."""
@@ -88,7 +88,7 @@ class MFUserEnv(gym.Env):
             stamp = file_stamp(Path(data_file["data"]))  # an edited file is another imputer
         elif dataset == "synthetic":
             kw = {"seed": int(data_params.get("world_seed", 0)),
-                  **{k: v for k, v in data_params.items() if k not in ("n_sessions", "world_seed")}}
+                  **{k: v for k, v in data_params.items() if k not in ("n_sessions", "world_seed", "ratings")}}
         else:
             kw = dict(data_params)
             if data_dir is not None:

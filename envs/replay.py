@@ -21,7 +21,7 @@ from gymnasium.vector.utils import batch_space
 
 from recgym.data.session_log import SessionLog
 from recgym.data.windows import last_items
-from recgym.envs.common import check_action, check_actions, check_num_envs, count_box, episode_over, id_box, load_env_split
+from recgym.envs.common import check_action, check_actions, check_num_envs, count_box, episode_over, id_box, job_split_kwargs, load_env_split
 from recgym.errors import BadInputError
 
 
@@ -65,6 +65,13 @@ class ReplayEnv(gym.Env):
     """
 
     metadata = {"render_modes": []}
+
+    @classmethod
+    def job_kwargs(cls, **job: Any) -> dict[str, Any]:
+        """How the harness builds this env on a job's data (:func:`recgym.envs.common.job_split_kwargs`):
+        the job's loader parameters and split seed, so its test part is the job's test part."""
+        return job_split_kwargs(**job)
+
 
     def __init__(self, source: str = "synthetic", split: str = "train", state_len: int = 10, slate_size: int = 1,
                  order: str = "random", data: Any = None, data_dir: Any = None, download: bool = False,

@@ -28,7 +28,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from recgym.data.windows import last_items, last_items_of_lists
-from recgym.envs.common import check_action, check_actions, check_num_envs, contexts_of, count_box, episode_over, id_box, load_env_split
+from recgym.envs.common import check_action, check_actions, check_num_envs, contexts_of, count_box, episode_over, id_box, job_split_kwargs, load_env_split
 from recgym.envs.rewards import SlateReward
 
 
@@ -101,6 +101,13 @@ class SlateNextKEnv(gym.Env):
     """
 
     metadata = {"render_modes": []}
+
+    @classmethod
+    def job_kwargs(cls, **job: Any) -> dict[str, Any]:
+        """How the harness builds this env on a job's data (:func:`recgym.envs.common.job_split_kwargs`):
+        the job's loader parameters and split seed, so its test part is the job's test part."""
+        return job_split_kwargs(**job)
+
 
     def __init__(self, source: str = "synthetic", split: str = "train", slate_size: int = 10, state_len: int = 200,
                  lambda_ild: float = 0.0, lambda_pop: float = 0.0, mask_history: bool = True,

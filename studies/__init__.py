@@ -6,8 +6,9 @@ tables) over the harness in :mod:`recgym.experiments`. Run from the repository r
     python -m studies.prl --quick --out runs/prl_quick
     python -m studies.gptrec --quick --out runs/gptrec_quick
     python -m studies.iar_vs_truth --seeds 0 1
+    RECGYM_DATA_DIR=/work/shared/data python -m studies.ope_obd --campaign all
 
-Every study has ``--quick`` (a smoke run on tiny synthetic data, not results) and writes its
+Every training study has ``--quick`` (a smoke run on tiny synthetic data, not results) and writes its
 report with :func:`recgym.experiments.report.atomic_write`; statistics are those of
 :mod:`recgym.experiments.report` (mean ± sample std, paired tests by seed, Holm's correction).
 """

@@ -173,7 +173,7 @@ def summarise(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for name in rows[0]:
         missing = [i for i, r in enumerate(rows) if name not in r]
         if missing:
-            raise KeyError(f"gptrec_study: row {name!r} is missing from seed result(s) {missing}")
+            raise KeyError(f"studies.gptrec: row {name!r} is missing from seed result(s) {missing}")
         vals = {m: [r[name][m] for r in rows] for m in METRICS}
         cells = {m: summary(v) for m, v in vals.items()}
         out[name] = {"kind": rows[0][name]["kind"], **{m: (c["mean"], c["std"]) for m, c in cells.items()},

@@ -16,15 +16,18 @@
 (d) Figure 3: per-session test NDCG@20 of μ̂, SQN and LPI^RL bucketed by the number of clicks /
     purchases in the session, with a paired t-test LPI^RL vs SQN per bucket.
 
-Writes ``results.json`` (every number, per seed, with the config), ``tables.md`` (mean ± sample std
-over seeds; Tables 1 and 3 with a paired test by seed against μ̂, Holm-corrected across policies),
+Every policy of every (part, dataset, seed) is one harness job (:class:`recgym.experiments.JobSpec`,
+:func:`recgym.experiments.run_jobs`; ``--jobs`` workers) in ``<runs>/<part>/<dataset>/seed<N>/``
+(``--runs``, default ``runs/lpi``), in two waves: μ̂ (``sasrec``, and SQN / SAC), then the policies
+whose ``logging_policy`` is μ̂'s ``model.pt``. A finished job is reused, an interrupted one resumes. The Table 1 numbers are the
+jobs' MF user simulator evaluations (every held-out context), Table 3 their test metrics. Then the
+study writes ``results.json`` (every number, per seed, with the config), ``tables.md`` (mean ± sample
+std over seeds; Tables 1 and 3 with a paired test by seed against μ̂, Holm-corrected across policies),
 ``sweep.png`` and ``by_length.png`` into ``--out`` (atomically, :mod:`recgym.experiments.report`).
 """
 
 from __future__ import annotations
 
-import argparse
-import functools
 import sys
 import time
 from pathlib import Path
@@ -33,155 +36,145 @@ from typing import Any
 import numpy as np
 
 from recgym.errors import BadInputError, cli
-from recgym.evaluate import greedy_actions
-from recgym.experiments import map_units
-from recgym.experiments.cli import command_line, split_list
-from recgym.experiments.report import atomic_write, pyplot, rows_markdown, rows_over_seeds, save_figure, write_json
+from recgym.experiments import JobSpec, finished_results
+from recgym.experiments.cli import command_line
+from recgym.experiments.report import pyplot, rows_markdown, rows_over_seeds, save_figure
+from studies.common import paper_defaults, run_study_jobs, study_parser, study_setup, trained, write_study
 
 QUICK = dict(
     world=dict(n_users=150, n_items=60, n_genres=6),
     ratings_per_user=15, n_sessions=400, agent=dict(hidden=16, batch_size=64, steps=150, eval_every=75),
-    betas_cb=(0.001, 0.1, 1.0, 1000.0), betas=(0.1, 1.0, 10.0), lams=(0.1, 1.0, 10.0), max_states=2000,
+    betas_cb=(0.001, 0.1, 1.0, 1000.0), betas=(0.1, 1.0, 10.0), lams=(0.1, 1.0, 10.0),
 )
 FULL = dict(
     # a CPU budget: 600 steps of batch 256 per agent (μ̂ included), so the whole study (2 datasets ×
     # 3 seeds × 23 fits) fits in 45 minutes on 2 cores; the paper trains to convergence
     world=dict(), ratings_per_user=None, n_sessions=5000, agent=dict(steps=600, eval_every=200),
     betas_cb=(0.001, 0.1, 1.0, 1000.0), betas=(0.01, 0.1, 1.0, 10.0, 100.0), lams=(0.1, 0.5, 1.0, 2.0),
-    max_states=20000,
 )
 KS = (5, 10, 20)
+DATASETS = ("synthetic", "ml-100k", "ml-1m", "netflix")
 
 
-def _silent(msg: str) -> None:
-    pass
+BANDIT = {"L_μ": "lmu", "IPS": "ips"}
+"""Table 1 policies trained on μ̂ besides LPI^CB (one per β)."""
+MDP_MU = {"L_μ": "lmu", "PG": "pg", "IPS-PG": "ips-pg"}
+"""Table 3 policies trained on μ̂ (LPI^RL last)."""
 
 
-def _fit(agent: Any, sp: Any, protocol: str) -> Any:
-    agent.fit(sp.train, sp.valid, protocol=protocol, progress=False, log=_silent)
-    return agent
+def _spec(agent: str, unit: tuple[str, str, int], data: dict[str, Any], agent_kw: dict[str, Any], runs: Path,
+          name: str, ctx: dict[str, Any], **fields: Any) -> JobSpec:
+    """One harness job of a unit (part, dataset, seed), in ``<runs>/<part>/<dataset>/seed<N>/<name>``."""
+    part, ds, seed = unit
+    overrides = {**paper_defaults(agent, data["dataset"], data["protocol"]), **agent_kw, **fields.pop("overrides", {})}
+    return JobSpec(agent=agent, seed=seed, out=str(runs / part / ds / f"seed{seed}" / name), overrides=overrides,
+                   **data, **ctx, **fields)
 
 
-# ------------------------------------------------------------------------------ (a) bandit
-def bandit_table(dataset: str, seed: int, P: dict, data_dir: str | None, work: Path) -> list[dict[str, Any]]:
-    from recgym.agents.lpi import IPSAgent, LMuAgent, LPICBAgent
-    from recgym.agents.sasrec import SASRecAgent
-    from recgym.envs.mf_user import MFUserEnv
-    from recgym import metrics
-    from recgym.divergence import policy_divergence
+def bandit_jobs(ds: str, seed: int, P: dict, runs: Path, ctx: dict[str, Any]) -> dict[str, JobSpec]:
+    """Table 1 on a rating log split leave-one-out, evaluated in its MF user simulator: ``{policy: job}``,
+    μ̂ first (its dependants read its ``model.pt``)."""
+    from recgym.experiments.job import DEFAULT_SIMS
 
-    agent_kw = {**P["agent"]}
-    if dataset == "synthetic":
-        params = dict(P["world"])
+    if ds not in DEFAULT_SIMS:
+        raise BadInputError(f"no MF user simulator env for {ds!r} (bandit part: {', '.join(DEFAULT_SIMS)})")
+    agent_kw = dict(P["agent"])
+    if ds == "synthetic":  # the World's MNAR rating log, the data of its MF user env
+        params = {**P["world"], "ratings": True, "world_seed": seed}
         if P["ratings_per_user"]:
             params["ratings_per_user"] = P["ratings_per_user"]
-        env = MFUserEnv("synthetic", split="test", state_len=10, seed=seed, **params)
+        data = dict(dataset=ds, protocol="loo", data_params=params)
     else:
-        env = MFUserEnv(dataset, split="test", state_len=50, data_dir=data_dir, seed=seed, reward_scheme="rating")
+        data = dict(dataset=ds, protocol="loo", reward_scheme="rating")
         agent_kw = {"state_len": 50, **agent_kw}
-    sp = env.split_data
-    state_len = agent_kw.get("state_len", 10)
-    hist, hlen = env.hist[:, :state_len], np.minimum(env.hlen, state_len)
-    if env.L != state_len:
-        raise ValueError(f"state_len {env.L} != state_len {state_len}")
-
-    mu = _fit(SASRecAgent(sp.n_items, seed=seed, **agent_kw), sp, "loo")
-    mu_path = str(mu.save(work / f"mu_cb_{dataset}_{seed}.pt"))
-    policies: list[tuple[str, Any]] = [("μ̂ (logging)", mu)]
-    policies.append(("L_μ", _fit(LMuAgent(sp.n_items, seed=seed, logging_policy=mu_path, **agent_kw), sp, "loo")))
-    policies.append(("IPS", _fit(IPSAgent(sp.n_items, seed=seed, logging_policy=mu_path, **agent_kw), sp, "loo")))
+    unit, sims = ("bandit", ds, seed), list(DEFAULT_SIMS[ds])
+    mu = _spec("sasrec", unit, data, agent_kw, runs, "mu", ctx, sims=sims)
+    dep = dict(logging_policy=str(mu.job_dir() / "model.pt"), sims=sims)
+    jobs = {"μ̂ (logging)": mu, **{name: _spec(a, unit, data, agent_kw, runs, a, ctx, **dep) for name, a in BANDIT.items()}}
     for beta in P["betas_cb"]:
-        a = LPICBAgent(sp.n_items, seed=seed, logging_policy=mu_path, beta=beta, **agent_kw)
-        policies.append((f"LPI^CB (β={beta:g})", _fit(a, sp, "loo")))
+        jobs[f"LPI^CB (β={beta:g})"] = _spec("lpi-cb", unit, data, agent_kw, runs, f"lpi-cb-beta{beta:g}", ctx,
+                                             overrides={"beta": beta}, **dep)
+    return jobs
 
+
+def mdp_jobs(ds: str, seed: int, P: dict, runs: Path, ctx: dict[str, Any]) -> tuple[dict[str, JobSpec], list[tuple]]:
+    """Table 3 on session data (synthetic sessions; each user's last 20 ratings on a rating log, the
+    paper keeps the last 20 actions): ``({policy: job}, [(param, value, job)])`` with the Figure 2 sweep."""
+    if ds == "synthetic":
+        data = dict(dataset=ds, protocol="session", data_params={**P["world"], "n_sessions": P["n_sessions"], "world_seed": seed})
+    else:
+        data = dict(dataset=ds, protocol="session", reward_scheme="click-purchase", last_n_events=20)
+    unit, kw = ("mdp", ds, seed), P["agent"]
+    mu = _spec("sasrec", unit, data, kw, runs, "mu", ctx)
+    dep = dict(logging_policy=str(mu.job_dir() / "model.pt"))
+    jobs = {"μ̂": mu, **{name: _spec(a, unit, data, kw, runs, a, ctx, **dep) for name, a in MDP_MU.items()}}
+    jobs["SQN"] = _spec("sqn", unit, data, kw, runs, "sqn", ctx)
+    jobs["SAC"] = _spec("sac", unit, data, kw, runs, "sac", ctx, overrides={"switch_step": (kw.get("steps") or 1000) // 2})
+    jobs["LPI^RL"] = _spec("lpi", unit, data, kw, runs, "lpi", ctx, **dep)
+    settings = [("beta", b, dict(beta=b, lam=1.0)) for b in P["betas"]] + [("lam", l, dict(beta=1.0, lam=l)) for l in P["lams"]]
+    sweep = [(param, v, _spec("lpi", unit, data, kw, runs, f"lpi-{param}{v:g}", ctx, overrides=hp, **dep))
+             for param, v, hp in settings]
+    return jobs, sweep
+
+
+def bandit_table(jobs: dict[str, JobSpec]) -> list[dict[str, Any]]:
+    """Table 1 rows: AR@1 / iAR@1 (and the World's true@1) of the greedy item in the simulator, JS to μ̂."""
     rows = []
-    for name, agent in policies:
-        g = greedy_actions(agent, hist, hlen)
-        row: dict[str, Any] = {"policy": name, "AR@1": float(metrics.ar_at_1(g, env.targets, env.target_rewards).mean()),
-                               "iAR@1": float(env.imputed_reward(env.users, g).mean())}
-        if env.world is not None:
-            row["true@1"] = float(env.world.expected_reward(env.users, hist, hlen, g[:, None]).mean())
-        row["JS"] = None if agent is mu else policy_divergence(agent, mu, sp.test, "loo", P["max_states"])["js"]
+    for name, spec in jobs.items():
+        res = finished_results(spec)
+        if res is None:
+            continue
+        sim = res["sim"][spec.sims[0]]
+        row: dict[str, Any] = {"policy": name, "AR@1": sim["ar@1"], "iAR@1": sim["iar@1"]}
+        if "true@1" in sim:
+            row["true@1"] = sim["true@1"]
+        row["JS"] = res["test"].get("js_mu")
         rows.append(row)
     return rows
 
 
-# ------------------------------------------------------------------------------ (b-d) MDP
-def mdp_split(dataset: str, seed: int, P: dict, data_dir: str | None) -> Any:
-    from recgym.data import split_by_session
+def mdp_table(jobs: dict[str, JobSpec]) -> tuple[list[dict[str, Any]], Any, dict[str, Any]]:
+    """Table 3 rows (purchase / click HR and NDCG @5/10/20, JS to μ̂), the test log and the trained
+    μ̂, SQN and LPI^RL (Figure 3)."""
+    from recgym.divergence import divergence_to_logging_policy
+    from recgym.experiments.job import load_job_split
 
-    if dataset == "synthetic":
-        from recgym.sim.world import World
-
-        return split_by_session(World(seed=seed, **P["world"]).generate(P["n_sessions"]), seed=seed)
-    from recgym.data import load
-
-    log = load(dataset, data_dir, reward_scheme="click-purchase")
-    return split_by_session(log.last_window(20), seed=seed)  # the paper keeps the last 20 actions
-
-
-def mdp_agents(sp: Any, seed: int, P: dict, work: Path, tag: str) -> dict[str, Any]:
-    from recgym.agents.lpi import IPSPGAgent, LMuAgent, LPIAgent, PGAgent
-    from recgym.agents.sasrec import SASRecAgent
-
-    kw = P["agent"]
-    mu = _fit(SASRecAgent(sp.n_items, seed=seed, **kw), sp, "session")
-    mu_path = str(mu.save(work / f"mu_mdp_{tag}.pt"))
-    out: dict[str, Any] = {"μ̂": mu}
-    for name, cls in (("L_μ", LMuAgent), ("PG", PGAgent), ("IPS-PG", IPSPGAgent)):
-        out[name] = _fit(cls(sp.n_items, seed=seed, logging_policy=mu_path, **kw), sp, "session")
-    from recgym.agents.qlearning import SACAgent, SQNAgent
-
-    out["SQN"] = _fit(SQNAgent(sp.n_items, seed=seed, **kw), sp, "session")
-    n_steps = kw.get("steps") or 1000
-    out["SAC"] = _fit(SACAgent(sp.n_items, seed=seed, switch_step=n_steps // 2, **kw), sp, "session")
-    out["LPI^RL"] = _fit(LPIAgent(sp.n_items, seed=seed, logging_policy=mu_path, **kw), sp, "session")
-    out["_mu_path"] = mu_path
-    return out
-
-
-def mdp_table(sp: Any, agents: dict[str, Any], P: dict) -> list[dict[str, Any]]:
-    from recgym.divergence import policy_divergence
-    from recgym.evaluate import evaluate_sessions
-
-    mu = agents["μ̂"]
+    done = {name: res for name, spec in jobs.items() if (res := finished_results(spec)) is not None}
+    if "μ̂" not in done:
+        return [], None, {}
+    test = load_job_split(jobs["μ̂"]).test
+    models = {name: trained(jobs[name]) for name in ("μ̂", "SQN", "SAC", "LPI^RL") if name in done}
     rows = []
-    for name, agent in agents.items():
-        if name.startswith("_"):
-            continue
-        m = evaluate_sessions(agent, sp.test, ks=KS)
+    for name, res in done.items():
         row: dict[str, Any] = {"policy": name}
         for kind in ("purchase", "click"):
             for k in KS:
-                row[f"hr@{k}_{kind}"] = m[f"hr@{k}_{kind}"]
+                row[f"hr@{k}_{kind}"] = res["test"][f"hr@{k}_{kind}"]
             for k in KS:
-                row[f"ndcg@{k}_{kind}"] = m[f"ndcg@{k}_{kind}"]
-        row["JS"] = None if agent is mu else policy_divergence(agent, mu, sp.test, "session", P["max_states"])["js"]
+                row[f"ndcg@{k}_{kind}"] = res["test"][f"ndcg@{k}_{kind}"]
+        row["JS"] = res["test"].get("js_mu")
+        if name in ("SQN", "SAC"):  # no μ̂ of their own: JS to the family's μ̂, as the harness for the others
+            row["JS"] = divergence_to_logging_policy(models[name], test, "session", mu_agent=models["μ̂"])["js_mu"]
         rows.append(row)
-    return rows
+    return rows, test, {n: m for n, m in models.items() if n != "SAC"}
 
 
-def sweep(sp: Any, seed: int, P: dict, mu_path: str) -> list[dict[str, Any]]:
-    """Figure 2: LPI^RL over β (λ = 1) and over λ (β = 1), on the validation part."""
-    from recgym.agents.lpi import LPIAgent
-    from recgym.divergence import policy_divergence
-    from recgym.evaluate import evaluate_sessions
-
-    settings = [("beta", b, dict(beta=b, lam=1.0)) for b in P["betas"]] + [("lam", l, dict(beta=1.0, lam=l)) for l in P["lams"]]
+def sweep_points(sweep: list[tuple]) -> list[dict[str, Any]]:
+    """Figure 2: validation NDCG@20 (purchase, click) and JS to μ̂ of LPI^RL over β (λ = 1) and λ (β = 1)."""
     out = []
-    for which, value, hp in settings:
-        a = _fit(LPIAgent(sp.n_items, seed=seed, logging_policy=mu_path, **hp, **P["agent"]), sp, "session")
-        m = evaluate_sessions(a, sp.valid, ks=(20,))
-        js = policy_divergence(a, a.logging_policy, sp.valid, "session", P["max_states"])["js"]
-        out.append({"param": which, "value": value, "ndcg@20_purchase": m["ndcg@20_purchase"],
-                    "ndcg@20_click": m["ndcg@20_click"], "JS": js})
+    for param, value, spec in sweep:
+        res = finished_results(spec)
+        if res is not None:
+            v = res["valid"]
+            out.append({"param": param, "value": value, "ndcg@20_purchase": v["ndcg@20_purchase"],
+                        "ndcg@20_click": v["ndcg@20_click"], "JS": v.get("js_mu")})
     return out
 
 
 BUCKETS = ((1, 5, "≤5"), (6, 10, "6–10"), (11, 20, "11–20"), (21, 10**9, ">20"))
 
 
-def by_length(sp: Any, agents: dict[str, Any]) -> dict[str, Any]:
+def by_length(log: Any, agents: dict[str, Any]) -> dict[str, Any]:
     """Figure 3: per-session NDCG@20 (over its click / purchase events) by the session's count of
     clicks / purchases; paired t-test LPI^RL vs SQN (or vs μ̂ when SQN is absent) per bucket."""
     from scipy import stats
@@ -190,7 +183,6 @@ def by_length(sp: Any, agents: dict[str, Any]) -> dict[str, Any]:
     from recgym.data import KIND_CLICK, KIND_PURCHASE
     from recgym.evaluate import session_ranks
 
-    log = sp.test
     sess = log.session_of_event
     names = [n for n in ("μ̂", "SQN", "LPI^RL") if n in agents]
     ndcg = {n: metrics.ndcg_at_k(session_ranks(agents[n], log), 20) for n in names}
@@ -214,23 +206,6 @@ def by_length(sp: Any, agents: dict[str, Any]) -> dict[str, Any]:
             rows.append(row)
         out[kind] = {"rival": rival, "rows": rows}
     return out
-
-
-def _run_unit(P: dict, data_dir: str | None, work: str, threads: int, unit: tuple[str, str, int]) -> dict[str, Any]:
-    """One (part, dataset, seed) of the study; runs in a worker process when ``--jobs > 1``."""
-    import torch
-
-    torch.set_num_threads(max(1, threads))
-    part, ds, seed = unit
-    try:
-        if part == "bandit":
-            return {"bandit": bandit_table(ds, seed, P, data_dir, Path(work))}
-        sp = mdp_split(ds, seed, P, data_dir)
-    except (RuntimeError, FileNotFoundError, ValueError) as e:
-        return {"error": str(e)}
-    agents = mdp_agents(sp, seed, P, Path(work), f"{ds}_{seed}")
-    return {"mdp": mdp_table(sp, agents, P), "sweep": sweep(sp, seed, P, agents["_mu_path"]),
-            "by_length": by_length(sp, agents)}
 
 
 # ------------------------------------------------------------------------------ reporting
@@ -288,47 +263,55 @@ def plot_by_length(path: Path, breakdown: dict[str, list[dict[str, Any]]]) -> No
 
 @cli("studies.lpi")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny synthetic data, one seed (a smoke run, < 90 s)")
-    p.add_argument("--datasets", default="synthetic", help="comma-separated: synthetic, ml-100k")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 (quick) or 0 1 2")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--out", default="runs/lpi_study")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
-    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes, one (dataset, seed, part) each")
+    p = study_parser(__doc__, "lpi", DATASETS, "policy x part x dataset x seed")
     args = p.parse_args(argv)
-
-    import torch
-
-    torch.set_num_threads(max(1, args.threads))
     P = QUICK if args.quick else FULL
-    datasets = ["synthetic"] if args.quick else split_list(args.datasets)
-    unknown = sorted(set(datasets) - {"synthetic", "ml-100k", "ml-1m", "netflix"})
-    if unknown:
-        raise BadInputError(f"--datasets: unknown dataset(s) {unknown}")
-    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
+    datasets, seeds, runs = study_setup(args, "lpi", DATASETS)
     out = Path(args.out)
-    work = out / "models"
-    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     res: dict[str, Any] = {"command": command_line("python -m studies.lpi", argv), "quick": args.quick, "seeds": seeds,
                            "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in P.items()},
                            "bandit": {}, "mdp": {}, "sweep": {}, "by_length": {}, "errors": {}}
-    # longest units first (MDP before bandit, bigger data first), so no long unit runs alone at the end
-    units = sorted([(part, ds, seed) for ds in datasets for part in ("bandit", "mdp") for seed in seeds],
-                   key=lambda u: (u[0] != "mdp", u[1] == "synthetic"))
-    results = map_units(functools.partial(_run_unit, P, args.data_dir, str(work), args.threads), units, args.jobs,
-                        log=lambda u, r: print(f"[{time.perf_counter() - t0:6.1f}s] {' '.join(map(str, u))}", flush=True))
-    done = dict(zip(units, results))
-    for part, ds, seed in sorted(units, key=lambda u: (u[1], u[0], u[2])):  # assemble in seed order
-        r = done[(part, ds, seed)]
-        if "error" in r:
-            if f"{part}/{ds}" not in res["errors"]:
-                print(f"studies.lpi: {part} on {ds} skipped: {r['error']}", file=sys.stderr)
-            res["errors"][f"{part}/{ds}"] = r["error"]
-            continue
-        for key, value in r.items():
-            res[key].setdefault(ds, []).append(value)
+    ctx = dict(data_dir=args.data_dir, threads=args.threads)
+    bandit: dict[tuple[str, int], dict[str, JobSpec]] = {}
+    mdp: dict[tuple[str, int], tuple[dict[str, JobSpec], list[tuple]]] = {}
+    for ds in datasets:
+        for seed in seeds:
+            try:
+                bandit[(ds, seed)] = bandit_jobs(ds, seed, P, runs, ctx)
+            except BadInputError as e:
+                res["errors"][f"bandit/{ds}"] = str(e)
+            mdp[(ds, seed)] = mdp_jobs(ds, seed, P, runs, ctx)
+    # MDP before bandit and bigger data first, so no long job runs alone at the end
+    jobs = [j for (ds, _), (js, sw) in sorted(mdp.items(), key=lambda kv: kv[0][0] == "synthetic")
+            for j in [*js.values(), *(spec for _, _, spec in sw)]]
+    jobs += [j for (ds, _), js in sorted(bandit.items(), key=lambda kv: kv[0][0] == "synthetic") for j in js.values()]
+    # two waves: μ̂ (and the policies without one), then the policies that load μ̂'s model.pt
+    failed = run_study_jobs([j for j in jobs if j.logging_policy is None], args.jobs, t0, runs / "mf")
+    failed.update(run_study_jobs([j for j in jobs if j.logging_policy is not None and Path(j.logging_policy).exists()],
+                                 args.jobs, t0, runs / "mf"))
+    for ds in datasets:
+        for part, units in (("bandit", bandit), ("mdp", mdp)):
+            for seed in seeds:
+                if (ds, seed) not in units:
+                    continue
+                js = units[(ds, seed)] if part == "bandit" else units[(ds, seed)][0]
+                errors = [failed[str(j.job_dir())] for j in js.values() if str(j.job_dir()) in failed]
+                if errors and f"{part}/{ds}" not in res["errors"]:
+                    print(f"studies.lpi: {part} on {ds}: {len(errors)} job(s) failed, first: {errors[0]}", file=sys.stderr)
+                    res["errors"][f"{part}/{ds}"] = errors[0]
+                if part == "bandit":
+                    if rows := bandit_table(js):
+                        res["bandit"].setdefault(ds, []).append(rows)
+                    continue
+                rows, test, models = mdp_table(js)
+                if not rows:
+                    continue
+                res["mdp"].setdefault(ds, []).append(rows)
+                res["sweep"].setdefault(ds, []).append(sweep_points(units[(ds, seed)][1]))
+                if "LPI^RL" in models:
+                    res["by_length"].setdefault(ds, []).append(by_length(test, models))
     res["seconds"] = time.perf_counter() - t0
 
     md = [f"# LPI study ({'QUICK SMOKE RUN on tiny synthetic data — not results' if args.quick else 'full'})",
@@ -344,19 +327,13 @@ def main(argv: list[str] | None = None) -> int:
             md += [f"\n## Figure 3 data — {ds}, session {kind} NDCG@20 by #{kind}s "
                    f"(p: paired t-test over sessions LPI^RL vs {per_seed[0][kind]['rival']}, mean over seeds)\n",
                    rows_markdown(rows_over_seeds(rows, ("bucket",)), ("bucket",), digits=3)]
-    for k, v in res["errors"].items():
-        md.append(f"\n**{k} not run:** {v}")
     if res["sweep"]:
         plot_sweep(out / "sweep.png", res["sweep"])
         md.append("\n![β/λ sweep](sweep.png)")
     if res["by_length"]:
         plot_by_length(out / "by_length.png", res["by_length"])
         md.append("\n![gains by sequence length](by_length.png)")
-    atomic_write(out / "tables.md", "\n".join(md) + "\n")
-    write_json(out / "results.json", res, indent=1)
-    print("\n".join(md))
-    print(f"wrote {out / 'results.json'}, {out / 'tables.md'} in {res['seconds']:.1f}s")
-    return 0
+    return write_study(out, md, res, failed)
 
 
 if __name__ == "__main__":

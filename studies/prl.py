@@ -21,15 +21,17 @@ last 50 ratings as one session, as PRL drops sessions longer than 50; split 80/1
 the encoder settings (hidden 64, batch 256, Adam lr 0.01, state_len 10) and the same number of
 training steps (600 by default, `--steps` / `--epochs`); SAC switches to the Q-weighted CE half-way.
 
-Writes ``results.json`` (every number, per seed, with the command), ``tables.md`` (mean ± sample
-std over seeds; each method against the cross-entropy model of its encoder, and each ablation
-against PRL, by a paired test by seed, Holm-corrected) and ``sweep.png`` into ``--out``.
+Every method x encoder x dataset x seed is one harness job (:class:`recgym.experiments.JobSpec`, run
+by :func:`recgym.experiments.run_jobs`; ``--jobs`` workers), kept in ``<runs>/<dataset>/seed<N>/
+<encoder>-<agent>/`` (``--runs``, default ``runs/prl``): a finished job is reused, an interrupted one
+resumes. Then the study writes
+``results.json`` (every number, per seed, with the command), ``tables.md`` (mean ± sample std over
+seeds; each method against the cross-entropy model of its encoder, and each ablation against PRL,
+by a paired test by seed, Holm-corrected) and ``sweep.png`` into ``--out``.
 """
 
 from __future__ import annotations
 
-import argparse
-import functools
 import math
 import sys
 import time
@@ -39,9 +41,10 @@ from typing import Any
 import numpy as np
 
 from recgym.errors import BadInputError, cli
-from recgym.experiments import map_units
-from recgym.experiments.cli import command_line, split_list
-from recgym.experiments.report import atomic_write, pyplot, rows_markdown, rows_over_seeds, save_figure, write_json
+from recgym.experiments import JobSpec, finished_results
+from recgym.experiments.cli import command_line
+from recgym.experiments.report import pyplot, rows_markdown, rows_over_seeds, save_figure
+from studies.common import paper_defaults, run_study_jobs, study_parser, study_setup, trained, write_study
 
 ENCODERS = ("sasrec", "gru", "caser", "nextitnet")
 MUS = (0.5, 1, 2, 4, 8)
@@ -56,57 +59,60 @@ COLS = ("hr@10_purchase", "ndcg@10_purchase", "hr@20_purchase", "ndcg@20_purchas
 DATASETS = ("synthetic", "ml-100k", "yoochoose-100k")
 
 
-def _silent(msg: str) -> None:
-    pass
+METHODS = {"CE": "sasrec", "SQN": "sqn", "SAC": "sac", "PRL": "prl", "PRL-mean": "prl-mean", "PRL-MLP": "prl-mlp",
+           "PRL-w/o": "prl-wo", "PRL-cumu": "prl-cumu"}
+"""Method of the tables -> registered agent (CE: the encoder trained by plain cross-entropy)."""
+ABLATIONS = ("PRL-mean", "PRL-MLP", "PRL-w/o", "PRL-cumu")
 
 
-def load_data(dataset: str, seed: int, P: dict, data_dir: str | None) -> tuple[Any, Any]:
-    """``(split, world or None)``."""
-    from recgym.data import split_by_session
-
+def data_fields(dataset: str, seed: int, P: dict) -> dict[str, Any]:
+    """The :class:`JobSpec` fields of one dataset's data: the World of the seed on Synthetic; each
+    user's last 50 ratings as one session on ml-100k (click-purchase scheme, split by user)."""
     if dataset == "synthetic":
-        from recgym.sim.world import World
-
-        world = World(seed=seed, **P["world"])
-        return split_by_session(world.generate(P["n_sessions"]), seed=seed), world
-    import recgym.data as rd
-
+        return dict(dataset="synthetic", protocol="session",
+                    data_params={**P["world"], "n_sessions": P["n_sessions"], "world_seed": seed})
     if dataset == "ml-100k":
-        log = rd.load("ml-100k", data_dir, reward_scheme="click-purchase")
-        return split_by_session(log.last_window(50), seed=seed), None
+        return dict(dataset="ml-100k", protocol="session", reward_scheme="click-purchase", last_n_events=50)
     if dataset == "yoochoose-100k":
-        return rd.load_split("yoochoose-100k", data_dir, seed=seed), None
+        return dict(dataset="yoochoose-100k")
     raise BadInputError(f"studies.prl: unknown dataset {dataset!r}; choose from {DATASETS}")
 
 
-def train(kind: str, encoder: str, sp: Any, seed: int, P: dict, **extra: Any) -> Any:
-    """Build and fit one method: ``CE``, ``SQN``, ``SAC`` or a PRL agent name."""
-    from recgym.agents.prl import PRLAgent, PRLCumuAgent, PRLMeanAgent, PRLMLPAgent, PRLWoAgent
-    from recgym.agents.qlearning import SACAgent, SQNAgent
-    from recgym.agents.sasrec import SASRecAgent
+def switch_step(dataset: str, seed: int, P: dict, data_dir: str | None) -> int:
+    """SAC's switch to the Q-weighted CE: half of the run (the run's length in steps)."""
+    kw = P["agent"]
+    if kw.get("steps"):
+        return kw["steps"] // 2
+    from recgym.experiments.job import load_job_split
 
-    classes = {"CE": SASRecAgent, "SQN": SQNAgent, "SAC": SACAgent, "PRL": PRLAgent, "PRL-mean": PRLMeanAgent,
-               "PRL-MLP": PRLMLPAgent, "PRL-w/o": PRLWoAgent, "PRL-cumu": PRLCumuAgent}
-    kw = {**P["agent"], "encoder": encoder, **extra}
-    if kind == "SAC":
-        tr_rows = sp.train.n_events
-        total = kw.get("steps") or max(1, round(kw.get("epochs", 30) * -(-tr_rows // kw.get("batch_size", 256))))
-        kw["switch_step"] = total // 2  # Q-weighted CE for the second half
-    agent = classes[kind](sp.n_items, seed=seed, **kw)
-    agent.fit(sp.train, sp.valid, protocol="session", progress=False, log=_silent)
-    return agent
+    rows = load_job_split(JobSpec(agent="sac", seed=seed, data_dir=data_dir, **data_fields(dataset, seed, P))).train.n_events
+    return max(1, round(kw.get("epochs", 30) * -(-rows // kw.get("batch_size", 256)))) // 2
 
 
-def evaluate_row(agent: Any, sp: Any, world: Any) -> dict[str, Any]:
-    from recgym.evaluate import evaluate_sessions
+def job(dataset: str, seed: int, encoder: str, method: str, P: dict, runs: Path, data_dir: str | None,
+        threads: int, switch: int) -> JobSpec:
+    """The harness job of one method with one encoder on one (dataset, seed)."""
+    agent = METHODS[method]
+    data = data_fields(dataset, seed, P)
+    overrides = {**paper_defaults(agent, data["dataset"], data.get("protocol")), **P["agent"], "encoder": encoder}
+    if method == "SAC":
+        overrides["switch_step"] = switch
+    return JobSpec(agent=agent, seed=seed, out=str(runs / dataset / f"seed{seed}" / f"{encoder}-{agent}"),
+                   data_dir=data_dir, overrides=overrides, test_extras=["studies.prl:reward_at_1"],
+                   true_value=dataset == "synthetic", threads=threads, **data)
 
-    m = evaluate_sessions(agent, sp.test, ks=(1, 10, 20))
-    row: dict[str, Any] = {c: m[c] for c in COLS}
-    row["true@1"] = None
-    if world is not None:
-        _reset_noise(agent)
-        row["true@1"] = float(world.true_value(agent, *world.contexts(sp.test)))
-    return row
+
+def jobs_of(dataset: str, seed: int, P: dict, runs: Path, data_dir: str | None, threads: int) -> dict[tuple[str, str], JobSpec]:
+    """``{(encoder, method): job}`` of one (dataset, seed): the encoder table, then the GRU ablations
+    (not on the clicks-only yoochoose-100k: they are about rewards)."""
+    try:
+        switch = switch_step(dataset, seed, P, data_dir)
+    except BadInputError:
+        switch = 1  # the data cannot load: every job fails and reports why
+    keys = [(enc, m) for enc in ENCODERS for m in ("CE", "SQN", "SAC", "PRL")]
+    if dataset != "yoochoose-100k":
+        keys += [("gru", m) for m in ABLATIONS]
+    return {k: job(dataset, seed, *k, P, runs, data_dir, threads, switch) for k in keys}
 
 
 def _reset_noise(agent: Any) -> None:
@@ -116,63 +122,51 @@ def _reset_noise(agent: Any) -> None:
         agent._noise = torch.Generator().manual_seed(agent.seed)
 
 
-def encoder_table(sp: Any, world: Any, seed: int, P: dict, methods: tuple[str, ...]) -> tuple[list[dict], dict]:
-    rows, prl_by_encoder = [], {}
-    for enc in ENCODERS:
-        for kind in methods:
-            agent = train(kind, enc, sp, seed, P)
-            _reset_noise(agent)
-            rows.append({"encoder": enc, "method": kind, **evaluate_row(agent, sp, world)})
-            if kind == "PRL":
-                prl_by_encoder[enc] = agent
-    return rows, prl_by_encoder
-
-
-def ablation_table(sp: Any, world: Any, seed: int, P: dict, prl: Any) -> list[dict]:
-    rows = []
-    for kind in ("PRL-mean", "PRL-MLP", "PRL-w/o", "PRL-cumu"):
-        rows.append({"method": kind, **evaluate_row(train(kind, "gru", sp, seed, P), sp, world)})
-    _reset_noise(prl)
-    rows.append({"method": "PRL", **evaluate_row(prl, sp, world)})
-    return rows
-
-
-def sweep(sp: Any, world: Any, prl: Any) -> list[dict]:
-    """Figures 4–5: reward@1 (and true@1) of one trained PRL over the inference prompt."""
+def reward_at_1(agent: Any, split: Any) -> dict[str, float]:
+    """``reward@1`` on the test sessions (the tables' cumulative reward of the top item)."""
     from recgym.evaluate import evaluate_sessions
 
-    mu0, eps0 = prl.config.mu, prl.config.eps
+    _reset_noise(agent)
+    return {"reward@1": evaluate_sessions(agent, split.test, ks=(1,))["reward@1"]}
+
+
+def row(results: dict[str, Any]) -> dict[str, Any]:
+    """One table row of a finished job: the test columns and, on Synthetic, the true value."""
+    return {**{c: results["test"].get(c) for c in COLS}, "true@1": results.get("true_value")}
+
+
+def sweep(spec: JobSpec) -> list[dict]:
+    """Figures 4–5: reward@1 (and true@1) of one trained PRL over the inference prompt."""
+    from recgym.evaluate import evaluate_sessions, true_value_on_log
+    from recgym.experiments.job import load_job_split
+
+    prl, test = trained(spec), load_job_split(spec).test
     out = []
     for param, values in (("mu", MUS), ("eps", EPSS)):
         for v in values:
             prl.config.mu, prl.config.eps = (float(v), 0.0) if param == "mu" else (2.0, float(v))
             _reset_noise(prl)
-            point = {"param": param, "value": v, "reward@1": evaluate_sessions(prl, sp.test, ks=(1,))["reward@1"]}
-            if world is not None:
+            point = {"param": param, "value": v, "reward@1": evaluate_sessions(prl, test, ks=(1,))["reward@1"]}
+            if spec.dataset == "synthetic":
                 _reset_noise(prl)
-                point["true@1"] = float(world.true_value(prl, *world.contexts(sp.test)))
+                point["true@1"] = true_value_on_log(prl, test)
             out.append(point)
-    prl.config.mu, prl.config.eps = mu0, eps0
     return out
 
 
-def _run_unit(P: dict, data_dir: str | None, threads: int, unit: tuple[str, int]) -> dict[str, Any]:
-    """Every table of one (dataset, seed); runs in a worker process when ``--jobs > 1``."""
-    import torch
-
-    torch.set_num_threads(max(1, threads))
-    ds, seed = unit
-    t = time.perf_counter()
-    try:
-        sp, world = load_data(ds, seed, P, data_dir)
-    except (RuntimeError, FileNotFoundError, ValueError) as e:
-        return {"error": str(e)}
-    rows, prl = encoder_table(sp, world, seed, P, ("CE", "SQN", "SAC", "PRL"))
-    out: dict[str, Any] = {"encoders": rows}
-    if ds != "yoochoose-100k":  # clicks only: the ablations and sweeps are about rewards
-        out["ablations"] = ablation_table(sp, world, seed, P, prl["gru"])
-        out["sweep"] = sweep(sp, world, prl["gru"])
-    out["seconds"] = time.perf_counter() - t
+def tables_of(dataset: str, jobs: dict[tuple[str, str], JobSpec]) -> dict[str, Any] | None:
+    """The encoder table, the ablations and the sweep of one (dataset, seed) from its finished jobs;
+    ``None`` when none finished."""
+    done = {k: r for k, spec in jobs.items() if (r := finished_results(spec)) is not None}
+    if not done:
+        return None
+    out: dict[str, Any] = {"encoders": [{"encoder": enc, "method": m, **row(done[(enc, m)])}
+                                        for enc in ENCODERS for m in ("CE", "SQN", "SAC", "PRL") if (enc, m) in done]}
+    if dataset != "yoochoose-100k":
+        out["ablations"] = [{"method": m, **row(done[("gru", m)])} for m in (*ABLATIONS, "PRL") if ("gru", m) in done]
+        if ("gru", "PRL") in done:
+            out["sweep"] = sweep(jobs[("gru", "PRL")])
+    out["seconds"] = sum(r["timing_s"]["train"] + r["timing_s"]["evaluate"] for r in done.values())
     return out
 
 
@@ -217,47 +211,32 @@ def plot_sweep(path: Path, sweeps: dict[str, list[list[dict[str, Any]]]]) -> Non
 
 @cli("studies.prl")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny synthetic data, one seed (a smoke run, < 90 s)")
-    p.add_argument("--datasets", default="synthetic", help=f"comma-separated from {', '.join(DATASETS)}")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 (quick) or 0 1 2")
+    p = study_parser(__doc__, "prl", DATASETS, "method x encoder x dataset x seed")
     p.add_argument("--epochs", type=float, default=None, help="training epochs of every method (replaces the step budget)")
     p.add_argument("--steps", type=int, default=None, help="training steps of every method (full run; default 600)")
-    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes, one (dataset, seed) each")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--out", default="runs/prl_study")
-    p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
-
-    import torch
-
-    torch.set_num_threads(max(1, args.threads))
     P = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (QUICK if args.quick else FULL).items()}
     if args.epochs is not None and not args.quick:
         P["agent"].pop("steps", None)
         P["agent"]["epochs"] = args.epochs
     if args.steps is not None and not args.quick:
         P["agent"]["steps"] = args.steps
-    datasets = ["synthetic"] if args.quick else split_list(args.datasets)
-    unknown = sorted(set(datasets) - set(DATASETS))
-    if unknown:
-        raise BadInputError(f"--datasets: unknown dataset(s) {unknown}; choose from {', '.join(DATASETS)}")
-    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
+    datasets, seeds, runs = study_setup(args, "prl", DATASETS)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     res: dict[str, Any] = {"command": command_line("python -m studies.prl", argv), "quick": args.quick, "seeds": seeds,
                            "params": P, "encoders": {}, "ablations": {}, "sweep": {}, "errors": {},
                            "seconds_by_dataset": {}}
-    units = [(ds, seed) for ds in datasets for seed in seeds]
-    results = map_units(functools.partial(_run_unit, P, args.data_dir, args.threads), units, args.jobs,
-                        log=lambda u, r: print(f"[{time.perf_counter() - t0:7.1f}s] {u[0]} seed {u[1]} "
-                                               f"({r.get('seconds', 0):.0f} s)", flush=True))
-    for (ds, seed), r in zip(units, results):  # in seed order; a dataset that cannot load is reported once
-        if "error" in r:
-            if ds not in res["errors"]:
-                print(f"studies.prl: {ds} skipped: {r['error']}", file=sys.stderr)
-            res["errors"][ds] = r["error"]
+    units = {(ds, seed): jobs_of(ds, seed, P, runs, args.data_dir, args.threads) for ds in datasets for seed in seeds}
+    failed = run_study_jobs([j for jobs in units.values() for j in jobs.values()], args.jobs, t0)
+    for (ds, seed), jobs in units.items():  # in seed order; a dataset's failure is reported once
+        errors = [failed[str(j.job_dir())] for j in jobs.values() if str(j.job_dir()) in failed]
+        if errors and ds not in res["errors"]:
+            print(f"studies.prl: {ds}: {len(errors)} job(s) failed, first: {errors[0]}", file=sys.stderr)
+            res["errors"][ds] = errors[0]
+        r = tables_of(ds, jobs)
+        if r is None:
             continue
         for key in ("encoders", "ablations", "sweep"):
             if key in r:
@@ -279,16 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     for ds, per_seed in res["sweep"].items():
         md += [f"\n## Inference prompt sweep, GRU-PRL (Figures 4–5) — {ds}\n",
                rows_markdown(rows_over_seeds(per_seed, ("param", "value")), ("param", "value"))]
-    for k, v in res["errors"].items():
-        md.append(f"\n**{k} not run:** {v}")
     if res["sweep"]:
         plot_sweep(out / "sweep.png", res["sweep"])
         md.append("\n![μ and ε sweeps](sweep.png)")
-    atomic_write(out / "tables.md", "\n".join(md) + "\n")
-    write_json(out / "results.json", res, indent=1)
-    print("\n".join(md))
-    print(f"wrote {out / 'results.json'}, {out / 'tables.md'} in {res['seconds']:.1f}s")
-    return 0
+    return write_study(out, md, res, failed)
 
 
 if __name__ == "__main__":

@@ -130,6 +130,24 @@ def test_sim_env_kwargs_build_the_job_data():
         sim_env_kwargs(spec, "recgym/Nope-v0")
 
 
+def test_every_recgym_env_declares_how_a_job_builds_it():
+    import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
+
+    from recgym.envs.registration import env_ids
+    from recgym.experiments.job import load_job_split, make_sim_env
+
+    for env_id, entry in env_ids().items():
+        assert hasattr(load_env_creator(entry["entry_point"]), "job_kwargs"), env_id
+    spec = JobSpec(agent="pop", seed=3, data_params={"n_sessions": 300, "n_items": 50, "world_seed": 7})
+    test = load_job_split(spec).test
+    replay = make_sim_env(spec, "recgym/Replay-Synthetic-v0").unwrapped
+    np.testing.assert_array_equal(replay.d.log.items, test.items)  # the job's own test part
+    slate = make_sim_env(spec, "recgym/SlateNextK-Synthetic-v0").unwrapped
+    direct = gym.make("recgym/SlateNextK-v0", data=load_job_split(spec), split="test").unwrapped
+    np.testing.assert_array_equal(slate.ctx.targets, direct.ctx.targets)
+
+
 class _Constant:
     """Always recommends ``item``."""
 

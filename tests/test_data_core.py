@@ -252,3 +252,37 @@ def test_load_split_protocol_overrides_the_source_default():
     assert loo.train.n_sessions == sess.train.n_sessions + sess.valid.n_sessions + sess.test.n_sessions
     with pytest.raises(ValueError, match="protocol"):
         load_split("synthetic", protocol="random", **kw)
+
+
+def test_load_split_last_n_events_cuts_every_session_before_the_split():
+    from recgym.data import load, load_split, split_by_session
+    from recgym.experiments.job import JobSpec, load_job_split
+
+    kw = dict(n_sessions=80, n_users=30, n_items=20, world_seed=1)
+    whole = load("synthetic", **kw)
+    cut = load_split("synthetic", seed=3, last_n_events=4, **kw)
+    want = split_by_session(whole.last_window(4), seed=3)
+    for got, ref in zip(cut, want):
+        np.testing.assert_array_equal(got.offsets, ref.offsets)
+        np.testing.assert_array_equal(got.items, ref.items)
+    assert cut.train.lengths.max() == 4 < whole.lengths.max()
+    # the last events are kept, not the first
+    s = int(np.argmax(whole.lengths))
+    assert list(load_split("synthetic", protocol="loo", last_n_events=4, **kw).test.session(s)) == list(whole.session(s)[-4:])
+    # the harness applies the job's window through load_split
+    spec = JobSpec(agent="pop", seed=3, data_params=kw, last_n_events=4)
+    np.testing.assert_array_equal(load_job_split(spec).test.items, want.test.items)
+    with pytest.raises(ValueError, match="last_n_events"):
+        load_split("synthetic", last_n_events=0, **kw)
+
+
+def test_synthetic_ratings_is_the_worlds_rating_log():
+    from recgym.data import load_split, split_leave_one_out
+    from recgym.sim.world import World
+
+    sp = load_split("synthetic", protocol="loo", ratings=True, world_seed=2, n_users=40, n_items=30, ratings_per_user=8)
+    ref = split_leave_one_out(World(seed=2, n_users=40, n_items=30).rating_log(ratings_per_user=8, reward_scheme="rating"))
+    for got, want in zip(sp, ref):
+        np.testing.assert_array_equal(got.items, want.items)
+        np.testing.assert_array_equal(got.ratings, want.ratings)
+    assert sp.train.n_sessions == 40 and sp.test.lengths.min() == 8

@@ -401,3 +401,31 @@ def test_lpi_study_quick(tmp_path):
     assert {p["param"] for p in res["sweep"]["synthetic"][0]} == {"beta", "lam"}
     assert (tmp_path / "sweep.png").stat().st_size > 0 and (tmp_path / "by_length.png").stat().st_size > 0
     assert "SMOKE" in (tmp_path / "tables.md").read_text()
+
+
+def test_lpi_study_jobs_wire_mu_hat_data_and_paper_defaults(tmp_path):
+    from recgym.agents.registry import get_agent_class, make_agent
+    from recgym.experiments.job import build_agent
+    from studies import lpi as study
+
+    ctx = dict(data_dir=None, threads=1)
+    cb = study.bandit_jobs("synthetic", 3, study.QUICK, tmp_path, ctx)
+    mu = cb["μ̂ (logging)"]
+    assert mu.agent == "sasrec" and mu.logging_policy is None and mu.protocol == "loo"
+    # the MF user env's data: the World's rating log of the seed's World, served by that env
+    assert mu.data_params["ratings"] is True and mu.data_params["world_seed"] == 3
+    assert mu.sims == ["recgym/MFUser-Synthetic-v0"]
+    for name, spec in cb.items():  # the second wave reads μ̂'s model.pt
+        assert spec.logging_policy == (None if spec is mu else str(mu.job_dir() / "model.pt")), name
+    assert cb["LPI^CB (β=1000)"].overrides["beta"] == 1000
+    # the loo presets would change the encoder: the study pins the paper's defaults instead
+    agent = build_agent(cb["L_μ"], 20, "loo", warn=lambda m: None)
+    plain = make_agent("lmu", 20, seed=3, **{k: cb["L_μ"].overrides[k] for k in ("hidden", "batch_size", "steps", "eval_every")},
+                       logging_policy=cb["L_μ"].logging_policy)
+    assert agent.config == plain.config and agent.config.n_blocks == get_agent_class("lmu").Config().n_blocks
+    jobs, sweep = study.mdp_jobs("ml-100k", 1, study.FULL, tmp_path, ctx)
+    assert {j.last_n_events for j in jobs.values()} == {20}  # each user's last 20 ratings
+    assert {(j.protocol, j.reward_scheme) for j in jobs.values()} == {("session", "click-purchase")}
+    assert jobs["SAC"].overrides["switch_step"] == 300 and jobs["SQN"].logging_policy is None
+    assert [(p, v) for p, v, _ in sweep][:2] == [("beta", 0.01), ("beta", 0.1)]
+    assert len({str(j.job_dir()) for j in [*jobs.values(), *(s for _, _, s in sweep)]}) == len(jobs) + len(sweep)

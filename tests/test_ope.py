@@ -175,20 +175,10 @@ def test_evaluate_agent_uses_log_propensities_or_behaviour_model():
     assert ope.evaluate_agent(agent, _log())["ips"]["estimate"] == pytest.approx(2.4 / 3)
 
 
-# ---------------------------------------------------------------------- scripts/ope_obd.py
-def _obd_script():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "ope_obd.py"
-    spec = importlib.util.spec_from_file_location("ope_obd", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
+# ---------------------------------------------------------------------- studies/ope_obd.py
 def test_obd_policy_tables_and_cross_fitted_reward_model_by_hand():
-    m = _obd_script()
+    from studies import ope_obd as m
+
     # item 0 logged at t=1 (.6) and t=3 (.2); item 1 at t=2 (.4); one slot
     log = {"a": np.array([0, 1, 0]), "k": np.zeros(3, int), "mu": np.array([0.6, 0.4, 0.2]), "t": np.array([1.0, 2.0, 3.0])}
     pi, mean_sum = m.logged_policy_at(log, np.array([0.0, 1.0, 2.5, 4.0]), n_items=2, n_slots=1)
@@ -232,7 +222,9 @@ def test_obd_script_reproduces_the_results_page():
     data = os.environ.get("RECGYM_DATA_DIR")
     if not data or not (Path(data) / "obd" / "bts" / "all" / "all.csv").exists():
         pytest.skip("RECGYM_DATA_DIR does not hold obd/{random,bts}/all")
-    res = _obd_script().main(["--campaign", "all", "--data-dir", data])
+    from studies.ope_obd import study
+
+    res = study(data, "all")
     page = json.loads((Path(__file__).resolve().parents[1] / "docs/results/ope/obd_all.json").read_text())
     for run, ref in zip(res["runs"], page["runs"]):
         assert run["truth"]["value"] == pytest.approx(ref["truth"]["value"])

@@ -320,3 +320,18 @@ def test_prl_study_quick(tmp_path):
     assert all(r["true@1"] is not None for r in enc)
     assert [p["value"] for p in res["sweep"]["synthetic"][0] if p["param"] == "mu"] == [0.5, 1, 2, 4, 8]
     assert (tmp_path / "tables.md").exists() and (tmp_path / "sweep.png").exists()
+
+
+def test_prl_study_jobs_are_one_per_method_and_encoder(tmp_path):
+    from studies import prl as study
+
+    jobs = study.jobs_of("ml-100k", 2, study.FULL, tmp_path, None, 1)
+    assert len(jobs) == 4 * 4 + 4 and len({str(j.job_dir()) for j in jobs.values()}) == len(jobs)
+    sac = jobs[("caser", "SAC")]
+    assert sac.agent == "sac" and sac.overrides["encoder"] == "caser" and sac.overrides["switch_step"] == 300
+    # each user's last 50 ratings as one session, click-purchase, split by user with the seed
+    assert (sac.last_n_events, sac.protocol, sac.reward_scheme, sac.seed) == (50, "session", "click-purchase", 2)
+    assert jobs[("gru", "PRL-w/o")].agent == "prl-wo" and "studies.prl:reward_at_1" in sac.test_extras
+    synth = study.jobs_of("synthetic", 4, study.QUICK, tmp_path, None, 1)[("gru", "PRL")]
+    assert synth.true_value and synth.data_params["world_seed"] == 4 and synth.data_params["n_sessions"] == 400
+    assert not any(m in study.ABLATIONS for _, m in study.jobs_of("yoochoose-100k", 0, study.FULL, tmp_path, None, 1))

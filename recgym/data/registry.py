@@ -287,6 +287,7 @@ def load_split(
     reward_scheme: str | None = None,
     seed: int = 0,
     protocol: str | None = None,
+    last_n_events: int | None = None,
     download: bool = False,
     cache: bool = True,
     duplicates: str = "warn",
@@ -303,10 +304,15 @@ def load_split(
     event out. ``seed`` is only the split seed here; pass a source's sampling seed as
     ``sample_seed`` (rc15) or ``world_seed`` (synthetic). A source added by
     `register_source` without a protocol is split as :func:`infer_protocol` says.
+    ``last_n_events``: every session keeps only its last N events before it is split
+    (:meth:`SessionLog.last_window`; e.g. the last 20 or 50 ratings of each user, as the LPI and PRL
+    papers' MDP data); fixed session files are cut part by part.
     """
     spec = get_source(name)
     if protocol is not None and protocol not in ("session", "loo"):
         raise ValueError(f"unknown protocol {protocol!r}; expected 'session' or 'loo'")
+    if last_n_events is not None and int(last_n_events) < 1:
+        raise ValueError(f"last_n_events must be >= 1, got {last_n_events}")
     protocol = protocol or spec.protocol
     if name == "yoochoose-100k" and protocol == "session":
         scheme, params = _resolve(spec, reward_scheme, params)
@@ -332,10 +338,14 @@ def load_split(
                     _recall_duplicates(parts[part], duplicates)
             else:
                 parts[part] = build()
+        if last_n_events is not None:
+            parts = {k: v.last_window(int(last_n_events)) for k, v in parts.items()}
         return Split(parts["train_tr"], parts["train_valid"], parts["test"], "session")
     log = load(name, data_dir, reward_scheme=reward_scheme, download=download, cache=cache, duplicates=duplicates, **params)
     if name == "yoochoose-100k":
         raise BadInputError("yoochoose-100k comes as fixed session files; it has no 'loo' split")
+    if last_n_events is not None:
+        log = log.last_window(int(last_n_events))
     if (protocol or infer_protocol(log)) == "loo":
         return split_leave_one_out(log)
     return split_by_session(log, seed=seed)

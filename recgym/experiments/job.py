@@ -18,7 +18,7 @@ the kernel releases it when its holder dies, even by SIGKILL.
 Simulated evaluation is :func:`recgym.evaluate.evaluate_in_env`; how an env is built on the job's
 data is the env's own business: a class that defines ``job_kwargs(dataset=, seed=, data_params=,
 data_dir=, download=, cache_dir=, data_file=)`` (e.g. :class:`recgym.envs.mf_user.MFUserEnv`) says so itself,
-any other env gets the job's data arguments and split seed (:func:`default_env_kwargs`).
+any other env gets the job's data arguments and split seed (:func:`recgym.envs.common.job_split_kwargs`).
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ class JobSpec:
     reward_scheme: str | None = None
     data_params: dict[str, Any] = field(default_factory=dict)
     """Extra loader arguments, e.g. ``{"n_sessions": 500}`` for synthetic."""
+    last_n_events: int | None = None
+    """Every session keeps only its last N events before the split (``load_split(..., last_n_events=N)``)."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """Config fields of the agent (``--set``)."""
     epochs: float | None = None
@@ -263,7 +265,8 @@ def load_job_split(spec: JobSpec) -> Any:
         return split_leave_one_out(log) if file_protocol(spec) == "loo" else split_by_session(log, seed=spec.seed)
     try:
         return load_split(spec.dataset, spec.data_dir, reward_scheme=spec.reward_scheme, seed=spec.seed,
-                          protocol=spec.protocol, download=spec.download, **spec.data_params)
+                          protocol=spec.protocol, last_n_events=spec.last_n_events, download=spec.download,
+                          **spec.data_params)
     except RecgymError:
         raise
     except (ValueError, TypeError, FileNotFoundError) as e:
@@ -395,27 +398,10 @@ def _resolve(name: str) -> Any:
 
 
 # ---------------------------------------------------------------------------- simulation
-def default_env_kwargs(*, dataset: str, seed: int, data_params: dict[str, Any], data_dir: str | None,
-                       download: bool, cache_dir: Path | None = None,
-                       data_file: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Keyword arguments that build an env without its own ``job_kwargs`` on the job's data: every
-    loader parameter, ``data_dir`` / ``download`` and the job's split seed (so the env's test part is
-    the job's test part). ``data_file``: the job's own file as ``load_env_split`` takes it
-    (``{"data": path, "columns": {...}, "sep": ..., "protocol": ...}``), for the generic env ids."""
-    if data_file is not None:
-        return {**data_file, **data_params, "seed": seed}
-    kw: dict[str, Any] = dict(data_params)
-    if data_dir is not None:
-        kw["data_dir"] = data_dir
-    kw["download"] = download
-    kw["seed"] = seed
-    return kw
-
-
 def sim_env_kwargs(spec: JobSpec, env_id: str, mf_dir: Path | None = None) -> dict[str, Any]:
     """Keyword arguments that build ``env_id`` on the same data as the job, on its held-out
     (``split="test"``) contexts: the env class's ``job_kwargs`` when it has one, else
-    :func:`default_env_kwargs`. ``mf_dir`` is a cache folder the env may use (fitted imputers)."""
+    :func:`recgym.envs.common.job_split_kwargs`. ``mf_dir`` is a cache folder the env may use (fitted imputers)."""
     import gymnasium as gym
     from gymnasium.envs.registration import load_env_creator
 
@@ -426,14 +412,19 @@ def sim_env_kwargs(spec: JobSpec, env_id: str, mf_dir: Path | None = None) -> di
                             + ", ".join(sorted(k for k in gym.registry if k.startswith("recgym/"))))
     entry = gym.registry[env_id].entry_point
     env_cls = load_env_creator(entry) if isinstance(entry, str) else entry
-    make_kwargs = getattr(env_cls, "job_kwargs", None) or default_env_kwargs
+    from recgym.envs.common import job_split_kwargs
+
+    make_kwargs = getattr(env_cls, "job_kwargs", None) or job_split_kwargs
     data_file = None
     if spec.data_file is not None:
         data_file = {"data": spec.data_file, "columns": dict(spec.columns), "sep": spec.sep,
                      "protocol": file_protocol(spec)}
         if spec.reward_scheme is not None:
             data_file["reward_scheme"] = spec.reward_scheme
-    kw = make_kwargs(dataset=spec.dataset, seed=spec.seed, data_params=dict(spec.data_params), data_dir=spec.data_dir,
+    data_params = dict(spec.data_params)
+    if spec.last_n_events is not None:  # the env's data is the job's windowed data too
+        data_params["last_n_events"] = spec.last_n_events
+    kw = make_kwargs(dataset=spec.dataset, seed=spec.seed, data_params=data_params, data_dir=spec.data_dir,
                      download=spec.download, cache_dir=None if mf_dir is None else Path(mf_dir), data_file=data_file)
     kw["split"] = "test"  # held-out contexts, never the ones the agent trained on
     return kw
@@ -679,6 +670,6 @@ def run_job_dict(spec: dict[str, Any], mf_dir: str | None = None, log_file: bool
 
 
 __all__ = ["DEFAULT_SIMS", "JobSpec", "agent_overrides", "build_agent", "clean_metrics", "data_checksum",
-           "data_file_record", "default_env_kwargs", "file_protocol", "file_sha256", "off_policy_estimates", "format_resolved_config", "job_resolved_config",
+           "data_file_record", "file_protocol", "file_sha256", "off_policy_estimates", "format_resolved_config", "job_resolved_config",
            "read_job_file", "finished_results", "load_job_split", "load_trained_agent", "make_sim_env", "missing_evaluations",
            "parse_overrides", "read_results", "run_job", "run_job_dict", "safe_name", "sim_env_kwargs", "stored_identity", "versions"]

@@ -10,10 +10,15 @@ from typing import Any
 from recgym.data.session_log import SessionLog
 
 
-def load_synthetic(n_sessions: int = 5000, seed: int = 0, **config: Any) -> SessionLog:
-    """``recgym.sim.world.make_synthetic_log(n_sessions=n_sessions, seed=seed, **config)``."""
+def load_synthetic(n_sessions: int = 5000, seed: int = 0, ratings: bool = False, **config: Any) -> SessionLog:
+    """``recgym.sim.world.make_synthetic_log(n_sessions=n_sessions, seed=seed, **config)``; with
+    ``ratings=True`` the World's missing-not-at-random rating log instead (one session per user,
+    ``config["ratings_per_user"]`` ratings each, the ``"rating"`` reward scheme: the data of
+    :class:`recgym.envs.mf_user.MFUserEnv` on Synthetic; ``n_sessions`` is not used)."""
     if int(n_sessions) < 1:
         raise ValueError(f"synthetic: n_sessions must be >= 1, got {n_sessions}")
-    from recgym.sim.world import make_synthetic_log  # lazy: recgym.sim may import recgym.data
+    from recgym.sim.world import World, make_synthetic_log  # lazy: recgym.sim may import recgym.data
 
+    if ratings:
+        return World(seed=int(seed), **config).rating_log(reward_scheme="rating", name="synthetic")
     return make_synthetic_log(n_sessions=int(n_sessions), seed=int(seed), **config)

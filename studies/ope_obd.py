@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Off-policy estimators checked on the Open Bandit Dataset, where the truth is observed.
 
-    RECGYM_DATA_DIR=/work/shared/data python scripts/ope_obd.py --campaign all --out docs/results/ope.json
+    RECGYM_DATA_DIR=/work/shared/data python -m studies.ope_obd --campaign all --out docs/results/ope/obd_all.json
 
 OBD logged the same week of ZOZOTOWN traffic under two policies, uniform random and Bernoulli
 Thompson sampling (BTS). Each policy's on-policy click rate (the mean click of its own log) is the
@@ -27,19 +26,17 @@ a round; the policies are context-free, so ``π(a|x, k) = π(a|k)``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-from recgym import ope  # noqa: E402
-from recgym.data.sources.obd import load_obd_frame  # noqa: E402
+from recgym import ope
+from recgym.data.sources.obd import load_obd_frame
+from recgym.errors import BadInputError, cli
+from recgym.experiments.report import write_json
 
 
 def as_rounds(df) -> dict[str, np.ndarray]:
@@ -113,8 +110,24 @@ def evaluate(logs: dict, target: str, behaviour: str, n_items: int, shrink: floa
             "mean_slot_sum_before_renorm": staleness}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+def study(data_dir: str | Path, campaign: str = "all", shrink: float = 50.0, clip: float | None = None) -> dict[str, Any]:
+    """Every estimate of one campaign: BTS (stepwise and frequency readings) from the random log and
+    random from the BTS log, each with its truth."""
+    root = Path(data_dir) / "obd"
+    try:
+        logs = {b: as_rounds(load_obd_frame(root, b, campaign)) for b in ("random", "bts")}
+    except FileNotFoundError as e:
+        raise BadInputError(f"--data-dir: {e}") from e
+    n_items = int(max(lg["a"].max() for lg in logs.values())) + 1
+    return {"campaign": campaign, "n_items": n_items, "shrink": shrink, "clip": clip,
+            "runs": [evaluate(logs, "bts", "random", n_items, shrink, clip, "stepwise"),
+                     evaluate(logs, "bts", "random", n_items, shrink, clip, "frequency"),
+                     evaluate(logs, "random", "bts", n_items, shrink, clip)]}
+
+
+@cli("studies.ope_obd")
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--campaign", default="all", choices=("all", "men", "women"))
     p.add_argument("--data-dir", default=os.environ.get("RECGYM_DATA_DIR"), help="folder holding obd/")
     p.add_argument("--shrink", type=float, default=50.0, help="pseudo-impressions of the slot rate in q̂")
@@ -122,14 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
     if not args.data_dir:
-        p.error("--data-dir (or RECGYM_DATA_DIR) must name the folder that holds obd/")
-    root = Path(args.data_dir) / "obd"
-    logs = {b: as_rounds(load_obd_frame(root, b, args.campaign)) for b in ("random", "bts")}
-    n_items = int(max(lg["a"].max() for lg in logs.values())) + 1
-    res = {"campaign": args.campaign, "n_items": n_items, "shrink": args.shrink, "clip": args.clip,
-           "runs": [evaluate(logs, "bts", "random", n_items, args.shrink, args.clip, "stepwise"),
-                    evaluate(logs, "bts", "random", n_items, args.shrink, args.clip, "frequency"),
-                    evaluate(logs, "random", "bts", n_items, args.shrink, args.clip)]}
+        raise BadInputError("--data-dir (or RECGYM_DATA_DIR) must name the folder that holds obd/")
+    res = study(args.data_dir, args.campaign, args.shrink, args.clip)
     for run in res["runs"]:
         tr = run["truth"]
         print(f"\n{run['target']} ({run['pi']}) from {run['behaviour']} logs  (campaign {args.campaign}); "
@@ -138,9 +145,9 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"  {name:6s} {v['estimate']:.5f} ± {v['se']:.5f}  ESS {v['ess']:8.1f}  "
                   f"clipped {int(v['n_clipped'])}  rel.err {v['rel_error']:.3f}")
     if args.out:
-        Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
-    return res
+        write_json(args.out, res, indent=1)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
