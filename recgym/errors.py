@@ -57,7 +57,8 @@ class BusyError(RecgymError):
 
 def cli(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
     """Decorate a command's ``main(argv) -> int``: a :class:`RecgymError` becomes ``prog: error: msg``
-    on stderr and its exit status; Ctrl-C exits 130; anything else is a bug and keeps its traceback."""
+    on stderr and its exit status; Ctrl-C exits 130; argparse's own exit is returned as its status (so
+    ``main([...])`` returns the code in tests too); anything else is a bug and keeps its traceback."""
 
     def wrap(main: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(main)
@@ -67,6 +68,10 @@ def cli(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
             except RecgymError as e:
                 print(f"{prog}: error: {e}", file=sys.stderr, flush=True)
                 return e.code
+            except SystemExit as e:  # argparse's usage error (2) or --help (0), already printed
+                if e.code is None or isinstance(e.code, int):
+                    return e.code or 0
+                raise
             except KeyboardInterrupt:
                 print(f"{prog}: interrupted", file=sys.stderr, flush=True)
                 return EXIT_INTERRUPTED

@@ -9,7 +9,9 @@ loads a saved recgym agent (``.pt``) or an SB3 checkpoint (``.zip``: PPO, Maskab
 Prints the mean return, the mean of the list metrics of the final ``info`` (slate env) and, on
 the Synthetic MF user env, the true expected reward of the chosen items. The episode loop and the
 greedy, mask-respecting action of a recgym agent are ``recgym.evaluate.run_episodes`` /
-``greedy_action``. Exit status (``recgym.errors``): 0 success, 2 bad arguments.
+``greedy_action``. Non-finite numbers print as ``null``. Exit status (``recgym.errors``): 0 success,
+2 bad arguments (unknown agent or env id, ``--env-kwargs`` that are not a JSON object of the env's
+arguments, ``--episodes`` < 1, a file that is not a model).
 """
 
 from __future__ import annotations
@@ -38,8 +40,13 @@ def load_policy(spec: str, env: gym.Env, seed: int) -> Any:
     from recgym.agents.registry import get_agent_class, make_agent
 
     if p.exists():
-        payload = torch.load(p, weights_only=True, map_location="cpu")
-        return get_agent_class(payload["agent"]).load(p)
+        try:
+            payload = torch.load(p, weights_only=True, map_location="cpu")
+            cls = get_agent_class(payload["agent"])
+        except Exception as e:  # not a recgym model file, or one of an agent that is not importable here
+            raise BadInputError(f"--agent {spec}: not a loadable recgym model ({type(e).__name__}: "
+                                f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        return cls.load(p)
     from recgym.envs.common import load_env_split
 
     u = env.unwrapped
@@ -75,21 +82,40 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--env-kwargs", default="{}", help="JSON dict of env kwargs")
     args = ap.parse_args(argv)
     import recgym  # noqa: F401  (registers the env ids)
+    from recgym.experiments.report import json_safe
 
+    if args.episodes < 1:
+        raise BadInputError(f"--episodes must be a positive integer, got {args.episodes}")
     try:
         env_kwargs = json.loads(args.env_kwargs)
     except json.JSONDecodeError as e:
         raise BadInputError(f"--env-kwargs: not JSON ({e})") from e
+    if not isinstance(env_kwargs, dict):
+        raise BadInputError(f"--env-kwargs: expected a JSON object of env arguments, got {args.env_kwargs!r}")
     if args.env not in gym.registry:
-        raise BadInputError(f"--env: unknown env id {args.env!r}")
+        raise BadInputError(f"--env: unknown env id {args.env!r}; recgym ids: "
+                            + ", ".join(sorted(k for k in gym.registry if k.startswith("recgym/"))))
+    if not Path(args.agent).exists():  # a name: check it before the env loads its data
+        from recgym.agents.registry import get_agent_class
+
+        if Path(args.agent).suffix in (".zip", ".pt"):
+            raise BadInputError(f"--agent {args.agent}: no such file")
+        try:
+            get_agent_class(args.agent)
+        except ValueError as e:
+            raise BadInputError(f"--agent: {e}") from None
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    env = gym.make(args.env, **env_kwargs)
+    try:
+        env = gym.make(args.env, **env_kwargs)
+    except (TypeError, ValueError) as e:  # Gymnasium appends the kwargs: keep the env's own sentence
+        msg = str(e).split(" was raised from the environment creator")[0]
+        raise BadInputError(f"--env {args.env} with --env-kwargs {args.env_kwargs}: {msg}") from None
     policy = load_policy(args.agent, env, args.seed)
     out = {"env": args.env, "agent": args.agent,
            **run_episodes(env, lambda obs: act(policy, obs, env), args.episodes, args.seed)}
     out["episodes"] = args.episodes
-    print(json.dumps(out, indent=2))
+    print(json.dumps(json_safe(out), indent=2, allow_nan=False))
     return 0
 
 

@@ -12,6 +12,7 @@ worker or a re-run never loses or duplicates a result (the report reads exactly 
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import Any, Callable
 
 from recgym.errors import BadInputError
 from recgym.experiments.fanout import run_jobs
-from recgym.experiments.job import DEFAULT_SIMS, JobSpec, make_sim_env, missing_evaluations, read_results, safe_name
+from recgym.experiments.job import (DEFAULT_SIMS, JobSpec, identity_diff, make_output_dir, make_sim_env,
+                                    missing_evaluations, read_results, safe_name, stored_identity, validate_job)
 from recgym.experiments.report import aggregate, write_report
 
 
@@ -60,6 +62,10 @@ class CompareConfig:
                 raise BadInputError(f"{name}: listed more than once: {', '.join(dup)}")
         if self.baseline is not None and self.baseline not in self.agents:
             raise BadInputError(f"--baseline {self.baseline!r} is not among --agents {self.agents}")
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise BadInputError(f"--workers must be a positive integer, got {self.workers!r}")
+        if not isinstance(self.retries, int) or self.retries < 0:
+            raise BadInputError(f"--retries must be a non-negative integer, got {self.retries!r}")
         if self.sims is None:
             self.sims = list(DEFAULT_SIMS.get(self.dataset, []))
         if self.out is None:
@@ -94,6 +100,25 @@ def make_jobs(cfg: CompareConfig) -> list[JobSpec]:
             for a in cfg.agents for s in cfg.seeds]
 
 
+def check_jobs(cfg: CompareConfig, jobs: list[JobSpec]) -> None:
+    """Validate every job (:func:`recgym.experiments.job.validate_job`) and refuse an ``out`` whose
+    jobs were run with other settings (``--steps``, ``--set``, ``--data-param``, ...): their results
+    would be reused under the new command. Raises :class:`BadInputError` before anything is written."""
+    for j in jobs:
+        validate_job(j)
+    clashes: dict[str, list[str]] = {}
+    for j in jobs:
+        before = stored_identity(j.job_dir())
+        if before is not None:
+            diff = identity_diff(before, json.loads(json.dumps(j.identity())))
+            if diff:
+                clashes.setdefault("; ".join(diff), []).append(str(j.job_dir()))
+    if clashes:
+        what = " | ".join(f"{d} (in {len(dirs)} job(s), e.g. {dirs[0]})" for d, dirs in clashes.items())
+        raise BadInputError(f"{cfg.out}: holds jobs run with other settings: {what}; re-run with the settings "
+                            "they were run with, or use another --out (or delete the folder)")
+
+
 def prepare_sims(cfg: CompareConfig, jobs: list[JobSpec], log: Callable[[str], None]) -> Path:
     """Fit each simulator's MF imputer once, here, into ``<out>/sim`` (the jobs load it)."""
     mf_dir = Path(cfg.out) / "sim"
@@ -111,7 +136,8 @@ def prepare_sims(cfg: CompareConfig, jobs: list[JobSpec], log: Callable[[str], N
 def compare(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or reuse) every job of ``cfg``, then aggregate and write the report. Returns the report."""
     jobs = make_jobs(cfg)
-    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    check_jobs(cfg, jobs)  # before anything is written
+    make_output_dir(cfg.out)
     mf_dir = prepare_sims(cfg, jobs, log) if cfg.sims else None
     statuses = run_jobs(jobs, workers=cfg.workers, ray_address=cfg.ray_address, retries=cfg.retries,
                         mf_dir=mf_dir, log=log)
@@ -121,4 +147,4 @@ def compare(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict[str,
     return rep
 
 
-__all__ = ["CompareConfig", "compare", "make_jobs", "prepare_sims"]
+__all__ = ["CompareConfig", "check_jobs", "compare", "make_jobs", "prepare_sims"]

@@ -29,6 +29,7 @@ import hashlib
 import importlib
 import json
 import math
+import numbers
 import os
 import platform
 import sys
@@ -97,6 +98,22 @@ class JobSpec:
 
     # fields that do not change what a finished job computed
     _VOLATILE = ("out", "sims", "sim_episodes", "true_value", "threads", "progress", "download", "data_dir")
+
+    def __post_init__(self) -> None:
+        # the numbers are checked here, so a worker that re-reads a spec checks them too; names,
+        # data parameters and hyper-parameters need imports: validate_job
+        def integer(v: Any) -> bool:
+            return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+        if self.steps is not None and not (integer(self.steps) and self.steps >= 1):
+            raise BadInputError(f"--steps must be a positive integer, got {self.steps!r}")
+        if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, numbers.Real)
+                                        or not math.isfinite(self.epochs) or self.epochs <= 0):
+            raise BadInputError(f"--epochs must be a positive number, got {self.epochs!r}")
+        if not integer(self.seed):
+            raise BadInputError(f"--seed must be an integer, got {self.seed!r}")
+        if not (integer(self.sim_episodes) and self.sim_episodes >= 1):
+            raise BadInputError(f"--sim-episodes must be a positive integer, got {self.sim_episodes!r}")
 
     def job_dir(self) -> Path:
         return Path(self.out) if self.out else Path("runs") / self.dataset / safe_name(self.agent) / f"seed{self.seed}"
@@ -191,6 +208,19 @@ def stored_identity(job_dir: str | Path) -> dict[str, Any] | None:
     return None if before is None else json.loads(json.dumps(JobSpec.from_dict(before).identity()))
 
 
+def identity_diff(before: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """The settings two identities differ in, as ``"steps: 150 -> 100"`` (nested dicts by dotted key,
+    e.g. ``"data_params.n_sessions: 300 -> 3000"``; a missing key reads ``unset``)."""
+    out: list[str] = []
+    for k in sorted(set(before) | set(now)):
+        a, b = before.get(k, "unset"), now.get(k, "unset")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += identity_diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {json.dumps(a)} -> {json.dumps(b)}")
+    return out
+
+
 def finished_results(spec: JobSpec) -> dict[str, Any] | None:
     """The results of ``spec``'s job when it is finished with everything ``spec`` asks for and was
     trained with the same spec; else ``None`` (a folder holding another spec's job does not count)."""
@@ -201,13 +231,32 @@ def finished_results(spec: JobSpec) -> dict[str, Any] | None:
     return res
 
 
+def make_output_dir(path: str | Path) -> Path:
+    """Create the output folder ``path`` (and its parents); :class:`BusyError` (exit 4) naming it when
+    it cannot be written: a file of that name, a read-only filesystem, no permission."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as e:
+        raise BusyError(f"{path}: cannot write the output there ({e.strerror or e})") from None
+    return path
+
+
 @contextlib.contextmanager
 def job_lock(job_dir: Path) -> Iterator[None]:
-    """Exclusive, non-blocking lock of a job directory (released by the kernel if we die)."""
+    """Exclusive, non-blocking lock of a job directory (released by the kernel if we die). When the
+    body fails and the folders this call created hold nothing but the lock, they are removed again:
+    a refused or failed job leaves no empty folder behind."""
     import fcntl
 
-    job_dir.mkdir(parents=True, exist_ok=True)
-    fh = open(job_dir / ".lock", "w")
+    created = [p for p in (job_dir, *job_dir.parents) if not p.exists()]
+    make_output_dir(job_dir)
+    try:
+        fh = open(job_dir / ".lock", "w")
+    except OSError as e:
+        raise BusyError(f"{job_dir}: cannot write the output there ({e.strerror or e})") from None
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -217,7 +266,16 @@ def job_lock(job_dir: Path) -> Iterator[None]:
         # process killed mid-write (e.g. the job beside a crashed worker): remove it
         for stale in job_dir.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
-        yield
+        try:
+            yield
+        except BaseException:
+            if created and {p.name for p in job_dir.iterdir()} <= {".lock"}:
+                # unlinked while still held: a process that opened it meanwhile finds it busy
+                (job_dir / ".lock").unlink(missing_ok=True)
+                for d in created:  # innermost first; a folder someone else filled stays
+                    with contextlib.suppress(OSError):
+                        d.rmdir()
+            raise
     finally:
         fh.close()
 
@@ -274,6 +332,79 @@ def agent_overrides(spec: JobSpec, warn: Callable[[str], None] = print) -> dict[
     if spec.steps is not None and "epochs" in fields:
         overrides.pop("epochs", None)
     return overrides
+
+
+def _param_defaults(dataset: str) -> dict[str, Any]:
+    """Default values of a source's loader parameters (synthetic: also the World's fields)."""
+    from recgym.data.registry import get_source
+
+    src = get_source(dataset)
+    out = dict(src.params)
+    if src.name == "synthetic":
+        from recgym.sim.world import WorldConfig
+
+        out.update({f.name: f.default for f in dataclasses.fields(WorldConfig)
+                    if f.default is not dataclasses.MISSING})
+    return out
+
+
+def _type_error(value: Any, default: Any) -> str | None:
+    """What is wrong with ``value`` for a parameter whose default is ``default`` (``None``: fine)."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, numbers.Integral):
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        return None if ok else "an integer"
+    if isinstance(default, numbers.Real):
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        return None if ok else "a finite number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "a string"
+    return None
+
+
+def validate_job(spec: JobSpec) -> None:
+    """Check every name and value of ``spec`` that can be checked without loading data: the dataset
+    (a registered source name, never a path), its reward scheme and ``--data-param`` names and
+    types, the agent, its ``--set`` hyper-parameters (names and types), the simulator ids.
+    :func:`run_job` and :func:`recgym.experiments.compare` call it before creating any folder."""
+    import gymnasium as gym
+
+    from recgym.agents.base import check_config
+    from recgym.agents.registry import get_agent_class
+    from recgym.data.registry import get_source
+
+    if not isinstance(spec.dataset, str) or spec.dataset in ("", ".", "..") or any(c in spec.dataset for c in "/\\"):
+        raise BadInputError(f"--dataset must be a registered source name, got {spec.dataset!r}")
+    src = get_source(spec.dataset)
+    if spec.reward_scheme is not None and spec.reward_scheme not in src.schemes:
+        raise BadInputError(f"--reward-scheme {spec.reward_scheme!r}: dataset {spec.dataset!r} accepts {list(src.schemes)}")
+    defaults = _param_defaults(spec.dataset)
+    unknown = sorted(k for k in spec.data_params if k not in defaults and k != "seed")
+    if unknown and (not src.open_params or src.name == "synthetic"):  # a registered loader's are its own
+        raise BadInputError(f"--data-param: dataset {spec.dataset!r} has no parameter(s) {unknown}; "
+                            f"it accepts {sorted(defaults)}")
+    for k, v in spec.data_params.items():
+        want = _type_error(v, defaults.get(k))
+        if want is not None:
+            raise BadInputError(f"--data-param {k}: expected {want}, got {v!r}")
+    overrides = agent_overrides(spec, warn=lambda m: None)
+    cls = get_agent_class(spec.agent)
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise BadInputError(f"--set: agent {spec.agent!r} has no hyper-parameter(s) {unknown}; "
+                            f"it has {sorted(fields)}")
+    try:
+        check_config(dataclasses.replace(cls.Config(), **overrides), cls.__name__)
+    except BadInputError as e:
+        raise BadInputError(f"--set: {e}") from None
+    import recgym  # noqa: F401  (registers the env ids)
+
+    for env_id in spec.sims:
+        if env_id not in gym.registry:
+            raise BadInputError(f"--sim: unknown env id {env_id!r}; recgym ids: "
+                                + ", ".join(sorted(k for k in gym.registry if k.startswith("recgym/"))))
 
 
 def build_agent(spec: JobSpec, n_items: int, protocol: str, warn: Callable[[str], None] = print) -> Any:
@@ -396,14 +527,14 @@ def run_job(
     out = spec.job_dir()
     mf_dir = Path(mf_dir) if mf_dir is not None else None
     torch.set_num_threads(max(1, spec.threads))
-    # validate the agent and its overrides before touching the disk
-    agent_overrides(spec, warn=lambda m: None)
+    validate_job(spec)  # before touching the disk: a bad call creates no folder
     with job_lock(out):
         saved = out / JOB_SPEC
         before = stored_identity(out)
-        if reuse and before is not None and before != json.loads(json.dumps(spec.identity())):
-            raise BadInputError(f"{out}: holds a job with another spec ({before}); now {spec.identity()}. "
-                                "Use another --out or delete the folder.")
+        now = json.loads(json.dumps(spec.identity()))
+        if reuse and before is not None and before != now:
+            raise BadInputError(f"{out}: holds a job with another spec ({'; '.join(identity_diff(before, now))}); "
+                                "use another --out or delete the folder")
         results = read_results(out) if reuse else None
         todo = missing_evaluations(results, spec)
         if not todo:
@@ -422,8 +553,6 @@ def run_job(
             write_json(out / RESULTS, results)
             log(f"{out}: reused the trained model, added {', '.join(todo)}")
             return results
-        with contextlib.suppress(FileNotFoundError):
-            (out / RESULTS).unlink()  # a stale result must not outlive a failed re-run
         if reuse:
             write_json(saved, {"identity": spec.identity(), "spec": spec.to_dict()})
         return _train_and_evaluate(spec, out, resume, mf_dir, log, warn)
@@ -444,6 +573,14 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
         f"{split.test.n_sessions} test sessions, {split.n_items} items, protocol {split.protocol} "
         f"(loaded in {load_s:.1f}s); agent {agent!r}")
 
+    ckpt = out / "checkpoint.pt"
+    if resume and isinstance(agent, TorchAgent) and ckpt.exists():
+        from recgym.agents.training import data_checksum as train_checksum, load_checkpoint
+
+        load_checkpoint(ckpt, agent, train_checksum(split.train))  # refuses another run's checkpoint
+    with contextlib.suppress(FileNotFoundError):
+        (out / RESULTS).unlink()  # training starts: a stale result must not outlive a failed re-run
+
     eval_kwargs: dict[str, Any] = {}
     if split.protocol == "loo":
         eval_kwargs["popularity"] = split.train.popularity()
@@ -451,7 +588,7 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
     t0 = time.perf_counter()
     if isinstance(agent, TorchAgent):
         try:
-            agent.fit(split.train, split.valid, protocol=split.protocol, checkpoint_path=out / "checkpoint.pt",
+            agent.fit(split.train, split.valid, protocol=split.protocol, checkpoint_path=ckpt,
                       resume=resume, progress=spec.progress, eval_kwargs=eval_kwargs, log=log)
         except NonFiniteLossError as e:
             if not spec.keep_diverged:
@@ -549,5 +686,5 @@ def run_job_dict(spec: dict[str, Any], mf_dir: str | None = None, log_file: bool
 
 
 __all__ = ["DEFAULT_SIMS", "JobSpec", "agent_overrides", "build_agent", "clean_metrics", "data_checksum",
-           "default_env_kwargs", "finished_results", "load_job_split", "load_trained_agent", "make_sim_env", "missing_evaluations",
-           "parse_overrides", "read_results", "run_job", "run_job_dict", "safe_name", "sim_env_kwargs", "stored_identity", "versions"]
+           "default_env_kwargs", "finished_results", "identity_diff", "load_job_split", "load_trained_agent", "make_output_dir", "make_sim_env", "missing_evaluations",
+           "parse_overrides", "read_results", "run_job", "run_job_dict", "safe_name", "sim_env_kwargs", "stored_identity", "validate_job", "versions"]
