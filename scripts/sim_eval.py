@@ -51,9 +51,14 @@ def load_policy(spec: str, env: gym.Env, seed: int) -> Any:
 
     u = env.unwrapped
     split = getattr(u, "split_data", None)
-    if split is None:
+    if split is None:  # the env's data: its own arguments are named, the rest go to the loader
+        import inspect
+
         kw = dict(env.spec.kwargs)
-        split = load_env_split(kw.pop("source"), data=kw.get("data"), data_dir=kw.get("data_dir"))
+        own = set(inspect.signature(type(u).__init__).parameters)
+        split = load_env_split(kw.get("source"), data=kw.get("data"), data_dir=kw.get("data_dir"),
+                               download=kw.get("download", False), seed=kw.get("seed", 0),
+                               **{k: v for k, v in kw.items() if k not in own})
     try:
         agent = make_agent(spec, u.n_items, seed=seed)
     except (TypeError, ValueError) as e:

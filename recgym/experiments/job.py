@@ -183,7 +183,7 @@ def read_results(job_dir: str | Path) -> dict[str, Any] | None:
     p = Path(job_dir) / RESULTS
     try:
         return json.loads(p.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (OSError, json.JSONDecodeError):
         return None
 
 
@@ -203,7 +203,7 @@ def stored_identity(job_dir: str | Path) -> dict[str, Any] | None:
     since it was written count at their defaults), or ``None`` when there is none."""
     try:
         before = json.loads((Path(job_dir) / JOB_SPEC).read_text()).get("identity")
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (OSError, json.JSONDecodeError):  # absent, or a path through a file
         return None
     return None if before is None else json.loads(json.dumps(JobSpec.from_dict(before).identity()))
 
