@@ -9,9 +9,11 @@ status  meaning
 ======  ===========================================================================
 0       success
 1       an unexpected error (a bug: the traceback is printed)
-2       bad input: an argument, a file, a column, a dataset name, a checkpoint that does not fit
+2       bad input: an argument, a file, a column, a dataset name, a checkpoint that does not fit,
+        an output folder holding jobs run with other settings, a download that failed
 3       training diverged (a non-finite loss or parameter)
-4       busy: another process holds the output (a job lock), or the output is not writable
+4       busy: another process holds the output (a job lock), or the output is not writable (a file,
+        a read-only filesystem, no permission)
 5       some jobs of a multi-job command failed (the others finished and were written)
 130     interrupted (Ctrl-C)
 ======  ===========================================================================
