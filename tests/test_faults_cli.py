@@ -66,6 +66,7 @@ BAD_OFFLINE = [
     (["--agent", "pop", "--steps", "-5"], "--steps"),
     (["--agent", "sasrec", "--steps", "0"], "--steps"),
     (["--agent", "sasrec", "--epochs", "-1"], "--epochs"),
+    (["--agent", "pop", "--seed", "-1"], "--seed"),
     (["--agent", "nosuch"], "nosuch"),
     (["--agent", "pop", "--dataset", "nosuch"], "nosuch"),
     (["--agent", "sasrec", "--set", "lr=abc"], "lr"),

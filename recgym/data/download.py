@@ -76,6 +76,11 @@ class ChecksumError(BadInputError):
     """A downloaded (or extracted) file does not have the published checksum."""
 
 
+class DownloadError(BadInputError, OSError):
+    """The network failed while fetching a source's files (a command exits 2 with its one line; also
+    an ``OSError``, as the failure it wraps)."""
+
+
 def fetch_url(url: str, dest: Path, timeout: float = 60.0) -> None:
     """Stream ``url`` into ``dest`` (the only function here that touches the network)."""
     req = urllib.request.Request(url, headers={"User-Agent": "recgym"})
@@ -84,13 +89,13 @@ def fetch_url(url: str, dest: Path, timeout: float = 60.0) -> None:
 
 
 def _fetch(name: str, url: str, dest: Path) -> None:
-    """:func:`fetch_url`, with a network failure (no connection, DNS, timeout, HTTP error) as one
-    :class:`BadInputError` line naming the source and the address."""
+    """:func:`fetch_url`, with a network failure (no connection, DNS, timeout, HTTP error) as a
+    :class:`DownloadError` whose one line names the source and the address."""
     try:
         fetch_url(url, dest)
     except OSError as e:  # URLError, HTTPError, TimeoutError, ConnectionError
         reason = getattr(e, "reason", None) or e.strerror or e
-        raise BadInputError(f"{name}: cannot download {url} ({reason}); nothing was written") from None
+        raise DownloadError(f"{name}: cannot download {url} ({reason}); nothing was written") from None
 
 
 def _md5_copy(src, dst: Path) -> str:
@@ -123,7 +128,7 @@ def download(name: str, root: str | Path) -> list[Path]:
     verified there; only when all of them match their published md5 are they moved into place.
     On any failure nothing is kept, and a ``root`` that this call created is removed again.
     Files already present with the right checksum are kept. Raises ``ValueError`` for a source
-    that cannot be downloaded, ``ChecksumError`` on a mismatch and :class:`BadInputError` naming
+    that cannot be downloaded, ``ChecksumError`` on a mismatch and :class:`DownloadError` naming
     the address when the network fails.
     """
     if name not in DOWNLOADS:

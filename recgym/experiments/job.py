@@ -110,8 +110,8 @@ class JobSpec:
         if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, numbers.Real)
                                         or not math.isfinite(self.epochs) or self.epochs <= 0):
             raise BadInputError(f"--epochs must be a positive number, got {self.epochs!r}")
-        if not integer(self.seed):
-            raise BadInputError(f"--seed must be an integer, got {self.seed!r}")
+        if not (integer(self.seed) and self.seed >= 0):
+            raise BadInputError(f"--seed must be a non-negative integer, got {self.seed!r}")
         if not (integer(self.sim_episodes) and self.sim_episodes >= 1):
             raise BadInputError(f"--sim-episodes must be a positive integer, got {self.sim_episodes!r}")
 
@@ -205,7 +205,12 @@ def stored_identity(job_dir: str | Path) -> dict[str, Any] | None:
         before = json.loads((Path(job_dir) / JOB_SPEC).read_text()).get("identity")
     except (OSError, json.JSONDecodeError):  # absent, or a path through a file
         return None
-    return None if before is None else json.loads(json.dumps(JobSpec.from_dict(before).identity()))
+    if before is None:
+        return None
+    try:
+        return json.loads(json.dumps(JobSpec.from_dict(before).identity()))
+    except BadInputError:  # a spec older checks would refuse (e.g. steps=0): compare it as it is
+        return json.loads(json.dumps(before))
 
 
 def identity_diff(before: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
@@ -353,7 +358,8 @@ def _type_error(value: Any, default: Any) -> str | None:
     if isinstance(default, bool):
         return None if isinstance(value, bool) else "true or false"
     if isinstance(default, numbers.Integral):
-        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        ok = (isinstance(value, numbers.Integral) and not isinstance(value, bool)) or (
+            isinstance(value, float) and math.isfinite(value) and value.is_integer())  # 1e4
         return None if ok else "an integer"
     if isinstance(default, numbers.Real):
         ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
@@ -393,12 +399,17 @@ def validate_job(spec: JobSpec) -> None:
     fields = {f.name for f in dataclasses.fields(cls.Config)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
-        raise BadInputError(f"--set: agent {spec.agent!r} has no hyper-parameter(s) {unknown}; "
+        raise BadInputError(f"--set: unknown hyper-parameter(s) {unknown} of agent {spec.agent!r}; "
                             f"it has {sorted(fields)}")
     try:
-        check_config(dataclasses.replace(cls.Config(), **overrides), cls.__name__)
-    except BadInputError as e:
-        raise BadInputError(f"--set: {e}") from None
+        config = dataclasses.replace(cls.Config(), **overrides)
+    except TypeError:  # a custom Config without defaults: the agent checks its values when built
+        config = None
+    if config is not None:
+        try:
+            check_config(config, cls.__name__)
+        except BadInputError as e:
+            raise BadInputError(f"--set: {e}") from None
     import recgym  # noqa: F401  (registers the env ids)
 
     for env_id in spec.sims:
