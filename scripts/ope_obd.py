@@ -27,7 +27,6 @@ a round; the policies are context-free, so ``π(a|x, k) = π(a|k)``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -138,7 +137,9 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"  {name:6s} {v['estimate']:.5f} ± {v['se']:.5f}  ESS {v['ess']:8.1f}  "
                   f"clipped {int(v['n_clipped'])}  rel.err {v['rel_error']:.3f}")
     if args.out:
-        Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
+        from recgym.experiments.report import write_json
+
+        write_json(args.out, res, indent=1)  # strict JSON: a non-finite number is null
     return res
 
 
