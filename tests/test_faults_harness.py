@@ -92,3 +92,14 @@ def test_a_pool_worker_exits_when_its_parent_is_already_gone():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 1 and "survived" not in r.stdout
+
+
+def test_identity_diff_names_each_differing_setting():
+    from recgym.experiments.job import JobSpec, identity_diff
+
+    a = JobSpec(agent="sasrec", steps=150, data_params={"n_sessions": 300}).identity()
+    b = JobSpec(agent="sasrec", steps=100, data_params={"n_sessions": 3000}, overrides={"hidden": 8},
+                out="elsewhere", sims=["x"]).identity()  # where it lives and what it is evaluated in do not count
+    assert identity_diff(a, b) == ["data_params.n_sessions: 300 -> 3000", "overrides.hidden: unset -> 8",
+                                   "steps: 150 -> 100"]
+    assert identity_diff(a, a) == []

@@ -218,11 +218,12 @@ def identity_diff(before: dict[str, Any], now: dict[str, Any], prefix: str = "")
     e.g. ``"data_params.n_sessions: 300 -> 3000"``; a missing key reads ``unset``)."""
     out: list[str] = []
     for k in sorted(set(before) | set(now)):
-        a, b = before.get(k, "unset"), now.get(k, "unset")
+        a, b = before.get(k, dataclasses.MISSING), now.get(k, dataclasses.MISSING)
         if isinstance(a, dict) and isinstance(b, dict):
             out += identity_diff(a, b, f"{prefix}{k}.")
         elif a != b:
-            out.append(f"{prefix}{k}: {json.dumps(a)} -> {json.dumps(b)}")
+            show = [("unset" if v is dataclasses.MISSING else json.dumps(v)) for v in (a, b)]
+            out.append(f"{prefix}{k}: {show[0]} -> {show[1]}")
     return out
 
 
