@@ -73,7 +73,8 @@ def die_with_parent(parent: int) -> None:
 
 
 def _pool(workers: int) -> Any:
-    """A pool of ``workers`` spawned processes that die with this one."""
+    """A pool of ``workers`` spawned processes that die with this one. The death signal follows the
+    *thread* that started a worker (``submit`` does): submit from a thread that outlives the pool."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
