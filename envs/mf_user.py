@@ -15,6 +15,7 @@ On Synthetic, ``reward="true"`` serves the World's true expected reward instead 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from recgym.envs.common import check_action, contexts_of, count_box, id_box, load_env_split
+from recgym.envs.common import check_action, check_num_envs, contexts_of, count_box, id_box, load_env_split
 from recgym.data import Split, split_leave_one_out
 from recgym.sim.mf import MFConfig, WeightedMF, _log_rows, rating_to_reward
 
@@ -231,3 +232,13 @@ class MFUserEnv(gym.Env):
             self._hist = np.r_[self._hist[1:], a]
         self._t += 1
         return self._obs(), reward, self._t >= self.horizon, False, info
+
+
+class MFUserVectorEnv(gym.vector.SyncVectorEnv):
+    """``num_envs`` :class:`MFUserEnv` stepped one after the other (same arguments as the env): the
+    ``gym.make_vec`` entry of the MF user ids. There is no batched implementation; the envs share the
+    loaded data and the fitted imputer through the per-process caches."""
+
+    def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
+        num_envs = check_num_envs(num_envs, "MFUserVectorEnv")
+        super().__init__([functools.partial(MFUserEnv, **kwargs) for _ in range(num_envs)])

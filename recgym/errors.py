@@ -9,9 +9,11 @@ status  meaning
 ======  ===========================================================================
 0       success
 1       an unexpected error (a bug: the traceback is printed)
-2       bad input: an argument, a file, a column, a dataset name, a checkpoint that does not fit
+2       bad input: an argument, a file, a column, a dataset name, a checkpoint that does not fit,
+        an output folder holding jobs run with other settings, a download that failed
 3       training diverged (a non-finite loss or parameter)
-4       busy: another process holds the output (a job lock), or the output is not writable
+4       busy: another process holds the output (a job lock), or the output is not writable (a file,
+        a read-only filesystem, no permission)
 5       some jobs of a multi-job command failed (the others finished and were written)
 130     interrupted (Ctrl-C)
 ======  ===========================================================================
@@ -57,7 +59,8 @@ class BusyError(RecgymError):
 
 def cli(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
     """Decorate a command's ``main(argv) -> int``: a :class:`RecgymError` becomes ``prog: error: msg``
-    on stderr and its exit status; Ctrl-C exits 130; anything else is a bug and keeps its traceback."""
+    on stderr and its exit status; Ctrl-C exits 130; argparse's own exit is returned as its status (so
+    ``main([...])`` returns the code in tests too); anything else is a bug and keeps its traceback."""
 
     def wrap(main: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(main)
@@ -67,6 +70,10 @@ def cli(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
             except RecgymError as e:
                 print(f"{prog}: error: {e}", file=sys.stderr, flush=True)
                 return e.code
+            except SystemExit as e:  # argparse's usage error (2) or --help (0), already printed
+                if e.code is None or isinstance(e.code, int):
+                    return e.code or 0
+                raise
             except KeyboardInterrupt:
                 print(f"{prog}: interrupted", file=sys.stderr, flush=True)
                 return EXIT_INTERRUPTED

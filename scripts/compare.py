@@ -14,8 +14,9 @@ checkpoint, so re-running the same command after a crash only does what is missi
 Default simulator per dataset: synthetic -> recgym/MFUser-Synthetic-v0 (imputed iAR; the true
 value comes from the World oracle), ml-100k -> recgym/MFUser-ML100K-v0, netflix ->
 recgym/NetflixIAR-v0; ``--sim none`` turns simulation off.
-Exit status (``recgym.errors``): 0 every job finished, 2 bad arguments, 5 some job failed or is
-missing (the report lists it; re-run the same command to finish it).
+Exit status (``recgym.errors``): 0 every job finished, 2 bad arguments (checked before anything is
+written; also an ``--out`` whose jobs were run with other settings), 4 ``--out`` cannot be written,
+5 some job failed or is missing (the report lists it; re-run the same command to finish it).
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ test metrics, config, versions, data checksum, selection metric, best step, curv
 ``curves.png`` (validation metric vs training step), ``model.pt`` (best weights,
 ``Agent.load``) and, for torch agents, ``checkpoint.pt`` (resumable, written after every
 validation). One job of the harness (``recgym.experiments.run_job``). Exit status
-(``recgym.errors``): 0 success, 2 bad arguments (unknown agent / dataset / parameter), 3 training
-diverged (non-finite loss), 4 another process holds ``--out``.
+(``recgym.errors``): 0 success, 2 bad arguments (unknown agent / dataset / parameter, checked
+before any folder is created; a checkpoint of another run), 3 training diverged (non-finite loss),
+4 another process holds ``--out``, or it cannot be written.
 """
 
 from __future__ import annotations

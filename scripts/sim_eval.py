@@ -15,8 +15,9 @@ is evaluated by ``recgym.evaluate.evaluate_in_env``, the evaluation ``compare.py
 MF user env every held-out context at once (``iar@1``, ``ar@1``, ``hit@1``, on Synthetic
 ``true@1``), in other envs ``--episodes`` episodes of its greedy, mask-respecting action
 (``mean_return`` and the list metrics of the final ``info``). An SB3 policy runs ``--episodes``
-episodes (``recgym.evaluate.run_episodes``). Prints one JSON object. Exit status
-(``recgym.errors``): 0 success, 2 bad arguments.
+episodes (``recgym.evaluate.run_episodes``). Prints one JSON object (non-finite numbers as ``null``). Exit status (``recgym.errors``): 0
+success, 2 bad arguments (unknown agent or env id, ``--env-kwargs`` that are not a JSON object of
+the env's arguments, ``--episodes`` < 1, a file that is not a model).
 """
 
 from __future__ import annotations
@@ -49,15 +50,25 @@ def load_policy(spec: str, env: gym.Env, seed: int, overrides: dict[str, Any] | 
     from recgym.experiments.job import format_resolved_config
 
     if p.is_file():  # a folder named like an agent is not a checkpoint
-        payload = torch.load(p, weights_only=True, map_location="cpu")
-        return get_agent_class(payload["agent"]).load(p), None
+        try:
+            payload = torch.load(p, weights_only=True, map_location="cpu")
+            cls = get_agent_class(payload["agent"])
+        except Exception as e:  # not a recgym model file, or one of an agent that is not importable here
+            raise BadInputError(f"--agent {spec}: not a loadable recgym model ({type(e).__name__}: "
+                                f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        return cls.load(p), None
     from recgym.envs.common import load_env_split
 
     u = env.unwrapped
     split = getattr(u, "split_data", None)
-    if split is None:
+    if split is None:  # the env's data: its own arguments are named, the rest go to the loader
+        import inspect
+
         kw = dict(env.spec.kwargs)
-        split = load_env_split(kw.pop("source"), data=kw.get("data"), data_dir=kw.get("data_dir"))
+        own = set(inspect.signature(type(u).__init__).parameters)
+        split = load_env_split(kw.get("source"), data=kw.get("data"), data_dir=kw.get("data_dir"),
+                               download=kw.get("download", False), seed=kw.get("seed", 0),
+                               **{k: v for k, v in kw.items() if k not in own})
     source = (env.spec.kwargs or {}).get("source") if env.spec is not None else None
     try:
         rc = resolved_config(spec, u.n_items, source, split.protocol, overrides)
@@ -94,19 +105,32 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import recgym  # noqa: F401  (registers the env ids)
     from recgym.experiments.job import JobSpec, agent_overrides, data_file_record
+    from recgym.experiments.report import json_safe
 
+    if args.episodes < 1:
+        raise BadInputError(f"--episodes must be a positive integer, got {args.episodes}")
     try:
         env_kwargs = json.loads(args.env_kwargs)
     except json.JSONDecodeError as e:
         raise BadInputError(f"--env-kwargs: not JSON ({e})") from e
     if not isinstance(env_kwargs, dict):
-        raise BadInputError(f"--env-kwargs: expected a JSON object, got {args.env_kwargs!r}")
+        raise BadInputError(f"--env-kwargs: expected a JSON object of env arguments, got {args.env_kwargs!r}")
     data = data_kwargs(args)
     env_id = args.env or ("recgym/MFUser-v0" if data.get("data_file") else None)
     if env_id is None:
         raise BadInputError("--env is required (or --data-file, which defaults to recgym/MFUser-v0)")
     if env_id not in gym.registry:
-        raise BadInputError(f"--env: unknown env id {env_id!r}")
+        raise BadInputError(f"--env: unknown env id {env_id!r}; recgym ids: "
+                            + ", ".join(sorted(k for k in gym.registry if k.startswith("recgym/"))))
+    if not Path(args.agent).exists():  # a name: check it before the env loads its data
+        from recgym.agents.registry import get_agent_class
+
+        if Path(args.agent).suffix in (".zip", ".pt"):
+            raise BadInputError(f"--agent {args.agent}: no such file")
+        try:
+            get_agent_class(args.agent)
+        except ValueError as e:
+            raise BadInputError(f"--agent: {e}") from None
     kw: dict[str, Any] = {"split": args.split, **data["data_params"]}
     if data.get("data_file"):
         kw.update(data=data["data_file"], columns=data["columns"], sep=data["sep"])
@@ -123,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     np.random.seed(args.seed)
     try:
         env = gym.make(env_id, **kw)
-    except (TypeError, ValueError, FileNotFoundError) as e:
-        raise BadInputError(f"--env {env_id}: cannot build it with {sorted(kw)} ({e})") from e
+    except (TypeError, ValueError, FileNotFoundError) as e:  # Gymnasium appends the kwargs: keep the env's own sentence
+        msg = str(e).split(" was raised from the environment creator")[0]
+        raise BadInputError(f"--env {env_id} with {sorted(kw)}: {msg}") from None
     overrides = None
     if not Path(args.agent).is_file():
         overrides = agent_overrides(JobSpec(agent=args.agent, **training_kwargs(args)),
@@ -140,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if data.get("data_file"):
         out["data_file"] = data_file_record(JobSpec(agent=args.agent, data_file=data["data_file"],
                                                     columns=data["columns"], sep=data["sep"]))
-    print(json.dumps(out, indent=2))
+    print(json.dumps(json_safe(out), indent=2, allow_nan=False))
     env.close()
     return 0
 

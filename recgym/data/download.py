@@ -76,11 +76,26 @@ class ChecksumError(BadInputError):
     """A downloaded (or extracted) file does not have the published checksum."""
 
 
+class DownloadError(BadInputError, OSError):
+    """The network failed while fetching a source's files (a command exits 2 with its one line; also
+    an ``OSError``, as the failure it wraps)."""
+
+
 def fetch_url(url: str, dest: Path, timeout: float = 60.0) -> None:
     """Stream ``url`` into ``dest`` (the only function here that touches the network)."""
     req = urllib.request.Request(url, headers={"User-Agent": "recgym"})
     with urllib.request.urlopen(req, timeout=timeout) as resp, open(dest, "wb") as out:
         shutil.copyfileobj(resp, out, length=1 << 20)
+
+
+def _fetch(name: str, url: str, dest: Path) -> None:
+    """:func:`fetch_url`, with a network failure (no connection, DNS, timeout, HTTP error) as a
+    :class:`DownloadError` whose one line names the source and the address."""
+    try:
+        fetch_url(url, dest)
+    except OSError as e:  # URLError, HTTPError, TimeoutError, ConnectionError
+        reason = getattr(e, "reason", None) or e.strerror or e
+        raise DownloadError(f"{name}: cannot download {url} ({reason}); nothing was written") from None
 
 
 def _md5_copy(src, dst: Path) -> str:
@@ -113,7 +128,8 @@ def download(name: str, root: str | Path) -> list[Path]:
     verified there; only when all of them match their published md5 are they moved into place.
     On any failure nothing is kept, and a ``root`` that this call created is removed again.
     Files already present with the right checksum are kept. Raises ``ValueError`` for a source
-    that cannot be downloaded and ``ChecksumError`` on a mismatch.
+    that cannot be downloaded, ``ChecksumError`` on a mismatch and :class:`DownloadError` naming
+    the address when the network fails.
     """
     if name not in DOWNLOADS:
         raise ValueError(f"source {name!r} has no automatic download (downloadable: {sorted(DOWNLOADS)})")
@@ -123,7 +139,7 @@ def download(name: str, root: str | Path) -> list[Path]:
     root.mkdir(parents=True, exist_ok=True)
     try:
         with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmpdir:
-            staged = _fetch_all(remote, root, Path(tmpdir))
+            staged = _fetch_all(name, remote, root, Path(tmpdir))
             for fname in staged:
                 os.replace(Path(tmpdir) / fname, root / fname)
     except BaseException:
@@ -134,14 +150,14 @@ def download(name: str, root: str | Path) -> list[Path]:
     return [root / f for f in staged]
 
 
-def _fetch_all(remote: Remote, root: Path, stage: Path) -> list[str]:
+def _fetch_all(name: str, remote: Remote, root: Path, stage: Path) -> list[str]:
     """Fetch and verify every file missing from ``root`` into ``stage``; return their names."""
     staged: list[str] = []
     if remote.archive is not None:
         wanted = {m: v for m, v in remote.members.items() if not _ok(root / v[0], v[1])}
         if wanted:
             zpath = stage / (".archive-" + Path(remote.archive).name)
-            fetch_url(remote.archive, zpath)
+            _fetch(name, remote.archive, zpath)
             try:
                 zf = zipfile.ZipFile(zpath)
             except zipfile.BadZipFile:
@@ -159,7 +175,7 @@ def _fetch_all(remote: Remote, root: Path, stage: Path) -> list[str]:
     for fname, (url, md5) in remote.files.items():
         if _ok(root / fname, md5):
             continue
-        fetch_url(url, stage / fname)
+        _fetch(name, url, stage / fname)
         _verified(stage / fname, md5, fname, url)
         staged.append(fname)
     return staged

@@ -75,7 +75,7 @@ _SPECS = [
     SourceSpec("obd", _plain(obd.load_obd), obd.raw_files, "session", ("click",),
                {"behavior_policy": "random", "campaign": "all"}),
     SourceSpec("synthetic", lambda root, scheme, **p: synthetic.load_synthetic(**p), None, "session", ("synthetic",),
-               {"n_sessions": 5000, "world_seed": 0}, seed_param="world_seed", open_params=True),
+               {"n_sessions": 5000, "world_seed": 0, "ratings": False}, seed_param="world_seed", open_params=True),
 ]  # fmt: skip
 REGISTRY: dict[str, SourceSpec] = {s.name: s for s in _SPECS}
 SOURCES: tuple[str, ...] = tuple(REGISTRY)

@@ -12,6 +12,7 @@ worker or a re-run never loses or duplicates a result (the report reads exactly 
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import Any, Callable
 
 from recgym.errors import BadInputError
 from recgym.experiments.fanout import run_jobs
-from recgym.experiments.job import DEFAULT_SIMS, JobSpec, make_sim_env, missing_evaluations, read_results, safe_name
+from recgym.experiments.job import (DEFAULT_SIMS, JobSpec, identity_diff, make_output_dir, make_sim_env,
+                                    missing_evaluations, read_results, safe_name, stored_identity, validate_job)
 from recgym.experiments.report import aggregate, write_report
 
 FILE_SIM = "recgym/MFUser-v0"
@@ -73,6 +75,10 @@ class CompareConfig:
                 raise BadInputError(f"{name}: listed more than once: {', '.join(dup)}")
         if self.baseline is not None and self.baseline not in self.agents:
             raise BadInputError(f"--baseline {self.baseline!r} is not among --agents {self.agents}")
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise BadInputError(f"--workers must be a positive integer, got {self.workers!r}")
+        if not isinstance(self.retries, int) or self.retries < 0:
+            raise BadInputError(f"--retries must be a non-negative integer, got {self.retries!r}")
         if self.sims is None:
             self.sims = [FILE_SIM] if self.data_file is not None else list(DEFAULT_SIMS.get(self.dataset, []))
         if self.out is None:
@@ -107,6 +113,25 @@ def make_jobs(cfg: CompareConfig) -> list[JobSpec]:
                     true_value=cfg.dataset == "synthetic" and cfg.data_file is None, tensorboard=cfg.tensorboard,
                     ignore_overrides=True)
             for a in cfg.agents for s in cfg.seeds]
+
+
+def check_jobs(cfg: CompareConfig, jobs: list[JobSpec]) -> None:
+    """Validate every job (:func:`recgym.experiments.job.validate_job`) and refuse an ``out`` whose
+    jobs were run with other settings (``--steps``, ``--set``, ``--data-param``, ...): their results
+    would be reused under the new command. Raises :class:`BadInputError` before anything is written."""
+    for j in jobs:
+        validate_job(j)
+    clashes: dict[str, list[str]] = {}
+    for j in jobs:
+        before = stored_identity(j.job_dir())
+        if before is not None:
+            diff = identity_diff(before, json.loads(json.dumps(j.identity())))
+            if diff:
+                clashes.setdefault("; ".join(diff), []).append(str(j.job_dir()))
+    if clashes:
+        what = " | ".join(f"{d} (in {len(dirs)} job(s), e.g. {dirs[0]})" for d, dirs in clashes.items())
+        raise BadInputError(f"{cfg.out}: holds jobs run with other settings: {what}; re-run with the settings "
+                            "they were run with, or use another --out (or delete the folder)")
 
 
 def prepare_sims(cfg: CompareConfig, jobs: list[JobSpec], log: Callable[[str], None]) -> Path:
@@ -145,7 +170,8 @@ def simulator_reports(cfg: CompareConfig, jobs: list[JobSpec], mf_dir: Path | No
 def compare(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or reuse) every job of ``cfg``, then aggregate and write the report. Returns the report."""
     jobs = make_jobs(cfg)
-    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    check_jobs(cfg, jobs)  # before anything is written
+    make_output_dir(cfg.out)
     mf_dir = prepare_sims(cfg, jobs, log) if cfg.sims else None
     statuses = run_jobs(jobs, workers=cfg.workers, ray_address=cfg.ray_address, retries=cfg.retries,
                         mf_dir=mf_dir, log=log)
@@ -155,4 +181,4 @@ def compare(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict[str,
     return rep
 
 
-__all__ = ["FILE_SIM", "CompareConfig", "compare", "make_jobs", "prepare_sims", "simulator_reports"]
+__all__ = ["FILE_SIM", "CompareConfig", "check_jobs", "compare", "make_jobs", "prepare_sims", "simulator_reports"]

@@ -9,6 +9,10 @@
 
 :func:`run_jobs` runs :class:`recgym.experiments.job.JobSpec` s (finished ones are reused); :func:`map_units`
 runs ``fn(unit)`` for a study's own units of work (each unit one worker, results in unit order).
+
+Pool workers die with the process that started them (:func:`die_with_parent`): a command killed
+with ``kill -9`` leaves no orphan running queued jobs and holding their locks, so the same command
+can be re-run at once.
 """
 
 from __future__ import annotations
@@ -49,6 +53,36 @@ def run_jobs(jobs: list[JobSpec], *, workers: int = 1, ray_address: str | None =
     return [statuses[i] for i in range(len(jobs))]
 
 
+def die_with_parent(parent: int) -> None:
+    """Pool-worker initializer: on Linux ask the kernel to SIGKILL this process when its parent dies
+    (``prctl(PR_SET_PDEATHSIG, SIGKILL)``, which also fires when the parent itself was SIGKILLed), and
+    exit at once if ``parent`` already died before the request took effect (then ``os.getppid()``
+    is no longer ``parent``). Elsewhere a no-op (an orphaned worker finishes the jobs already
+    handed to it, then exits)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+        return  # not allowed here (a seccomp filter): keep the default behaviour
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _pool(workers: int) -> Any:
+    """A pool of ``workers`` spawned processes that die with this one. The death signal follows the
+    *thread* that started a worker (``submit`` does): submit from a thread that outlives the pool."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: no fork of a process that holds torch / OpenMP threads
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                               initializer=die_with_parent, initargs=(os.getpid(),))
+
+
 def _status_line(st: dict[str, Any]) -> str:
     return f"  {st['agent']} seed {st['seed']}: {st['status']}" + (f" ({st['error']})" if st.get("error") else "")
 
@@ -60,17 +94,15 @@ def _crashed(spec: dict[str, Any], err: str) -> dict[str, Any]:
 
 def _run_pool(specs: dict[int, dict[str, Any]], workers: int, retries: int, mf: str | None,
               log: Callable[[str], None]) -> dict[int, dict[str, Any]]:
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
     from concurrent.futures.process import BrokenProcessPool
 
     out: dict[int, dict[str, Any]] = {}
     pending = dict(specs)
-    ctx = mp.get_context("spawn")  # no fork of a process that holds torch / OpenMP threads
     for attempt in range(retries + 1):
         if attempt:
             log(f"retry {attempt}/{retries}: {len(pending)} job(s) whose worker died")
-        with ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx) as pool:
+        with _pool(min(workers, len(pending))) as pool:
             futs = {pool.submit(run_job_dict, spec, mf, True, list(sys.path)): i for i, spec in pending.items()}
             for fut in as_completed(futs):
                 i = futs[fut]
@@ -122,8 +154,7 @@ def map_units(fn: Callable[[Any], Any], units: Iterable[Any], workers: int = 1,
     """``[fn(u) for u in units]``, in ``workers`` spawned processes when ``workers > 1`` (``fn`` and the
     units must then be picklable: a module-level function, e.g. a ``functools.partial`` of one).
     ``log(unit, result)`` is called as each unit finishes."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
     units = list(units)
     results: dict[int, Any] = {}
@@ -133,7 +164,7 @@ def map_units(fn: Callable[[Any], Any], units: Iterable[Any], workers: int = 1,
             if log is not None:
                 log(u, results[i])
     else:
-        with ProcessPoolExecutor(min(workers, len(units)), mp_context=mp.get_context("spawn")) as pool:
+        with _pool(min(workers, len(units))) as pool:
             futs = {pool.submit(fn, u): i for i, u in enumerate(units)}
             for f in as_completed(futs):
                 results[futs[f]] = f.result()
@@ -142,4 +173,4 @@ def map_units(fn: Callable[[Any], Any], units: Iterable[Any], workers: int = 1,
     return [results[i] for i in range(len(units))]
 
 
-__all__ = ["map_units", "run_jobs"]
+__all__ = ["die_with_parent", "map_units", "run_jobs"]

@@ -29,6 +29,7 @@ import hashlib
 import importlib
 import json
 import math
+import numbers
 import os
 import platform
 import sys
@@ -111,6 +112,22 @@ class JobSpec:
     _VOLATILE = ("out", "sims", "sim_episodes", "true_value", "threads", "progress", "download", "data_dir",
                  "tensorboard")
 
+    def __post_init__(self) -> None:
+        # the numbers are checked here, so a worker that re-reads a spec checks them too; names,
+        # data parameters and hyper-parameters need imports: validate_job
+        def integer(v: Any) -> bool:
+            return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+        if self.steps is not None and not (integer(self.steps) and self.steps >= 1):
+            raise BadInputError(f"--steps must be a positive integer, got {self.steps!r}")
+        if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, numbers.Real)
+                                        or not math.isfinite(self.epochs) or self.epochs <= 0):
+            raise BadInputError(f"--epochs must be a positive number, got {self.epochs!r}")
+        if not (integer(self.seed) and self.seed >= 0):
+            raise BadInputError(f"--seed must be a non-negative integer, got {self.seed!r}")
+        if not (integer(self.sim_episodes) and self.sim_episodes >= 1):
+            raise BadInputError(f"--sim-episodes must be a positive integer, got {self.sim_episodes!r}")
+
     def job_dir(self) -> Path:
         return Path(self.out) if self.out else Path("runs") / self.dataset / safe_name(self.agent) / f"seed{self.seed}"
 
@@ -179,7 +196,7 @@ def read_results(job_dir: str | Path) -> dict[str, Any] | None:
     p = Path(job_dir) / RESULTS
     try:
         return json.loads(p.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (OSError, json.JSONDecodeError):
         return None
 
 
@@ -201,9 +218,28 @@ def stored_identity(job_dir: str | Path) -> dict[str, Any] | None:
     since it was written count at their defaults), or ``None`` when there is none."""
     try:
         before = json.loads((Path(job_dir) / JOB_SPEC).read_text()).get("identity")
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (OSError, json.JSONDecodeError):  # absent, or a path through a file
         return None
-    return None if before is None else json.loads(json.dumps(JobSpec.from_dict(before).identity()))
+    if before is None:
+        return None
+    try:
+        return json.loads(json.dumps(JobSpec.from_dict(before).identity()))
+    except BadInputError:  # a spec older checks would refuse (e.g. steps=0): compare it as it is
+        return json.loads(json.dumps(before))
+
+
+def identity_diff(before: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """The settings two identities differ in, as ``"steps: 150 -> 100"`` (nested dicts by dotted key,
+    e.g. ``"data_params.n_sessions: 300 -> 3000"``; a missing key reads ``unset``)."""
+    out: list[str] = []
+    for k in sorted(set(before) | set(now)):
+        a, b = before.get(k, dataclasses.MISSING), now.get(k, dataclasses.MISSING)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += identity_diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            show = [("unset" if v is dataclasses.MISSING else json.dumps(v)) for v in (a, b)]
+            out.append(f"{prefix}{k}: {show[0]} -> {show[1]}")
+    return out
 
 
 def finished_results(spec: JobSpec) -> dict[str, Any] | None:
@@ -216,13 +252,32 @@ def finished_results(spec: JobSpec) -> dict[str, Any] | None:
     return res
 
 
+def make_output_dir(path: str | Path) -> Path:
+    """Create the output folder ``path`` (and its parents); :class:`BusyError` (exit 4) naming it when
+    it cannot be written: a file of that name, a read-only filesystem, no permission."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as e:
+        raise BusyError(f"{path}: cannot write the output there ({e.strerror or e})") from None
+    return path
+
+
 @contextlib.contextmanager
 def job_lock(job_dir: Path) -> Iterator[None]:
-    """Exclusive, non-blocking lock of a job directory (released by the kernel if we die)."""
+    """Exclusive, non-blocking lock of a job directory (released by the kernel if we die). When the
+    body fails and the folders this call created hold nothing but the lock, they are removed again:
+    a refused or failed job leaves no empty folder behind."""
     import fcntl
 
-    job_dir.mkdir(parents=True, exist_ok=True)
-    fh = open(job_dir / ".lock", "w")
+    created = [p for p in (job_dir, *job_dir.parents) if not p.exists()]
+    make_output_dir(job_dir)
+    try:
+        fh = open(job_dir / ".lock", "w")
+    except OSError as e:
+        raise BusyError(f"{job_dir}: cannot write the output there ({e.strerror or e})") from None
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -232,7 +287,16 @@ def job_lock(job_dir: Path) -> Iterator[None]:
         # process killed mid-write (e.g. the job beside a crashed worker): remove it
         for stale in job_dir.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
-        yield
+        try:
+            yield
+        except BaseException:
+            if created and {p.name for p in job_dir.iterdir()} <= {".lock"}:
+                # unlinked while still held: a process that opened it meanwhile finds it busy
+                (job_dir / ".lock").unlink(missing_ok=True)
+                for d in created:  # innermost first; a folder someone else filled stays
+                    with contextlib.suppress(OSError):
+                        d.rmdir()
+            raise
     finally:
         fh.close()
 
@@ -367,6 +431,96 @@ def format_resolved_config(rc: dict[str, Any]) -> str:
             f"{' < '.join(['defaults', *rc.get('layers', [])])}; {fields}")
 
 
+def _param_defaults(dataset: str) -> dict[str, Any]:
+    """Default values of a source's loader parameters (synthetic: also the World's fields)."""
+    from recgym.data.registry import get_source
+
+    src = get_source(dataset)
+    out = dict(src.params)
+    if src.name == "synthetic":
+        from recgym.sim.world import WorldConfig
+
+        out.update({f.name: f.default for f in dataclasses.fields(WorldConfig)
+                    if f.default is not dataclasses.MISSING})
+    return out
+
+
+def _type_error(value: Any, default: Any) -> str | None:
+    """What is wrong with ``value`` for a parameter whose default is ``default`` (``None``: fine)."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, numbers.Integral):
+        ok = (isinstance(value, numbers.Integral) and not isinstance(value, bool)) or (
+            isinstance(value, float) and math.isfinite(value) and value.is_integer())  # 1e4
+        return None if ok else "an integer"
+    if isinstance(default, numbers.Real):
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        return None if ok else "a finite number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "a string"
+    return None
+
+
+def validate_job(spec: JobSpec) -> None:
+    """Check every name and value of ``spec`` that can be checked without loading data: the dataset
+    (a registered source name, never a path), its reward scheme and ``--data-param`` names and
+    types, the agent, its ``--set`` hyper-parameters (names and types), the simulator ids.
+    :func:`run_job` and :func:`recgym.experiments.compare` call it before creating any folder.
+    A ``data_file`` job's loader options are checked when the file is read."""
+    if not isinstance(spec.dataset, str) or spec.dataset in ("", ".", "..") or any(c in spec.dataset for c in "/\\"):
+        raise BadInputError(f"--dataset must be a registered source name (or, with --data-file, a plain name), got {spec.dataset!r}")
+    if spec.data_file is None:
+        _validate_source_params(spec)
+    _validate_agent_and_sims(spec)
+
+
+def _validate_source_params(spec: JobSpec) -> None:
+    from recgym.data.registry import get_source
+
+    src = get_source(spec.dataset)
+    if spec.reward_scheme is not None and spec.reward_scheme not in src.schemes:
+        raise BadInputError(f"--reward-scheme {spec.reward_scheme!r}: dataset {spec.dataset!r} accepts {list(src.schemes)}")
+    defaults = _param_defaults(spec.dataset)
+    unknown = sorted(k for k in spec.data_params if k not in defaults and k != "seed")
+    if unknown and (not src.open_params or src.name == "synthetic"):  # a registered loader's are its own
+        raise BadInputError(f"--data-param: dataset {spec.dataset!r} has no parameter(s) {unknown}; "
+                            f"it accepts {sorted(defaults)}")
+    for k, v in spec.data_params.items():
+        want = _type_error(v, defaults.get(k))
+        if want is not None:
+            raise BadInputError(f"--data-param {k}: expected {want}, got {v!r}")
+
+
+def _validate_agent_and_sims(spec: JobSpec) -> None:
+    import gymnasium as gym
+
+    from recgym.agents.base import check_config
+    from recgym.agents.registry import get_agent_class
+
+    overrides = agent_overrides(spec, warn=lambda m: None)
+    cls = get_agent_class(spec.agent)
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise BadInputError(f"--set: unknown hyper-parameter(s) {unknown} of agent {spec.agent!r}; "
+                            f"it has {sorted(fields)}")
+    try:
+        config = dataclasses.replace(cls.Config(), **overrides)
+    except TypeError:  # a custom Config without defaults: the agent checks its values when built
+        config = None
+    if config is not None:
+        try:
+            check_config(config, cls.__name__)
+        except BadInputError as e:
+            raise BadInputError(f"--set: {e}") from None
+    import recgym  # noqa: F401  (registers the env ids)
+
+    for env_id in spec.sims:
+        if env_id not in gym.registry:
+            raise BadInputError(f"--sim: unknown env id {env_id!r}; recgym ids: "
+                                + ", ".join(sorted(k for k in gym.registry if k.startswith("recgym/"))))
+
+
 def build_agent(spec: JobSpec, n_items: int, protocol: str, warn: Callable[[str], None] = print) -> Any:
     """The untrained agent of ``spec`` (config defaults < dataset preset < overrides)."""
     from recgym.agents.registry import make_agent
@@ -499,8 +653,7 @@ def run_job(
     out = spec.job_dir()
     mf_dir = Path(mf_dir) if mf_dir is not None else None
     torch.set_num_threads(max(1, spec.threads))
-    # validate the agent and its overrides before touching the disk
-    agent_overrides(spec, warn=lambda m: None)
+    validate_job(spec)  # before touching the disk: a bad call creates no folder
     if spec.tensorboard is not None:  # a missing package fails here, not after training
         from recgym.experiments.report import summary_writer_class
 
@@ -508,9 +661,10 @@ def run_job(
     with job_lock(out):
         saved = out / JOB_SPEC
         before = stored_identity(out)
-        if reuse and before is not None and before != json.loads(json.dumps(spec.identity())):
-            raise BadInputError(f"{out}: holds a job with another spec ({before}); now {spec.identity()}. "
-                                "Use another --out or delete the folder.")
+        now = json.loads(json.dumps(spec.identity()))
+        if reuse and before is not None and before != now:
+            raise BadInputError(f"{out}: holds a job with another spec ({'; '.join(identity_diff(before, now))}); "
+                                "use another --out or delete the folder")
         results = read_results(out) if reuse else None
         todo = missing_evaluations(results, spec)
         if not todo:
@@ -529,8 +683,6 @@ def run_job(
             write_json(out / RESULTS, results)
             log(f"{out}: reused the trained model, added {', '.join(todo)}")
             return results
-        with contextlib.suppress(FileNotFoundError):
-            (out / RESULTS).unlink()  # a stale result must not outlive a failed re-run
         if reuse:
             write_json(saved, {"identity": spec.identity(), "spec": spec.to_dict()})
         return _train_and_evaluate(spec, out, resume, mf_dir, log, warn)
@@ -557,6 +709,14 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
     log(format_resolved_config(resolved))
     log(f"agent {agent!r}")
 
+    ckpt = out / "checkpoint.pt"
+    if resume and isinstance(agent, TorchAgent) and ckpt.exists():
+        from recgym.agents.training import data_checksum as train_checksum, load_checkpoint
+
+        load_checkpoint(ckpt, agent, train_checksum(split.train))  # refuses another run's checkpoint
+    with contextlib.suppress(FileNotFoundError):
+        (out / RESULTS).unlink()  # training starts: a stale result must not outlive a failed re-run
+
     eval_kwargs: dict[str, Any] = {}
     if split.protocol == "loo":
         eval_kwargs["popularity"] = split.train.popularity()
@@ -564,7 +724,7 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
     t0 = time.perf_counter()
     if isinstance(agent, TorchAgent):
         try:
-            agent.fit(split.train, split.valid, protocol=split.protocol, checkpoint_path=out / "checkpoint.pt",
+            agent.fit(split.train, split.valid, protocol=split.protocol, checkpoint_path=ckpt,
                       resume=resume, progress=spec.progress, eval_kwargs=eval_kwargs, log=log)
         except NonFiniteLossError as e:
             if not spec.keep_diverged:
@@ -670,6 +830,7 @@ def run_job_dict(spec: dict[str, Any], mf_dir: str | None = None, log_file: bool
 
 
 __all__ = ["DEFAULT_SIMS", "JobSpec", "agent_overrides", "build_agent", "clean_metrics", "data_checksum",
-           "data_file_record", "file_protocol", "file_sha256", "off_policy_estimates", "format_resolved_config", "job_resolved_config",
-           "read_job_file", "finished_results", "load_job_split", "load_trained_agent", "make_sim_env", "missing_evaluations",
-           "parse_overrides", "read_results", "run_job", "run_job_dict", "safe_name", "sim_env_kwargs", "stored_identity", "versions"]
+           "data_file_record", "file_protocol", "file_sha256", "off_policy_estimates", "format_resolved_config",
+           "job_resolved_config", "read_job_file", "finished_results", "identity_diff", "load_job_split", "load_trained_agent",
+           "make_output_dir", "make_sim_env", "missing_evaluations", "parse_overrides", "read_results", "run_job", "run_job_dict",
+           "safe_name", "sim_env_kwargs", "stored_identity", "validate_job", "versions"]

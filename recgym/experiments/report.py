@@ -40,9 +40,28 @@ def atomic_write(path: str | Path, data: str | bytes) -> Path:
     return path
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with numpy scalars and arrays as Python values and every non-finite float (NaN, ±inf)
+    as ``None``: a metric that could not be computed is ``null`` in a results file, never ``NaN``
+    (which is not JSON)."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def write_json(path: str | Path, obj: Any, indent: int = 2) -> Path:
-    """``obj`` as JSON (objects JSON does not know as ``null``), atomically."""
-    return atomic_write(path, json.dumps(obj, indent=indent, default=lambda o: None) + "\n")
+    """``obj`` as strict JSON, atomically: non-finite numbers become ``null`` (:func:`json_safe`),
+    objects JSON does not know ``null``; a ``NaN`` can never reach the file (``allow_nan=False``)."""
+    text = json.dumps(json_safe(obj), indent=indent, allow_nan=False, default=lambda o: None)
+    return atomic_write(path, text + "\n")
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> Path:
