@@ -69,8 +69,19 @@ IMPUTERS: dict[str, dict[str, Any]] = {
     "ips-obs": {"observed_weighting": "ips", "ips_exponent": 1.0},
     "ips-obs0.5": {"observed_weighting": "ips", "ips_exponent": 0.5},
     "pop-miss+ips-obs": {"missing_weighting": "popularity", "pop_exponent": 1.0, "observed_weighting": "ips"},
+    "pop-miss0.5+ips-obs": {"missing_weighting": "popularity", "pop_exponent": 0.5, "observed_weighting": "ips"},
+    "pop-miss2+ips-obs": {"missing_weighting": "popularity", "pop_exponent": 2.0, "observed_weighting": "ips"},
+    "pop-miss+ips-obs0.5": {"missing_weighting": "popularity", "pop_exponent": 1.0, "observed_weighting": "ips",
+                            "ips_exponent": 0.5},
+    "pop-miss+ips-obs-w0.01": {"missing_weighting": "popularity", "pop_exponent": 1.0, "observed_weighting": "ips",
+                               "missing_weight": 0.01},
+    "steck+no-repeat": {"repeats": "zero"},
+    "pop-miss+ips-obs+no-repeat": {"missing_weighting": "popularity", "pop_exponent": 1.0, "observed_weighting": "ips",
+                                   "repeats": "zero"},
 }
-"""Imputer variants (``MFConfig`` fields over the simulator's defaults); ``steck`` = today's."""
+"""Simulator variants: ``MFConfig`` fields over the simulator's defaults, and ``repeats`` (``"zero"``:
+an item already in the user's history earns reward 0, as a re-consumption; default ``"imputed"``:
+its imputed rating, which for a rated item is fitted to that observed rating). ``steck`` = today's."""
 LOGGED = ("ndcg@10_purchase", "hr@10_purchase")
 OPE_FIXED = ("ips", "snips")
 PER_IMPUTER = ("iar@1", "return@5", "dm", "dr")
@@ -113,6 +124,25 @@ def rollout(agent: Any, hist: np.ndarray, hlen: np.ndarray, n_items: int, horizo
         h[rows, n] = acts[:, t]
         n += 1
     return acts
+
+
+def seen_mask(hist: np.ndarray, lengths: np.ndarray, n_items: int) -> np.ndarray:
+    """bool ``[B, n_items]``: the item is in the context's history (``hist`` right-padded ``[B, L]``)."""
+    seen = np.zeros((len(hist), n_items + 1), dtype=bool)
+    valid = np.arange(hist.shape[1])[None, :] < lengths[:, None]
+    seen[np.arange(len(hist))[:, None], np.where(valid, hist, n_items)] = True
+    return seen[:, :n_items]
+
+
+def repeated(hist: np.ndarray, lengths: np.ndarray, acts: np.ndarray) -> np.ndarray:
+    """bool ``[B, H]``: step ``t``'s item of a rollout is in the history or among the steps before it."""
+    seen = seen_mask(hist, lengths, int(max(hist.max(), acts.max())) + 1)
+    rows = np.arange(len(acts))
+    out = np.zeros(acts.shape, dtype=bool)
+    for t in range(acts.shape[1]):
+        out[:, t] = seen[rows, acts[:, t]]
+        seen[rows, acts[:, t]] = True
+    return out
 
 
 def fit_imputer(rsp: Any, n_users: int, overrides: dict[str, Any], seed: int) -> Any:
@@ -179,8 +209,12 @@ def evaluate_world(w: int, P: dict, out: Path, imputers: tuple[str, ...]) -> dic
                 "train_s": res["timing_s"]["train"]}
         agents[j.agent] = agent
     for v in todo:
-        mf = fit_imputer(rsp, world.n_users, IMPUTERS[v], w)
+        opts = dict(IMPUTERS[v])
+        no_repeat = opts.pop("repeats", "imputed") == "zero"
+        mf = fit_imputer(rsp, world.n_users, opts, w)
         q_test = rating_to_reward(mf.predict_all(s_users), "rating")  # [n_events, n_items]
+        if no_repeat:
+            q_test[seen_mask(*world.contexts(split.test)[1:], n_items)] = 0.0
         # reward model for DM/DR: the imputed reward mapped to the log's reward scale (least squares
         # on the training events' logged items)
         x = rating_to_reward(mf.predict(tr_users, split.train.items), "rating")
@@ -189,6 +223,8 @@ def evaluate_world(w: int, P: dict, out: Path, imputers: tuple[str, ...]) -> dic
         row = {}
         for a, act in acts.items():
             r = rating_to_reward(mf.predict(r_users[:, None], act), "rating")  # [B, H]
+            if no_repeat:
+                r[repeated(hist, hlen, act)] = 0.0
             est = ope.estimate_all(split.test.rewards.astype(np.float64), split.test.propensities.astype(np.float64),
                                    pis[a], split.test.items.astype(np.int64), q_hat=q_hat)
             row[a] = {"iar@1": float(r[:, 0].mean()), "return@5": float(r.sum(1).mean()),
@@ -248,9 +284,13 @@ def paired_vs(per_world: dict, a: str, b: str, worlds: list[int]) -> dict[str, A
     y = np.array([per_world[b][w]["spearman"] for w in worlds])
     ok = np.isfinite(x) & np.isfinite(y)
     d = x[ok] - y[ok]
-    p = float(wilcoxon(d).pvalue) if np.any(d != 0) and ok.sum() > 1 else float("nan")
+    p = float(wilcoxon(d).pvalue) if np.any(d != 0) and ok.sum() > 1 else None
     return {"mean_diff": float(d.mean()) if len(d) else float("nan"), "wins": int(np.sum(d > 0)),
             "losses": int(np.sum(d < 0)), "p_wilcoxon": p, "n": int(ok.sum())}
+
+
+def _p(p: float | None) -> str:
+    return "–" if p is None or not np.isfinite(p) else f"{p:.3g}"
 
 
 def _cell(c: dict[str, Any], digits: int = 2) -> str:
@@ -311,7 +351,7 @@ def plot(agg: dict[str, Any], out: Path, n_dev: int, imputers: tuple[str, ...], 
 def main(argv: list[str] | None = None) -> int:
     from recgym.experiments import map_units, run_jobs
     from recgym.experiments.cli import command_line
-    from recgym.experiments.report import atomic_write, write_json
+    from recgym.experiments.report import atomic_write, holm, write_json
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/simulation")
@@ -341,8 +381,13 @@ def main(argv: list[str] | None = None) -> int:
     n_dev = n_worlds // 2
     agg = aggregate(evals, imputers, n_dev)
     held = list(range(n_dev, n_worlds))
-    tests = {f"iar@1 [{args.default}] vs iar@1 [steck]": paired_vs(agg["per_world"], f"iar@1 [{args.default}]", "iar@1 [steck]", held),
-             f"iar@1 [{args.default}] vs {LOGGED[0]}": paired_vs(agg["per_world"], f"iar@1 [{args.default}]", LOGGED[0], held)}
+    tests = {f"iar@1 [{v}] vs iar@1 [steck]": paired_vs(agg["per_world"], f"iar@1 [{v}]", "iar@1 [steck]", held)
+             for v in imputers if v != "steck"}
+    tests.update({f"iar@1 [{v}] vs {LOGGED[0]}": paired_vs(agg["per_world"], f"iar@1 [{v}]", LOGGED[0], held)
+                  for v in dict.fromkeys(("steck", args.default))})
+    adjusted = holm({k: t["p_wilcoxon"] for k, t in tests.items()})
+    for k, t in tests.items():
+        t["p_holm"] = adjusted[k]
     wall = time.perf_counter() - t0
     res = {"command": command_line("studies.simulation", argv), "settings": {k: v for k, v in P.items()},
            "knob_ranges": {k: list(v) for k, v in KNOBS.items()}, "imputers": {v: IMPUTERS[v] for v in imputers},
@@ -353,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     md = tables_markdown(agg, evals, args.default, n_dev)
     md += "\n### Held-out paired tests of the per-world Spearman ρ (Wilcoxon signed rank)\n\n"
     md += "\n".join(f"- {k}: mean difference {t['mean_diff']:+.3f}, {t['wins']} wins / {t['losses']} losses "
-                    f"of {t['n']}, p = {t['p_wilcoxon']:.3g}" for k, t in tests.items()) + "\n"
+                    f"of {t['n']}, p = {_p(t['p_wilcoxon'])} (Holm {_p(t['p_holm'])})" for k, t in tests.items()) + "\n"
     atomic_write(out / "tables.md", md)
     plot(agg, out, n_dev, imputers, args.default)
     print(md)
