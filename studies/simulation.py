@@ -169,9 +169,10 @@ def evaluate_world(w: int, P: dict, out: Path, imputers: tuple[str, ...]) -> dic
     torch.set_num_threads(1)
     path = out / "eval" / f"world{w}.json"
     cache = json.loads(path.read_text()) if path.exists() else {}
-    jobs = jobs_of_world(w, P, out)
-    todo = [v for v in imputers if v not in cache.get("imputers", {})]
-    if "agents" in cache and not todo:
+    jobs = [j for j in jobs_of_world(w, P, out) if read_results(j.job_dir()) is not None]  # failed jobs: left out
+    trained = {j.agent for j in jobs}
+    todo = [v for v in imputers if set(cache.get("imputers", {}).get(v, {}).get("agents", {})) != trained]
+    if set(cache.get("agents", {})) == trained and not todo:
         return cache
     split = load_job_split(jobs[0])
     world = World.from_log(split.test)
@@ -183,13 +184,11 @@ def evaluate_world(w: int, P: dict, out: Path, imputers: tuple[str, ...]) -> dic
     tr_users = np.repeat(split.train.users, split.train.lengths)
     n_items = split.n_items
 
-    agents, acts, pis = {}, {}, {}
+    acts, pis = {}, {}
     if "agents" not in cache:
         cache = {"world": w, "knobs": knobs, "agents": {}, "imputers": {}}
     for j in jobs:
         res = read_results(j.job_dir())
-        if res is None:
-            continue  # failed job: the agent is left out of this world
         agent = load_trained_agent(j.job_dir(), j.agent)
         acts[j.agent] = rollout(agent, hist, hlen, n_items, HORIZON)
         pis[j.agent] = ope.target_probs(agent, split.test, "greedy")
@@ -207,7 +206,6 @@ def evaluate_world(w: int, P: dict, out: Path, imputers: tuple[str, ...]) -> dic
                 "truth": res["true_value"], **{k: res["test"].get(k) for k in LOGGED},
                 **{k: est[k]["estimate"] for k in OPE_FIXED}, "true_return@5": float(true_ret.mean()),
                 "train_s": res["timing_s"]["train"]}
-        agents[j.agent] = agent
     for v in todo:
         opts = dict(IMPUTERS[v])
         no_repeat = opts.pop("repeats", "imputed") == "zero"
