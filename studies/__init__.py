@@ -5,8 +5,8 @@ tables) over the harness in :mod:`recgym.experiments`. Run from the repository r
     python -m studies.lpi --quick --out runs/lpi_quick
     python -m studies.prl --quick --out runs/prl_quick
     python -m studies.gptrec --quick --out runs/gptrec_quick
-    python -m studies.iar_vs_truth --seeds 0 1
-    RECGYM_DATA_DIR=/work/shared/data python -m studies.ope_obd --campaign all
+    RECGYM_DATA_DIR=../shared/data python -m studies.ope_obd --campaign all
+    python -m studies.simulation --quick --out runs/simulation_quick
 
 Every training study has ``--quick`` (a smoke run on tiny synthetic data, not results) and writes its
 report with :func:`recgym.experiments.report.atomic_write`; statistics are those of

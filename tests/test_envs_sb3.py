@@ -7,7 +7,6 @@ from scipy.stats import spearmanr
 
 import recgym  # noqa: F401
 from recgym.envs.mf_user import MFUserEnv
-from studies.iar_vs_truth import diverse_policies
 
 SLATE_KW = dict(n_items=30, n_users=50, n_sessions=300, state_len=20, lambda_ild=0.2, lambda_pop=1.0)
 
@@ -54,6 +53,40 @@ def test_dqn_on_replay():
 
 
 # ------------------------------------------------------------------ the imputer ranks policies
+def diverse_policies(env: MFUserEnv, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Greedy item of five diverse policies for every context of ``env``."""
+    w, train = env.world, env.split_data.train
+    n = env.n_items
+    users, hist, hlen = env.users, env.hist, env.hlen
+    seen = np.zeros((len(users), n + 1), dtype=bool)
+    seen[np.arange(len(users))[:, None], hist] = True
+    seen = seen[:, :n]
+    pop = train.item_counts().astype(float)
+    # SASRec stand-in: item-item co-occurrence in the training sequences (next-item style scores)
+    co = np.zeros((n + 1, n))
+    for s in range(train.n_sessions):
+        seq = train.session(s)
+        co[np.repeat(seq, len(seq)), np.tile(seq, len(seq))] += 1
+    co[np.arange(n), np.arange(n)] = 0
+    co_scores = co[hist].sum(1) + 1e-3 * pop
+    # genre-diverse: popular items of the genres least covered by the history
+    g = train.genres
+    cover = (g[np.minimum(hist, n - 1)] * (hist < n)[..., None]).sum(1)
+    div_scores = -(g @ (cover / np.maximum(cover.sum(1, keepdims=True), 1)).T).T + 1e-4 * pop
+    oracle = w.expected_reward_all(users, hist, hlen)
+
+    def greedy(scores):
+        return np.where(seen, -np.inf, scores).argmax(1)
+
+    return {
+        "popularity": greedy(np.broadcast_to(pop, seen.shape)),
+        "random": rng.integers(0, n, size=len(users)),
+        "cooccurrence": greedy(co_scores),
+        "oracle": greedy(oracle),
+        "genre-diverse": greedy(div_scores),
+    }
+
+
 @pytest.mark.slow
 def test_imputer_ranks_policies_like_the_truth():
     # a world whose purchase probabilities spread (offset 0.5) and whose quality tracks popularity,

@@ -132,3 +132,55 @@ def test_top_item_popularity_by_hand():
     assert rep["top2_pop_corr"] == pytest.approx(-2 / np.sqrt(5)) and rep["top2_pop_pct"] == pytest.approx(1 / 6)
     with pytest.raises(ValueError, match="popularity must have shape"):
         mf.top_item_popularity(np.arange(3), np.ones(5))
+
+
+@pytest.mark.parametrize("opts", [dict(missing_weighting="popularity", pop_exponent=1.0),
+                                  dict(observed_weighting="ips", ips_exponent=1.0, ips_clip=2.0),
+                                  dict(missing_weighting="popularity", pop_exponent=0.5, observed_weighting="ips")])
+def test_weighted_variants_match_dense_bruteforce(opts):
+    rng = np.random.default_rng(4)
+    n_u, n_i, d = 8, 6, 2
+    mask = rng.random((n_u, n_i)) < rng.uniform(0.1, 0.9, size=n_i)  # items of very different popularity
+    mask[0] = True  # every item rated at least once
+    r = rng.integers(1, 6, size=(n_u, n_i)).astype(float)
+    users, items = np.nonzero(mask)
+    p0, q0 = rng.standard_normal((n_u, d)), rng.standard_normal((n_i, d))
+    cfg = MFConfig(dim=d, reg=0.3, missing_weight=0.1, baseline=1.5, n_iters=4, chunk=5, **opts)
+    mf = WeightedMF(cfg).fit(users, items, r[users, items], n_u, n_i, init=(p0, q0))
+    # the weights written out by hand from the module docstring
+    n = mask.sum(0).astype(float)
+    rel = n / n.mean()
+    c = 0.1 * rel ** opts.get("pop_exponent", 0.0) if opts.get("missing_weighting") == "popularity" else np.full(n_i, 0.1)
+    w_obs = np.ones(n_i)
+    if opts.get("observed_weighting") == "ips":
+        w_obs = 1.0 / rel
+        w_obs = np.minimum(w_obs / w_obs[items].mean(), cfg.ips_clip)
+    w = np.where(mask, w_obs[None, :], c[None, :])
+    target = np.where(mask, r, 1.5)
+    p, q = dense_weighted_als(target, w, p0, q0, 0.3, 1.5, 4)
+    np.testing.assert_allclose(mf.user_factors, p, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(mf.item_factors, q, rtol=1e-8, atol=1e-10)
+    dense_loss = np.sum(w * (target - 1.5 - p @ q.T) ** 2) + 0.3 * (np.sum(p**2) + np.sum(q**2))
+    assert np.isclose(mf.history[-1], dense_loss)
+
+
+def test_popularity_weighting_lowers_popular_items_imputation():
+    """Exposure-aware missing cells pull a popular item's unobserved cells down harder than Steck's
+    uniform weight; IPS observed weights shrink a popular item's many high ratings' pull."""
+    rng = np.random.default_rng(5)
+    n_u, n_i = 200, 40
+    rate = np.r_[np.full(5, 0.6), np.full(n_i - 5, 0.08)]  # items 0-4 popular
+    mask = rng.random((n_u, n_i)) < rate
+    users, items = np.nonzero(mask)
+    r = np.clip(4.0 + 0.5 * rng.standard_normal(len(users)), 1, 5)  # everything rated well (self-selection)
+    kw = dict(dim=3, reg=1.0, missing_weight=0.05, n_iters=10)
+    mean_pop = {}
+    for name, opts in {"steck": {}, "pop": dict(missing_weighting="popularity"),
+                       "ips": dict(observed_weighting="ips")}.items():
+        mf = WeightedMF(**kw, **opts).fit(users, items, r, n_u, n_i)
+        pred = mf.predict_all(np.arange(n_u))
+        mean_pop[name] = pred[:, :5].mean() - pred[:, 5:].mean()
+    assert mean_pop["pop"] < mean_pop["steck"]
+    assert mean_pop["ips"] < mean_pop["steck"]
+    with pytest.raises(ValueError, match="missing_weighting"):
+        WeightedMF(missing_weighting="nope").fit(users, items, r, n_u, n_i)

@@ -16,6 +16,25 @@ matrix is never formed:
     A_u = w_miss · QᵀQ + (1 − w_miss) · Σ_{i∈O(u)} q_i q_iᵀ + reg · I,   A_u p_u = Σ_{i∈O(u)} y_ui q_i.
 
 Every half-step is an exact minimiser of ``L`` in one block, so ``L`` never increases.
+
+Two options correct Steck's uniform treatment where ratings are missing because an item was rarely
+*shown* rather than disliked (both off by default; ``c_ui`` and ``w_ui`` below are separable per
+item, so the Gram trick still holds):
+
+* ``missing_weighting="popularity"`` — exposure-aware missing cells (the item-dependent weighting of
+  Steck's §3 and of He et al., "Fast Matrix Factorization for Online Recommendation with Implicit
+  Feedback", SIGIR 2016, Eq. 9): ``c_i = w_miss · (n_i / n̄)^pop_exponent`` with ``n_i`` the item's
+  observed count; a missing cell of a popular item was probably seen and not liked, one of a rare
+  item probably never seen.
+* ``observed_weighting="ips"`` — inverse-propensity observed cells (Schnabel et al.,
+  "Recommendations as Treatments", ICML 2016, Eq. 7, popularity propensity ``P(O_ui) ∝ n_i``):
+  ``w_ui = (n̄ / n_i)^ips_exponent``, normalised to mean 1 over the observed cells, clipped at
+  ``ips_clip``; popular items' many self-selected ratings no longer dominate the fit.
+
+With them ``L = Σ_obs w_ui (y_ui − p_u·q_i)² + Σ_miss c_i (p_u·q_i)² + reg(‖P‖² + ‖Q‖²)`` and
+
+    A_u = Σ_i c_i q_i q_iᵀ + Σ_{i∈O(u)} (w_ui − c_i) q_i q_iᵀ + reg · I,   b_u = Σ_{i∈O(u)} w_ui y_ui q_i
+    A_i = c_i PᵀP + Σ_{u∈O(i)} (w_ui − c_i) p_u p_uᵀ + reg · I,          b_i = Σ_{u∈O(i)} w_ui y_ui p_u.
 """
 
 from __future__ import annotations
@@ -44,6 +63,14 @@ class MFConfig:
     """Weight of every missing cell (observed cells have weight 1)."""
     baseline: float = 1.0
     """Rating that missing cells are pulled toward (a low rating; 0 for reward-valued data)."""
+    missing_weighting: str = "uniform"
+    """``"uniform"`` (Steck: every missing cell ``missing_weight``) or ``"popularity"`` (exposure-aware:
+    ``missing_weight · (n_i / n̄)^pop_exponent``, see the module docstring)."""
+    pop_exponent: float = 1.0
+    observed_weighting: str = "uniform"
+    """``"uniform"`` (weight 1) or ``"ips"`` (``(n̄ / n_i)^ips_exponent``, mean 1, clipped at ``ips_clip``)."""
+    ips_exponent: float = 1.0
+    ips_clip: float = 10.0
     n_iters: int = 15
     """ALS sweeps (one sweep = users then items)."""
     init_scale: float = 0.1
@@ -61,16 +88,22 @@ def _rows_csr(rows: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _solve_rows(
-    fixed: np.ndarray, cols: np.ndarray, y: np.ndarray, offsets: np.ndarray, cfg: MFConfig
+    fixed: np.ndarray, cols: np.ndarray, y: np.ndarray, offsets: np.ndarray, cfg: MFConfig,
+    w_obs: np.ndarray | None = None, miss_rows: np.ndarray | None = None, miss_cols: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Exact least-squares update of every row given the other side's factors.
+    """Exact weighted least-squares update of every row given the other side's factors.
 
-    ``fixed`` [n_cols, d]; ``cols``/``y`` [n_obs] sorted by row with CSR ``offsets`` [n_rows+1].
-    Returns the new row factors ``[n_rows, d]``.
+    ``fixed`` [n_cols, d]; ``cols``/``y``/``w_obs`` [n_obs] sorted by row with CSR ``offsets``
+    [n_rows+1]. Missing cells weigh ``c_rc = miss_rows[r] · miss_cols[c]`` (default: the scalar
+    ``cfg.missing_weight``), observed ones ``w_obs`` (default 1). Returns the row factors ``[n_rows, d]``.
     """
     n_rows, d = len(offsets) - 1, fixed.shape[1]
-    gram = cfg.missing_weight * (fixed.T @ fixed) + cfg.reg * np.eye(d)
-    a = np.broadcast_to(gram, (n_rows, d, d)).copy()
+    n_cols = len(fixed)
+    mr = np.full(n_rows, cfg.missing_weight) if miss_rows is None else miss_rows
+    mc = np.ones(n_cols) if miss_cols is None else miss_cols
+    w = np.ones(len(cols)) if w_obs is None else w_obs
+    gram = (fixed * mc[:, None]).T @ fixed  # Σ_c miss_cols[c] f_c f_cᵀ
+    a = mr[:, None, None] * gram[None] + cfg.reg * np.eye(d)[None]
     b = np.zeros((n_rows, d))
     counts = np.diff(offsets)
     rows_of = np.repeat(np.arange(n_rows), counts)
@@ -81,11 +114,31 @@ def _solve_rows(
         e = min(s + chunk, len(cols))
         q = fixed[cols[s:e]]  # [c, d]
         r = rows_of[s:e]
+        corr = w[s:e] - mr[r] * mc[cols[s:e]]  # observed weight minus the missing weight counted in gram
         ind = sparse.csr_matrix((np.ones(e - s), (r, np.arange(e - s))), shape=(n_rows, e - s))
-        outer = (q[:, :, None] * q[:, None, :]).reshape(e - s, d * d)  # [c, d*d]
-        a += (1.0 - cfg.missing_weight) * (ind @ outer).reshape(n_rows, d, d)
-        b += ind @ (y[s:e, None] * q)
+        outer = (corr[:, None, None] * q[:, :, None] * q[:, None, :]).reshape(e - s, d * d)  # [c, d*d]
+        a += (ind @ outer).reshape(n_rows, d, d)
+        b += ind @ ((w[s:e] * y[s:e])[:, None] * q)
     return np.linalg.solve(a, b[:, :, None])[:, :, 0]
+
+
+def cell_weights(items: np.ndarray, n_items: int, cfg: MFConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per-item missing weight ``c`` [n_items] and per-observed-cell weight ``w`` [n_obs] of ``cfg``
+    (module docstring), from the observed cells' ``items`` [n_obs]."""
+    if cfg.missing_weighting not in ("uniform", "popularity"):
+        raise ValueError(f"missing_weighting must be 'uniform' or 'popularity', got {cfg.missing_weighting!r}")
+    if cfg.observed_weighting not in ("uniform", "ips"):
+        raise ValueError(f"observed_weighting must be 'uniform' or 'ips', got {cfg.observed_weighting!r}")
+    counts = np.bincount(items, minlength=n_items).astype(np.float64)
+    rel = np.maximum(counts, 1.0) / max(counts.mean(), 1e-12)  # n_i / n̄ (unrated items count as 1)
+    c = np.full(n_items, cfg.missing_weight)
+    if cfg.missing_weighting == "popularity":
+        c = np.minimum(cfg.missing_weight * rel**cfg.pop_exponent, 1.0)
+    w = np.ones(len(items))
+    if cfg.observed_weighting == "ips" and len(items):
+        w = rel[items] ** -cfg.ips_exponent
+        w = np.minimum(w / w.mean(), cfg.ips_clip)
+    return c, w
 
 
 class WeightedMF:
@@ -134,6 +187,8 @@ class WeightedMF:
         if len(users) and (users.min() < 0 or users.max() >= n_users or items.min() < 0 or items.max() >= n_items):
             raise ValueError(f"WeightedMF.fit: ids out of range for n_users={n_users}, n_items={n_items}")
         users, items, y = self.set_observed(users, items, ratings, n_items)._obs
+        c_item, w = cell_weights(items, n_items, cfg)
+        self._weights = (c_item, w)
 
         rng = np.random.default_rng(cfg.seed)
         if init is None:
@@ -144,9 +199,10 @@ class WeightedMF:
         u_order, u_off = _rows_csr(users, n_users)
         i_order, i_off = _rows_csr(items, n_items)
         self.history = []
+        ones_u = np.ones(n_users)
         for _ in range(cfg.n_iters):
-            p = _solve_rows(q, items[u_order], y[u_order], u_off, cfg)
-            q = _solve_rows(p, users[i_order], y[i_order], i_off, cfg)
+            p = _solve_rows(q, items[u_order], y[u_order], u_off, cfg, w[u_order], ones_u, c_item)
+            q = _solve_rows(p, users[i_order], y[i_order], i_off, cfg, w[i_order], c_item, ones_u)
             self.user_factors, self.item_factors = p, q
             self.history.append(self.objective())
         return self
@@ -156,9 +212,10 @@ class WeightedMF:
         cfg = self.config
         p, q = self.user_factors, self.item_factors
         users, items, y = self._obs
+        c, w = self._weights
         pred = np.einsum("nd,nd->n", p[users], q[items])
-        obs = np.sum((y - pred) ** 2) - cfg.missing_weight * np.sum(pred**2)
-        all_cells = cfg.missing_weight * np.sum((p.T @ p) * (q.T @ q))
+        obs = np.sum(w * (y - pred) ** 2) - np.sum(c[items] * pred**2)
+        all_cells = np.sum((p.T @ p) * ((q * c[:, None]).T @ q))
         return float(obs + all_cells + cfg.reg * (np.sum(p**2) + np.sum(q**2)))
 
     @classmethod

@@ -1,0 +1,408 @@
+#!/usr/bin/env python
+"""Simulator fidelity: which offline criterion ranks agents like their true value?
+
+    python -m studies.simulation --quick --out runs/simulation_quick        # < 60 s, 3 tiny worlds
+    python -m studies.simulation --out docs/results/simulation --jobs 2     # 10 worlds, the page
+
+Over ``--worlds`` Synthetic worlds whose knobs are drawn at random from the ranges in ``KNOBS``
+(popularity bias of the items and of the logger, quality–popularity correlation, the rating
+selection bias on utility and on popularity, session length, purchase offset, catalogue size), the
+zoo (``AGENTS``: pop, mc, sasrec, sqn, ccql, lpi, prl) is trained once per world through the
+harness (:func:`recgym.experiments.run_jobs`: one resumable job per agent, ``true_value=True``).
+Each agent's **truth** is the World's expected reward of its greedy item on the logged test
+contexts (``World.true_value``). The criteria that try to predict it, all on the same trained
+models (``model.pt``):
+
+* logged ``ndcg@10`` / ``hr@10`` on the test sessions (purchases, the reward that counts);
+* the MF simulator's ``iar@1`` (mean imputed reward of the greedy item on the held-out contexts of
+  the World's MNAR rating log, as :class:`recgym.envs.mf_user.MFUserEnv`) and its multi-step
+  ``return@5`` (five greedy steps, each item appended to the history), for each imputer in
+  ``IMPUTERS`` (``steck`` = the weighted MF as shipped before this study);
+* off-policy estimates of the greedy policy on the test log with the World's true propensities
+  (:mod:`recgym.ope`): ``ips``, ``snips`` and, with the imputer as reward model (its imputed reward
+  mapped to the log's reward scale by a least-squares line fitted on the training events), ``dm``
+  and ``dr``.
+
+Per criterion and world: Spearman's and Kendall's ρ with the truth over the agents, whether its top
+agent is the truly best one, and the regret of following it (best true value minus that of its
+pick). Worlds ``0..n/2-1`` are *development* (imputer variants were chosen on them), the rest are
+*held out* (reported, never tuned on). Writes ``jobs/`` (the harness jobs), ``eval/world<k>.json``
+(every criterion value, cached: a rerun only computes what is missing), ``results.json``,
+``tables.md`` and ``fidelity.png`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recgym.errors import cli
+
+AGENTS = ("pop", "mc", "sasrec", "sqn", "ccql", "lpi", "prl")
+KNOBS: dict[str, tuple] = {
+    "zipf_exponent": (0.6, 1.4),
+    "logging_pop_weight": (0.5, 2.0),
+    "quality_pop_corr": (-0.3, 0.8),
+    "rating_select_utility": (0.0, 3.0),
+    "rating_select_pop": (0.0, 1.5),
+    "session_len_mean": (4.0, 14.0),
+    "purchase_offset": (1.0, 3.0),
+    "n_items": (150, 250, 400),
+}
+"""Ranges the world knobs are drawn from (uniform; a tuple of three ints is a choice)."""
+FULL = dict(n_users=400, n_sessions=2000, ratings_per_user=20, steps=400,
+            agent=dict(hidden=32, batch_size=128, state_len=10, eval_every=200))
+QUICK = dict(n_users=80, n_sessions=150, ratings_per_user=10, steps=20,
+             agent=dict(hidden=8, batch_size=32, state_len=5, eval_every=20))
+HORIZON = 5
+IMPUTERS: dict[str, dict[str, Any]] = {
+    "steck": {},
+    "steck-w0.03": {"missing_weight": 0.03},
+    "pop-miss": {"missing_weighting": "popularity", "pop_exponent": 1.0},
+    "ips-obs": {"observed_weighting": "ips", "ips_exponent": 1.0},
+    "ips-obs0.5": {"observed_weighting": "ips", "ips_exponent": 0.5},
+    "pop-miss+ips-obs": {"missing_weighting": "popularity", "pop_exponent": 1.0, "observed_weighting": "ips"},
+    "pop-miss0.5+ips-obs": {"missing_weighting": "popularity", "pop_exponent": 0.5, "observed_weighting": "ips"},
+    "pop-miss2+ips-obs": {"missing_weighting": "popularity", "pop_exponent": 2.0, "observed_weighting": "ips"},
+    "pop-miss+ips-obs0.5": {"missing_weighting": "popularity", "pop_exponent": 1.0, "observed_weighting": "ips",
+                            "ips_exponent": 0.5},
+    "pop-miss+ips-obs-w0.01": {"missing_weighting": "popularity", "pop_exponent": 1.0, "observed_weighting": "ips",
+                               "missing_weight": 0.01},
+    "steck+no-repeat": {"repeats": "zero"},
+    "pop-miss+ips-obs+no-repeat": {"missing_weighting": "popularity", "pop_exponent": 1.0, "observed_weighting": "ips",
+                                   "repeats": "zero"},
+}
+"""Simulator variants: ``MFConfig`` fields over the simulator's defaults, and ``repeats`` (``"zero"``:
+an item already in the user's history earns reward 0, as a re-consumption; default ``"imputed"``:
+its imputed rating, which for a rated item is fitted to that observed rating). ``steck`` = today's."""
+LOGGED = ("ndcg@10_purchase", "hr@10_purchase")
+OPE_FIXED = ("ips", "snips")
+PER_IMPUTER = ("iar@1", "return@5", "dm", "dr")
+
+
+def world_knobs(w: int, P: dict) -> dict[str, Any]:
+    """World ``w``'s knobs: drawn from ``KNOBS`` with seed ``[2026, w]`` (plus the fixed sizes)."""
+    rng = np.random.default_rng([2026, w])
+    out: dict[str, Any] = {"n_users": P["n_users"], "ratings_per_user": P["ratings_per_user"]}
+    for k, r in KNOBS.items():
+        out[k] = int(rng.choice(r)) if len(r) == 3 else round(float(rng.uniform(*r)), 3)
+    if P is QUICK:
+        out["n_items"] = 60
+    out["session_len_max"] = max(30, int(np.ceil(out["session_len_mean"])) + 1)
+    return out
+
+
+def jobs_of_world(w: int, P: dict, out: Path) -> list[Any]:
+    from recgym.experiments import JobSpec
+
+    data = {"n_sessions": P["n_sessions"], "world_seed": w,
+            **{k: v for k, v in world_knobs(w, P).items() if k != "ratings_per_user"}}
+    return [JobSpec(agent=a, dataset="synthetic", seed=0, out=str(out / "jobs" / f"world{w}" / a), data_params=data,
+                    overrides=dict(P["agent"]), steps=P["steps"], ignore_overrides=True, true_value=True)
+            for a in AGENTS]
+
+
+# ---------------------------------------------------------------------------- evaluating one world
+def rollout(agent: Any, hist: np.ndarray, hlen: np.ndarray, n_items: int, horizon: int) -> np.ndarray:
+    """Greedy items of ``horizon`` steps from each context, each item appended to the history:
+    int64 ``[B, horizon]``. ``hist`` right-padded ``[B, L]`` with ``lengths`` [B]."""
+    from recgym.evaluate import greedy_actions
+
+    h = np.concatenate([hist, np.full((len(hist), horizon), n_items, dtype=np.int64)], axis=1)
+    n = hlen.astype(np.int64).copy()
+    acts = np.empty((len(h), horizon), dtype=np.int64)
+    rows = np.arange(len(h))
+    for t in range(horizon):
+        acts[:, t] = greedy_actions(agent, h, n)
+        h[rows, n] = acts[:, t]
+        n += 1
+    return acts
+
+
+def seen_mask(hist: np.ndarray, lengths: np.ndarray, n_items: int) -> np.ndarray:
+    """bool ``[B, n_items]``: the item is in the context's history (``hist`` right-padded ``[B, L]``)."""
+    seen = np.zeros((len(hist), n_items + 1), dtype=bool)
+    valid = np.arange(hist.shape[1])[None, :] < lengths[:, None]
+    seen[np.arange(len(hist))[:, None], np.where(valid, hist, n_items)] = True
+    return seen[:, :n_items]
+
+
+def repeated(hist: np.ndarray, lengths: np.ndarray, acts: np.ndarray) -> np.ndarray:
+    """bool ``[B, H]``: step ``t``'s item of a rollout is in the history or among the steps before it."""
+    seen = seen_mask(hist, lengths, int(max(hist.max(), acts.max())) + 1)
+    rows = np.arange(len(acts))
+    out = np.zeros(acts.shape, dtype=bool)
+    for t in range(acts.shape[1]):
+        out[:, t] = seen[rows, acts[:, t]]
+        seen[rows, acts[:, t]] = True
+    return out
+
+
+def fit_imputer(rsp: Any, n_users: int, overrides: dict[str, Any], seed: int) -> Any:
+    """The simulator's imputer (``MFUserEnv``'s default config for a rating log, plus ``overrides``)."""
+    from recgym.sim.mf import MFConfig, WeightedMF, _log_rows
+
+    tr = rsp.train
+    cfg = MFConfig(seed=seed, baseline=1.0, **overrides)
+    return WeightedMF(cfg).fit(_log_rows(tr), tr.items, tr.ratings, n_users=n_users, n_items=tr.n_items)
+
+
+def evaluate_world(w: int, P: dict, out: Path, imputers: tuple[str, ...]) -> dict[str, Any]:
+    """Every criterion of every agent on world ``w`` (cached in ``eval/world<w>.json``)."""
+    import torch
+
+    from recgym import ope
+    from recgym.envs.common import contexts_of
+    from recgym.envs.mf_user import _world_split
+    from recgym.experiments.job import load_job_split, load_trained_agent, read_results
+    from recgym.experiments.report import write_json
+    from recgym.sim.mf import rating_to_reward
+    from recgym.sim.world import World
+
+    torch.set_num_threads(1)
+    path = out / "eval" / f"world{w}.json"
+    cache = json.loads(path.read_text()) if path.exists() else {}
+    jobs = [j for j in jobs_of_world(w, P, out) if read_results(j.job_dir()) is not None]  # failed jobs: left out
+    trained = {j.agent for j in jobs}
+    todo = [v for v in imputers if set(cache.get("imputers", {}).get(v, {}).get("agents", {})) != trained]
+    if set(cache.get("agents", {})) == trained and not todo:
+        return cache
+    split = load_job_split(jobs[0])
+    world = World.from_log(split.test)
+    knobs = world_knobs(w, P)
+    rsp, _ = _world_split(w, {k: v for k, v in knobs.items()})
+    hist, hlen, _, sess = contexts_of(rsp.test, 200)
+    r_users = rsp.test.users[sess]
+    s_users = np.repeat(split.test.users, split.test.lengths)  # the user of every test event
+    tr_users = np.repeat(split.train.users, split.train.lengths)
+    n_items = split.n_items
+
+    acts, pis = {}, {}
+    if "agents" not in cache:
+        cache = {"world": w, "knobs": knobs, "agents": {}, "imputers": {}}
+    for j in jobs:
+        res = read_results(j.job_dir())
+        agent = load_trained_agent(j.job_dir(), j.agent)
+        acts[j.agent] = rollout(agent, hist, hlen, n_items, HORIZON)
+        pis[j.agent] = ope.target_probs(agent, split.test, "greedy")
+        if j.agent not in cache["agents"]:
+            est = ope.estimate_all(split.test.rewards.astype(np.float64), split.test.propensities.astype(np.float64),
+                                   pis[j.agent], split.test.items.astype(np.int64))
+            h = np.concatenate([hist, np.full((len(hist), HORIZON), n_items, dtype=np.int64)], axis=1)
+            n = hlen.copy()
+            true_ret = np.zeros(len(hist))
+            for t in range(HORIZON):  # the World's value of the simulator's trajectory (a reference)
+                true_ret += world.expected_reward(r_users, h, n, acts[j.agent][:, t:t + 1])[:, 0]
+                h[np.arange(len(h)), n] = acts[j.agent][:, t]
+                n = n + 1
+            cache["agents"][j.agent] = {
+                "truth": res["true_value"], **{k: res["test"].get(k) for k in LOGGED},
+                **{k: est[k]["estimate"] for k in OPE_FIXED}, "true_return@5": float(true_ret.mean()),
+                "train_s": res["timing_s"]["train"]}
+    for v in todo:
+        opts = dict(IMPUTERS[v])
+        no_repeat = opts.pop("repeats", "imputed") == "zero"
+        mf = fit_imputer(rsp, world.n_users, opts, w)
+        q_test = rating_to_reward(mf.predict_all(s_users), "rating")  # [n_events, n_items]
+        if no_repeat:
+            q_test[seen_mask(*world.contexts(split.test)[1:], n_items)] = 0.0
+        # reward model for DM/DR: the imputed reward mapped to the log's reward scale (least squares
+        # on the training events' logged items)
+        x = rating_to_reward(mf.predict(tr_users, split.train.items), "rating")
+        slope, icpt = np.polyfit(x, split.train.rewards.astype(np.float64), 1)
+        q_hat = icpt + slope * q_test
+        row = {}
+        for a, act in acts.items():
+            r = rating_to_reward(mf.predict(r_users[:, None], act), "rating")  # [B, H]
+            if no_repeat:
+                r[repeated(hist, hlen, act)] = 0.0
+            est = ope.estimate_all(split.test.rewards.astype(np.float64), split.test.propensities.astype(np.float64),
+                                   pis[a], split.test.items.astype(np.int64), q_hat=q_hat)
+            row[a] = {"iar@1": float(r[:, 0].mean()), "return@5": float(r.sum(1).mean()),
+                      "dm": est["dm"]["estimate"], "dr": est["dr"]["estimate"]}
+        cache["imputers"][v] = {"agents": row, "report": {k: float(x) for k, x in mf.imputation_report().items()}}
+    write_json(path, cache)
+    return cache
+
+
+# ---------------------------------------------------------------------------- fidelity
+def criteria_values(ev: dict[str, Any], imputers: tuple[str, ...]) -> tuple[list[str], dict[str, np.ndarray], np.ndarray]:
+    """``(agents, {criterion: values [A]}, truth [A])`` of one world's evaluation."""
+    names = sorted(ev["agents"])
+    truth = np.array([ev["agents"][a]["truth"] for a in names], dtype=float)
+    crit = {k: np.array([ev["agents"][a][k] for a in names], dtype=float) for k in (*LOGGED, *OPE_FIXED)}
+    for v in imputers:
+        for k in PER_IMPUTER:
+            crit[f"{k} [{v}]"] = np.array([ev["imputers"][v]["agents"][a][k] for a in names], dtype=float)
+    crit["true_return@5 (reference)"] = np.array([ev["agents"][a]["true_return@5"] for a in names], dtype=float)
+    return names, crit, truth
+
+
+def fidelity(values: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Spearman / Kendall ρ with the truth, whether the top pick is the truly best, and its regret."""
+    from scipy.stats import kendalltau, spearmanr
+
+    ok = np.isfinite(values)
+    v, t = values[ok], truth[ok]
+    flat = np.ptp(v) == 0 or np.ptp(t) == 0
+    pick = int(np.argmax(np.where(ok, values, -np.inf)))
+    return {"spearman": float("nan") if flat else float(spearmanr(v, t).statistic),
+            "kendall": float("nan") if flat else float(kendalltau(v, t).statistic),
+            "best": float(truth[pick] >= truth.max() - 1e-12), "regret": float(truth.max() - truth[pick])}
+
+
+def aggregate(evals: list[dict[str, Any]], imputers: tuple[str, ...], n_dev: int) -> dict[str, Any]:
+    from recgym.experiments.report import summary
+
+    per_world: dict[str, dict[int, dict[str, float]]] = {}
+    for ev in evals:
+        _, crit, truth = criteria_values(ev, imputers)
+        for k, v in crit.items():
+            per_world.setdefault(k, {})[ev["world"]] = fidelity(v, truth)
+    groups = {"all": lambda w: True, "development": lambda w: w < n_dev, "held-out": lambda w: w >= n_dev}
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for g, keep in groups.items():
+        table[g] = {k: {m: summary([r[m] for w, r in rows.items() if keep(w)])
+                        for m in ("spearman", "kendall", "best", "regret")} for k, rows in per_world.items()}
+    return {"per_world": per_world, "table": table}
+
+
+def paired_vs(per_world: dict, a: str, b: str, worlds: list[int]) -> dict[str, Any]:
+    """Paired comparison of the per-world Spearman ρ of criteria ``a`` and ``b`` (Wilcoxon signed rank)."""
+    from scipy.stats import wilcoxon
+
+    x = np.array([per_world[a][w]["spearman"] for w in worlds])
+    y = np.array([per_world[b][w]["spearman"] for w in worlds])
+    ok = np.isfinite(x) & np.isfinite(y)
+    d = x[ok] - y[ok]
+    p = float(wilcoxon(d).pvalue) if np.any(d != 0) and ok.sum() > 1 else None
+    return {"mean_diff": float(d.mean()) if len(d) else float("nan"), "wins": int(np.sum(d > 0)),
+            "losses": int(np.sum(d < 0)), "p_wilcoxon": p, "n": int(ok.sum())}
+
+
+def _p(p: float | None) -> str:
+    return "–" if p is None or not np.isfinite(p) else f"{p:.3g}"
+
+
+def _cell(c: dict[str, Any], digits: int = 2) -> str:
+    if c["mean"] is None:
+        return "–"
+    sd = c.get("std")
+    return f"{c['mean']:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
+
+
+def tables_markdown(agg: dict[str, Any], evals: list[dict[str, Any]], default: str, n_dev: int) -> str:
+    lines = []
+    for g in ("held-out", "development", "all"):
+        t = agg["table"][g]
+        lines += [f"### {g} worlds (n = {t[LOGGED[0]]['spearman']['n']})", "",
+                  "| criterion | Spearman ρ | Kendall τ | picks the best | regret |", "|---|---|---|---|---|"]
+        for k, c in t.items():
+            lines.append(f"| {k} | {_cell(c['spearman'])} | {_cell(c['kendall'])} | {_cell(c['best'])} | "
+                         f"{_cell(c['regret'], 3)} |")
+        lines.append("")
+    lines += ["### Worlds", "", "| world | " + " | ".join(evals[0]["knobs"]) + " | truth range |",
+              "|" + "---|" * (len(evals[0]["knobs"]) + 2)]
+    for ev in evals:
+        tr = [a["truth"] for a in ev["agents"].values()]
+        lines.append(f"| {ev['world']}{' (dev)' if ev['world'] < n_dev else ''} | "
+                     + " | ".join(str(v) for v in ev["knobs"].values()) + f" | {min(tr):.3f}–{max(tr):.3f} |")
+    lines += ["", "### True values per world (rows) and agent", "", "| world | " + " | ".join(AGENTS) + " |",
+              "|" + "---|" * (len(AGENTS) + 1)]
+    for ev in evals:
+        lines.append(f"| {ev['world']} | " + " | ".join(
+            f"{ev['agents'][a]['truth']:.3f}" if a in ev["agents"] else "–" for a in AGENTS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(agg: dict[str, Any], out: Path, n_dev: int, imputers: tuple[str, ...], default: str) -> Path:
+    from recgym.experiments.report import pyplot, save_figure
+
+    plt = pyplot()
+    keys = [*LOGGED, *OPE_FIXED, *(f"{k} [{v}]" for v in dict.fromkeys(("steck", default)) for k in PER_IMPUTER)]
+    keys = [k for k in keys if k in agg["per_world"]]
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    for j, k in enumerate(keys):
+        rows = agg["per_world"][k]
+        for w, r in rows.items():
+            ax.scatter(j + (0.12 if w >= n_dev else -0.12), r["spearman"], s=14,
+                       color="tab:orange" if w >= n_dev else "tab:blue", alpha=0.7)
+        m = np.nanmean([r["spearman"] for r in rows.values()])
+        ax.hlines(m, j - 0.3, j + 0.3, color="k")
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels(keys, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("Spearman ρ with the true value")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_title("Ranking fidelity per world (blue: development, orange: held out; bar: mean)")
+    fig.tight_layout()
+    return save_figure(fig, out / "fidelity.png")
+
+
+@cli("studies.simulation")
+def main(argv: list[str] | None = None) -> int:
+    from recgym.experiments import map_units, run_jobs
+    from recgym.experiments.cli import command_line
+    from recgym.experiments.report import atomic_write, holm, write_json
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="runs/simulation")
+    p.add_argument("--worlds", type=int, default=10)
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (each single-threaded)")
+    p.add_argument("--quick", action="store_true", help="3 tiny worlds, a few steps (a smoke test)")
+    p.add_argument("--imputers", default=",".join(IMPUTERS), help="imputer variants to evaluate")
+    p.add_argument("--default", default="steck", help="the imputer reported as the simulator's default")
+    args = p.parse_args(argv)
+    P = QUICK if args.quick else FULL
+    n_worlds = 3 if args.quick and args.worlds == 10 else args.worlds
+    imputers = tuple(v for v in args.imputers.split(",") if v)
+    unknown = [v for v in (*imputers, args.default) if v not in IMPUTERS]
+    if unknown:
+        p.error(f"unknown imputer(s) {unknown}; choose from {list(IMPUTERS)}")
+    imputers = tuple(dict.fromkeys((*imputers, args.default)))
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    jobs = [j for w in range(n_worlds) for j in jobs_of_world(w, P, out)]
+    statuses = run_jobs(jobs, workers=args.jobs, log=print)
+    failed = [s for s in statuses if s["status"] not in ("done", "reused")]
+    for s in failed:
+        print(f"failed: {s['dir']}: {s['error']}", file=sys.stderr)
+    t_train = time.perf_counter() - t0
+    evals = map_units(functools.partial(evaluate_world, P=P, out=out, imputers=imputers), range(n_worlds),
+                      workers=args.jobs, log=lambda w, r: print(f"world {w}: evaluated", flush=True))
+    n_dev = n_worlds // 2
+    agg = aggregate(evals, imputers, n_dev)
+    held = list(range(n_dev, n_worlds))
+    tests = {f"iar@1 [{v}] vs iar@1 [steck]": paired_vs(agg["per_world"], f"iar@1 [{v}]", "iar@1 [steck]", held)
+             for v in imputers if v != "steck"}
+    tests.update({f"iar@1 [{v}] vs {LOGGED[0]}": paired_vs(agg["per_world"], f"iar@1 [{v}]", LOGGED[0], held)
+                  for v in dict.fromkeys(("steck", args.default))})
+    adjusted = holm({k: t["p_wilcoxon"] for k, t in tests.items()})
+    for k, t in tests.items():
+        t["p_holm"] = adjusted[k]
+    wall = time.perf_counter() - t0
+    res = {"command": command_line("studies.simulation", argv), "settings": {k: v for k, v in P.items()},
+           "knob_ranges": {k: list(v) for k, v in KNOBS.items()}, "imputers": {v: IMPUTERS[v] for v in imputers},
+           "default": args.default, "n_development": n_dev, "agents": list(AGENTS), "horizon": HORIZON,
+           "failed_jobs": failed, "wall_s": {"train": round(t_train, 1), "total": round(wall, 1)},
+           "held_out_tests": tests, **agg}
+    write_json(out / "results.json", res)
+    md = tables_markdown(agg, evals, args.default, n_dev)
+    md += "\n### Held-out paired tests of the per-world Spearman ρ (Wilcoxon signed rank)\n\n"
+    md += "\n".join(f"- {k}: mean difference {t['mean_diff']:+.3f}, {t['wins']} wins / {t['losses']} losses "
+                    f"of {t['n']}, p = {_p(t['p_wilcoxon'])} (Holm {_p(t['p_holm'])})" for k, t in tests.items()) + "\n"
+    atomic_write(out / "tables.md", md)
+    plot(agg, out, n_dev, imputers, args.default)
+    print(md)
+    print(f"wrote {out / 'results.json'}, {out / 'tables.md'}, {out / 'fidelity.png'} ({wall:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
