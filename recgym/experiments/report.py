@@ -325,7 +325,7 @@ def _spearman(x: list[float], y: list[float]) -> float | None:
 
 
 def _curve_stats(runs: list[list[dict[str, Any]]], key: str) -> dict[str, list[float]] | None:
-    """Mean and std over seeds of ``key`` at the steps every seed recorded."""
+    """Mean and sample std (ddof=1; 0 for one seed) over seeds of ``key`` at the steps every seed recorded."""
     series = [{c["step"]: c[key] for c in r if _finite(c.get(key))} for r in runs]
     series = [s for s in series if s]
     if not series:
@@ -334,7 +334,8 @@ def _curve_stats(runs: list[list[dict[str, Any]]], key: str) -> dict[str, list[f
     if not steps:
         return None
     vals = np.array([[s[t] for t in steps] for s in series])
-    return {"step": steps, "mean": vals.mean(0).tolist(), "std": vals.std(0).tolist(), "n": len(series)}
+    std = vals.std(0, ddof=1) if len(series) > 1 else np.zeros(len(steps))
+    return {"step": steps, "mean": vals.mean(0).tolist(), "std": std.tolist(), "n": len(series)}
 
 
 MIN_AGENTS_RHO = 5
