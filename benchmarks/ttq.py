@@ -1,0 +1,162 @@
+"""Time to quality: seconds of training to reach a fixed validation score, and the final test score,
+under the current training scheme and the previous one, in one run (so both see the same machine).
+
+For each dataset, agent and seed, the agent is built with its dataset preset and trained by the
+shared loop twice: once as configured now (``current``) and once with the previous scheme's
+overrides (``previous``, below; ``--previous key=value`` replaces them). Validation runs every
+``--eval-every`` steps; its time is not counted (``train_seconds`` of the loop's curves). The target
+is ``--target`` or, by default, ``--target-frac`` × the lower of the two schemes' mean best
+validation score, so both schemes reach it on average. Reported per scheme: mean ± sample std
+(ddof=1) over seeds of the seconds to the target (``inf`` if a seed never reaches it), of the best
+validation score and of the test score of the restored best weights; then the ratios
+current / previous of the mean seconds.
+
+    RECGYM_DATA_DIR=/work/shared/data OMP_NUM_THREADS=1 python benchmarks/ttq.py \\
+        --agents sasrec --datasets ml-100k --seeds 0 1 2
+
+Timings on a shared machine are noisy: compare the ratios, which are measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+# previous scheme: config overrides that restore it on top of the dataset preset, where the preset
+# uses the current one (all-positions agents: per-event rows, one epoch)
+PER_EVENT = {"sampling": "per_event", "epochs": 1}
+
+
+def previous_overrides(agent_name: str, dataset: str, protocol: str) -> dict[str, Any]:
+    from recgym.agents.registry import agent_preset, get_agent_class
+
+    preset = agent_preset(get_agent_class(agent_name), dataset, protocol)
+    return dict(PER_EVENT) if preset.get("sampling") == "per_user" else {}
+
+
+# training length of the current scheme where the preset is too short to show the curve (none yet)
+CURRENT: dict[str, dict[str, Any]] = {}
+LOOP: dict[str, dict[str, Any]] = {"sqn": {}, "lpi": {}, "sasrec": {}}
+"""Extra ``train_loop`` arguments per scheme-agent (e.g. ``keep_freed_memory``)."""
+
+
+def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in pairs:
+        if "=" not in p:
+            raise SystemExit(f"--previous {p!r}: expected key=value")
+        k, v = p.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def seconds_to(curves: list[dict[str, float]], metric: str, target: float) -> float:
+    """Training seconds at the first validation with ``metric >= target`` (``inf`` if none)."""
+    for c in curves:
+        if c.get(metric, -math.inf) >= target:
+            return float(c["train_seconds"])
+    return math.inf
+
+
+def run_one(agent_name: str, dataset: str, split, seed: int, overrides: dict[str, Any], eval_every: int,
+            loop_kwargs: dict[str, Any]) -> dict[str, Any]:
+    from recgym.agents.registry import make_agent
+    from recgym.evaluate import evaluate
+
+    agent = make_agent(agent_name, split.n_items, seed=seed, dataset=dataset, protocol=split.protocol,
+                       **{"eval_every": eval_every, **overrides})
+    t0 = time.perf_counter()
+    agent.fit(split.train, split.valid, protocol=split.protocol, progress=False, log=lambda m: None, **loop_kwargs)
+    wall = time.perf_counter() - t0
+    test = evaluate(agent, split.test, split.protocol)
+    metric = agent.selection_metric
+    return {"curves": agent.curves, "metric": metric, "best_valid": agent.best_metric, "test": float(test[metric]),
+            "train_seconds": agent.curves[-1]["train_seconds"], "wall_seconds": wall,
+            "steps": int(agent.curves[-1]["step"])}
+
+
+def _ms(x: list[float]) -> str:
+    a = np.asarray(x, dtype=float)
+    if not np.all(np.isfinite(a)):
+        return f"inf ({int(np.sum(~np.isfinite(a)))}/{len(a)} never)"
+    return f"{a.mean():.4g} ± {a.std(ddof=1):.2g}" if len(a) > 1 else f"{a.mean():.4g}"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--agents", nargs="+", default=["sasrec", "sqn", "lpi"])
+    ap.add_argument("--datasets", nargs="+", default=["ml-100k", "synthetic"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--schemes", nargs="+", default=["current", "previous"], choices=["current", "previous"])
+    ap.add_argument("--previous", nargs="*", default=None, help="key=value overrides of the previous scheme")
+    ap.add_argument("--set", nargs="*", default=[], help="key=value overrides of both schemes")
+    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--target", type=float, default=None)
+    ap.add_argument("--target-frac", type=float, default=0.98)
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--json", default=None, help="write all curves and results here")
+    args = ap.parse_args(argv)
+
+    from recgym.data import load_split
+
+    torch.set_num_threads(1)
+    both = _parse_overrides(args.set)
+    results: dict[str, Any] = {}
+    for dataset in args.datasets:
+        try:
+            split = load_split(dataset, args.data_dir)
+        except FileNotFoundError as e:
+            print(f"{dataset}: skipped, no data ({str(e).splitlines()[0]}); set RECGYM_DATA_DIR", flush=True)
+            continue
+        for name in args.agents:
+            prev = (_parse_overrides(args.previous) if args.previous is not None
+                    else previous_overrides(name, dataset, split.protocol))
+            schemes = {"current": {**CURRENT.get(name, {}), **both}, "previous": {**prev, **both}}
+            runs: dict[str, list[dict[str, Any]]] = {}
+            for scheme in args.schemes:
+                runs[scheme] = []
+                for seed in args.seeds:
+                    r = run_one(name, dataset, split, seed, schemes[scheme], args.eval_every, LOOP.get(name, {}))
+                    runs[scheme].append(r)
+                    print(f"{dataset} {name} {scheme} seed {seed}: {r['steps']} steps, {r['train_seconds']:.1f} s "
+                          f"training ({r['wall_seconds']:.1f} s wall), best valid {r['metric']} {r['best_valid']:.4f}, "
+                          f"test {r['test']:.4f}", flush=True)
+            metric = runs[args.schemes[0]][0]["metric"]
+            target = args.target if args.target is not None else args.target_frac * min(
+                float(np.mean([r["best_valid"] for r in rs])) for rs in runs.values())
+            summary: dict[str, Any] = {"target": target, "metric": metric, "schemes": schemes}
+            print(f"\n{dataset} {name}: target validation {metric} {target:.4f}; seeds {args.seeds}; "
+                  "mean ± sample std (ddof=1)")
+            for scheme, rs in runs.items():
+                secs = [seconds_to(r["curves"], metric, target) for r in rs]
+                summary[scheme] = {"seconds_to_target": secs, "best_valid": [r["best_valid"] for r in rs],
+                                   "test": [r["test"] for r in rs], "train_seconds": [r["train_seconds"] for r in rs]}
+                print(f"  {scheme:8s} seconds to target {_ms(secs):>22s}   total training s {_ms(summary[scheme]['train_seconds']):>14s}"
+                      f"   best valid {_ms(summary[scheme]['best_valid'])}   test {metric} {_ms(summary[scheme]['test'])}")
+            if len(runs) == 2:
+                c, p = (np.mean(summary[s]["seconds_to_target"]) for s in ("current", "previous"))
+                ratio = c / p if math.isfinite(c) and math.isfinite(p) else float("nan")
+                tc, tp = (np.mean(summary[s]["test"]) for s in ("current", "previous"))
+                summary["ratio_seconds"] = ratio
+                summary["ratio_test"] = tc / tp
+                print(f"  ratio current/previous: seconds to target {ratio:.3f}   test {metric} {tc / tp:.3f}")
+            summary["runs"] = runs
+            results[f"{dataset}/{name}"] = summary
+            print(flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, default=float)
+    return results
+
+
+if __name__ == "__main__":
+    main()
