@@ -19,7 +19,7 @@ both are seeded by the loop and saved in checkpoints, which makes a resumed run 
 epoch = ``ceil(N / batch_size)`` steps), or, for an agent whose :meth:`TorchAgent.epoch_rows`
 names rows, visits those rows once per epoch in a random order (:class:`EpochSampler`);
 validates every ``eval_every`` steps with :func:`recgym.evaluate.evaluate`, keeps the best weights
-by ``selection_metric``, records curves (with ``train_seconds``, the time spent in training steps),
+by ``selection_metric``, records curves (and the time spent in training steps at each point),
 writes an atomic resumable checkpoint after every validation, stops on a non-finite loss, and
 restores the best weights at the end.
 """
@@ -98,6 +98,7 @@ class TorchAgent(Agent):
             m.to(self.device)
         self.set_training(False)
         self.curves: list[dict[str, float]] = []
+        self.curve_seconds: list[float] = []
         self.best_step: int | None = None
         self.best_metric: float | None = None
         self.selection_metric: str | None = None
@@ -193,6 +194,8 @@ class _LoopState:
     best_weights: dict[str, Any] | None = None
     train_seconds: float = 0.0
     """Seconds spent in sampling and update steps (validation and checkpoints excluded)."""
+    curve_seconds: list[float] = field(default_factory=list)
+    """``train_seconds`` at each curve point (kept apart from the curves, which are deterministic)."""
 
 
 def save_checkpoint(path: str | Path, agent: TorchAgent, st: _LoopState, total_steps: int) -> Path:
@@ -210,7 +213,7 @@ def save_checkpoint(path: str | Path, agent: TorchAgent, st: _LoopState, total_s
         "optimizers": {k: o.state_dict() for k, o in agent.optimizers().items()},
         "best_weights": st.best_weights if st.best_weights is not None else {},
         "best_json": json.dumps({"value": st.best_value if math.isfinite(st.best_value) else None, "step": st.best_step,
-                                 "train_seconds": st.train_seconds}),
+                                 "train_seconds": st.train_seconds, "curve_seconds": st.curve_seconds}),
         "curves_json": json.dumps(st.curves),
         "numpy_rng_json": json.dumps(agent.rng.bit_generator.state),  # 128-bit ints: JSON keeps them exact
         "torch_rng": torch.get_rng_state(),
@@ -252,6 +255,7 @@ def load_checkpoint(path: str | Path, agent: TorchAgent) -> _LoopState:
         best_value=-math.inf if best["value"] is None else float(best["value"]),
         best_step=int(best["step"]),
         train_seconds=float(best.get("train_seconds", 0.0)),
+        curve_seconds=[float(x) for x in best.get("curve_seconds", [])],
         best_weights=payload["best_weights"] or None,
     )
 
@@ -268,6 +272,8 @@ class TrainResult:
     curves: list[dict[str, float]]
     seconds: float
     resumed_from: int | None = None
+    curve_seconds: list[float] = field(default_factory=list)
+    """Seconds of training steps (validation excluded) up to each curve point."""
 
 
 class EpochSampler:
@@ -453,7 +459,7 @@ def _train(agent: TorchAgent, train: SessionLog, valid: SessionLog | None, proto
                     bar.set_postfix(loss=f"{loss_sum / loss_n:.4f}")
             if st.step % eval_every == 0 or st.step == total:
                 point: dict[str, float] = {"step": float(st.step), "epoch": st.step / steps_per_epoch,
-                                           "train_seconds": st.train_seconds, "loss": loss_sum / loss_n}
+                                           "loss": loss_sum / loss_n}
                 loss_sum, loss_n = 0.0, 0
                 if valid is not None:
                     point.update(validate())
@@ -463,6 +469,7 @@ def _train(agent: TorchAgent, train: SessionLog, valid: SessionLog | None, proto
                     log(f"step {st.step}/{total}  loss {point['loss']:.4f}  {metric} {point[metric]:.4f}"
                         f"  (best {st.best_value:.4f} @ {st.best_step})")
                 st.curves.append(point)
+                st.curve_seconds.append(st.train_seconds)
                 if checkpoint_path is not None:
                     save_checkpoint(checkpoint_path, agent, st, total)
     except NonFiniteLossError:
@@ -473,7 +480,7 @@ def _train(agent: TorchAgent, train: SessionLog, valid: SessionLog | None, proto
             bar.close()
     _finish(agent, st, metric)
     return TrainResult(st.step, agent.best_step, agent.best_metric, metric, st.curves,
-                       time.perf_counter() - t0, resumed_from)
+                       time.perf_counter() - t0, resumed_from, st.curve_seconds)
 
 
 def _finish(agent: TorchAgent, st: _LoopState, metric: str | None) -> None:
@@ -482,6 +489,7 @@ def _finish(agent: TorchAgent, st: _LoopState, metric: str | None) -> None:
         agent.load_state_dict(st.best_weights)
     agent.set_training(False)
     agent.curves = st.curves
+    agent.curve_seconds = st.curve_seconds
     agent.selection_metric = metric
     agent.best_step = st.best_step if st.best_weights is not None else st.step
     agent.best_metric = st.best_value if math.isfinite(st.best_value) else None

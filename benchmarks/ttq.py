@@ -4,7 +4,7 @@ under the current training scheme and the previous one, in one run (so both see 
 For each dataset, agent and seed, the agent is built with its dataset preset and trained by the
 shared loop twice: once as configured now (``current``) and once with the previous scheme's
 overrides (``previous``, below; ``--previous key=value`` replaces them). Validation runs every
-``--eval-every`` steps; its time is not counted (``train_seconds`` of the loop's curves). The target
+``--eval-every`` steps; its time is not counted (the loop's ``curve_seconds``). The target
 is ``--target`` or, by default, ``--target-frac`` × the lower of the two schemes' mean best
 validation score, so both schemes reach it on average. Reported per scheme: mean ± sample std
 (ddof=1) over seeds of the seconds to the target (``inf`` if a seed never reaches it), of the best
@@ -59,11 +59,11 @@ def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def seconds_to(curves: list[dict[str, float]], metric: str, target: float) -> float:
+def seconds_to(curves: list[dict[str, float]], seconds: list[float], metric: str, target: float) -> float:
     """Training seconds at the first validation with ``metric >= target`` (``inf`` if none)."""
-    for c in curves:
+    for c, t in zip(curves, seconds):
         if c.get(metric, -math.inf) >= target:
-            return float(c["train_seconds"])
+            return float(t)
     return math.inf
 
 
@@ -79,8 +79,8 @@ def run_one(agent_name: str, dataset: str, split, seed: int, overrides: dict[str
     wall = time.perf_counter() - t0
     test = evaluate(agent, split.test, split.protocol)
     metric = agent.selection_metric
-    return {"curves": agent.curves, "metric": metric, "best_valid": agent.best_metric, "test": float(test[metric]),
-            "train_seconds": agent.curves[-1]["train_seconds"], "wall_seconds": wall,
+    return {"curves": agent.curves, "curve_seconds": agent.curve_seconds, "metric": metric, "best_valid": agent.best_metric, "test": float(test[metric]),
+            "train_seconds": agent.curve_seconds[-1], "wall_seconds": wall,
             "steps": int(agent.curves[-1]["step"])}
 
 
@@ -121,10 +121,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             prev = (_parse_overrides(args.previous) if args.previous is not None
                     else previous_overrides(name, dataset, split.protocol))
             schemes = {"current": {**CURRENT.get(name, {}), **both}, "previous": {**prev, **both}}
-            runs: dict[str, list[dict[str, Any]]] = {}
-            for scheme in args.schemes:
-                runs[scheme] = []
-                for seed in args.seeds:
+            runs: dict[str, list[dict[str, Any]]] = {scheme: [] for scheme in args.schemes}
+            for seed in args.seeds:  # schemes interleaved, so a change in machine load hits both
+                for scheme in args.schemes:
                     r = run_one(name, dataset, split, seed, schemes[scheme], args.eval_every, LOOP.get(name, {}))
                     runs[scheme].append(r)
                     print(f"{dataset} {name} {scheme} seed {seed}: {r['steps']} steps, {r['train_seconds']:.1f} s "
@@ -137,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"\n{dataset} {name}: target validation {metric} {target:.4f}; seeds {args.seeds}; "
                   "mean ± sample std (ddof=1)")
             for scheme, rs in runs.items():
-                secs = [seconds_to(r["curves"], metric, target) for r in rs]
+                secs = [seconds_to(r["curves"], r["curve_seconds"], metric, target) for r in rs]
                 summary[scheme] = {"seconds_to_target": secs, "best_valid": [r["best_valid"] for r in rs],
                                    "test": [r["test"] for r in rs], "train_seconds": [r["train_seconds"] for r in rs]}
                 print(f"  {scheme:8s} seconds to target {_ms(secs):>22s}   total training s {_ms(summary[scheme]['train_seconds']):>14s}"
