@@ -173,6 +173,7 @@ def _loo_like_sasrec() -> dict[str, Any]:
     base.pop("all_positions", None)
     base.pop("sampling", None)
     base["epochs"] = 3
+    base["eval_every"] = 250
     return base
 
 
