@@ -21,4 +21,4 @@ test: install
 	$(VENV)/bin/python -m pytest
 
 bench: install
-	$(VENV)/bin/python scripts/bench.py data eval envs train
+	$(VENV)/bin/python -m benchmarks data eval envs train

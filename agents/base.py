@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,6 +30,7 @@ import torch
 
 from recgym.data import SessionLog
 from recgym.data.windows import last_items_of_lists, last_items_of_rows
+from recgym.errors import BadInputError
 
 
 @dataclass
@@ -48,7 +53,7 @@ class Agent:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(config)}
         if unknown:
             raise TypeError(f"{type(self).__name__}: unknown hyper-parameter(s) {sorted(unknown)}")
-        self.config = dataclasses.replace(config, **overrides)
+        self.config = check_config(dataclasses.replace(config, **overrides), type(self).__name__)
         self.n_items = int(n_items)
         self.seed = int(seed)
 
@@ -129,10 +134,22 @@ class Agent:
 
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> "Agent":
-        payload = torch.load(path, weights_only=True, map_location="cpu")
-        cfg = cls.Config(**{**json.loads(payload["config_json"]), **overrides})
+        try:
+            payload = torch.load(path, weights_only=True, map_location="cpu")
+            saved = json.loads(payload["config_json"])
+        except Exception as e:  # corrupt / foreign file: say which, in one line
+            raise BadInputError(f"{path}: not a readable recgym model ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        if payload.get("agent") != cls.name and not _same_model_family(payload.get("agent"), cls):
+            raise BadInputError(f"{path}: the file holds a {payload.get('agent')!r} model, not {cls.name!r}")
+        unknown = sorted(set(saved) - {f.name for f in dataclasses.fields(cls.Config)})
+        if unknown:
+            raise BadInputError(f"{path}: config field(s) {unknown} unknown to {cls.__name__}")
+        cfg = cls.Config(**{**saved, **overrides})
         agent = cls(payload["n_items"], config=cfg)
-        agent.load_state_dict(payload["weights"])
+        try:
+            agent.load_state_dict(payload["weights"])
+        except (KeyError, RuntimeError) as e:  # shapes / modules that do not fit
+            raise BadInputError(f"{path}: its weights do not fit {cls.__name__} ({str(e).splitlines()[0]})") from None
         return agent
 
     def config_dict(self) -> dict[str, Any]:
@@ -150,3 +167,68 @@ class Agent:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_items={self.n_items}, config={self.config})"
 
+
+def _check_value(value: Any, hint: Any) -> tuple[bool, Any]:
+    """``(ok, value)`` for one config field: ``float`` fields take finite reals, ``int`` fields
+    integers (an integral float such as ``1e4`` is converted), ``bool`` and ``str`` their own type;
+    ``X | None`` also takes ``None``. Other annotations (tuples, literals...) are not checked."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return True, value
+        checked = [a for a in args if a in (bool, int, float, str)]
+        if len(checked) != len([a for a in args if a is not type(None)]):
+            return True, value  # a union with an unchecked member: accept
+        for a in checked:
+            ok, v = _check_value(value, a)
+            if ok:
+                return True, v
+        return False, value
+    if hint is bool:
+        return isinstance(value, (bool, np.bool_)), value
+    if isinstance(value, (bool, np.bool_)) and hint in (int, float):
+        return False, value
+    if hint is float:
+        return isinstance(value, numbers.Real) and math.isfinite(value), value
+    if hint is int:
+        if isinstance(value, numbers.Integral):
+            return True, int(value)
+        if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
+            return True, int(value)
+        return False, value
+    if hint is str:
+        return isinstance(value, str), value
+    return True, value
+
+
+def check_config(config: AgentConfig, owner: str) -> AgentConfig:
+    """Check every field of a dataclass config against its annotation (see :func:`_check_value`);
+    raises :class:`BadInputError` naming the first bad field, its value and the expected type."""
+    hints = typing.get_type_hints(type(config))
+    fixed = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        ok, v = _check_value(value, hints.get(f.name, Any))
+        if not ok:
+            want = getattr(hints[f.name], "__name__", None) or str(hints[f.name]).replace("typing.", "")
+            want = ("a finite " if "float" in want else "an " if want[0] in "aeiou" else "a ") + want
+            raise BadInputError(f"{owner}: hyper-parameter {f.name} must be {want}, got {value!r}")
+        if v is not value:
+            fixed[f.name] = v
+    return dataclasses.replace(config, **fixed) if fixed else config
+
+
+def _same_model_family(saved_name: Any, cls: type) -> bool:
+    """A variant declared by config fields (``lmu`` vs ``lpi``) loads into any class of its family:
+    same network code (one common base below :class:`Agent`) and the same config fields, so the saved
+    config describes the model completely."""
+    from recgym.agents.registry import get_agent_class
+
+    try:
+        saved_cls = get_agent_class(str(saved_name))
+    except ValueError:
+        return False
+    same_fields = {f.name for f in dataclasses.fields(saved_cls.Config)} == {f.name for f in dataclasses.fields(cls.Config)}
+    shared = [b for b in saved_cls.__mro__ if b in cls.__mro__ and b.__module__ == cls.__module__]
+    return same_fields and bool(shared)

@@ -15,6 +15,7 @@ import torch
 
 from recgym.agents.base import Agent, AgentConfig
 from recgym.data import SessionLog
+from recgym.errors import DivergedError
 
 
 def _np_states(states: torch.Tensor | np.ndarray, lengths: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -185,6 +186,7 @@ class BPRAgent(Agent):
 
     def fit(self, train: SessionLog, valid: SessionLog | None = None, show_progress: bool = False, **kwargs: Any) -> "BPRAgent":
         from implicit.cpu.bpr import BayesianPersonalizedRanking
+        from implicit.recommender_base import ModelFitError
         from threadpoolctl import threadpool_limits
 
         _check_items(self, train)
@@ -198,9 +200,16 @@ class BPRAgent(Agent):
             factors=cfg.factors, learning_rate=cfg.lr, regularization=cfg.regularization,
             iterations=cfg.iterations, num_threads=cfg.num_threads, random_state=self.seed,
         )
+        diverged = DivergedError(f"{self.name}: training diverged: non-finite item factors (lr={cfg.lr})")
         with threadpool_limits(1, "blas"):  # implicit warns (and slows) under multi-threaded BLAS
-            model.fit(user_items, show_progress=show_progress)
-        self.item_factors = torch.from_numpy(np.asarray(model.item_factors, dtype=np.float32).copy())
+            try:
+                model.fit(user_items, show_progress=show_progress)
+            except ModelFitError:  # implicit's own NaN check
+                raise diverged from None
+        factors = np.asarray(model.item_factors, dtype=np.float32)
+        if not np.isfinite(factors).all():
+            raise diverged
+        self.item_factors = torch.from_numpy(factors.copy())
         return self
 
     def scores(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -103,7 +103,9 @@ class BERT4RecAgent(TorchAgent):
 
     name = "bert4rec"
     Config = BERT4RecConfig
-    PRESETS: dict[str, dict[str, Any]] = {"ml-100k": {"state_len": 50, "epochs": 100}, "synthetic": {"state_len": 30, "epochs": 30}}
+    # "loo": the defaults are the paper's leave-one-out (ML-1M) values
+    PRESETS: dict[str, dict[str, Any]] = {"loo": {}, "session": {}, "ml-100k": {"state_len": 50, "epochs": 100},
+                                          "synthetic": {"state_len": 30, "epochs": 30}}
     config: BERT4RecConfig
 
     def build(self) -> None:

@@ -126,7 +126,7 @@ class GPTRecConfig(TorchAgentConfig):
     selection_metric: str = "ndcg@10"
     inference_dtype: str = "float32"
     """``"bfloat16"`` runs generation and scoring with bfloat16 weights (several times faster on CPUs
-    with AMX / AVX512-BF16, see ``scripts/bench.py gen``); near-tied items may then swap places."""
+    with AMX / AVX512-BF16, see ``python -m benchmarks gen``); near-tied items may then swap places."""
 
 
 _CPU = dict(state_len=50, hidden=64, n_blocks=2, n_heads=2, dropout=0.1, lr=1e-3, batch_size=128, epochs=20)
@@ -138,8 +138,10 @@ class GPTRecAgent(TorchAgent):
 
     name = "gptrec"
     Config = GPTRecConfig
-    PRESETS: dict[str, dict[str, Any]] = {"cpu": _CPU, "ml-100k": _CPU, "synthetic": {**_CPU, "state_len": 30},
-                                          "ml-1m": {}, "steam": {"teacher": "bert4rec", "state_len": 50}}
+    # "loo": the defaults are the paper's leave-one-out (ML-1M) values; "cpu" is the small model
+    PRESETS: dict[str, dict[str, Any]] = {"loo": {}, "session": {}, "cpu": _CPU, "ml-100k": _CPU,
+                                          "synthetic": {**_CPU, "state_len": 30}, "ml-1m": {},
+                                          "steam": {"teacher": "bert4rec", "state_len": 50}}
     config: GPTRecConfig
 
     def build(self) -> None:
@@ -342,7 +344,7 @@ class GPTRecPPOAgent(GPTRecAgent):
 
     name = "gptrec-ppo"
     Config = GPTRecPPOConfig
-    PRESETS = {"cpu": _PPO_CPU, "ml-100k": _PPO_CPU, "synthetic": {**_PPO_CPU, "state_len": 30},
+    PRESETS = {"loo": {}, "session": {}, "cpu": _PPO_CPU, "ml-100k": _PPO_CPU, "synthetic": {**_PPO_CPU, "state_len": 30},
                "ml-1m": {}, "steam": {"teacher": "bert4rec", "state_len": 50}}
     config: GPTRecPPOConfig
 

@@ -127,6 +127,7 @@ _LOO = {**SASREC_PRESETS["loo"], "tied_output": False, "all_positions": False, "
         "eval_every": 250}
 PRESETS: dict[str, dict[str, Any]] = {
     "loo": _LOO,
+    "session": {},  # the defaults are the LPI paper's session (MDP) setting
     "ml-100k": _LOO,
     "ml-1m": {**_LOO, "state_len": 200},
     # §4.1 (Netflix): last 200 ratings, loss on the last m = 50; 2 layers, 8 heads, 200 dims;

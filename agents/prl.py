@@ -43,6 +43,7 @@ from torch import nn
 
 from recgym.agents.nets import build_encoder
 from recgym.agents.training import TorchAgent, TorchAgentConfig
+from recgym.agents.sasrec import PRESETS as SASREC_PRESETS
 from recgym.data import SessionLog, Transitions
 from recgym.prompts import ReturnStats, generate_prompts, prompt_steps
 
@@ -79,6 +80,11 @@ class PRLConfig(TorchAgentConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
+    # leave-one-out: the sasrec baseline's encoder settings, one target per replay row (as the
+    # Q-learning agents' loo preset), so comparisons on a loo dataset share them
+    **{ds: {**{k: v for k, v in SASREC_PRESETS[ds].items() if k not in ("tied_output", "all_positions")}, "epochs": 3}
+       for ds in ("loo", "ml-1m", "netflix", "steam")},
+    "session": {},  # the defaults are the PRL paper's session (RC15) values
     "retailrocket": {"lr": 0.005},  # PRL paper §4.1.4
     "synthetic": {"epochs": 10},  # small embedded data: as the Q-learning agents' preset
 }

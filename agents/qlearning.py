@@ -159,12 +159,12 @@ def double_q(main: QNetwork, target: QNetwork, h_main: torch.Tensor, h_target: t
     return target.q_at(h_target, a_star[:, None]).squeeze(1)
 
 
-def _loo_like_sasrec() -> dict[str, Any]:
-    """The ``sasrec`` baseline's leave-one-out encoder settings, so comparisons share them."""
+def _loo_like_sasrec(dataset: str = "loo") -> dict[str, Any]:
+    """The ``sasrec`` baseline's leave-one-out encoder settings (of ``dataset``), so comparisons share them."""
     try:
         from recgym.agents.sasrec import PRESETS as SASREC_PRESETS
 
-        base = dict(SASREC_PRESETS.get("ml-100k", {}))
+        base = dict(SASREC_PRESETS.get(dataset, {}))
     except ImportError:  # pragma: no cover - sasrec agent is part of the foundation
         base = {}
     # the Q-learning agents train one target per replay row (no all_positions) with separate heads:
@@ -180,7 +180,8 @@ def _loo_like_sasrec() -> dict[str, Any]:
 # Per-dataset presets. RC15 / RetailRocket: the authors' released values. synthetic and
 # ml-100k are recgym's own small datasets: the switch steps of the papers (15k–50k) would fall
 # after the end of training, so they are scaled to about the middle of the run (our choice).
-_SMALL = {"synthetic": {"epochs": 10, "switch_step": 600}, "ml-100k": {**_loo_like_sasrec(), "switch_step": 1100}}
+_SMALL = {"synthetic": {"epochs": 10, "switch_step": 600}, "ml-100k": {**_loo_like_sasrec(), "switch_step": 1100},
+          "loo": {**_loo_like_sasrec(), "switch_step": 1100}}
 
 
 class QLearningAgent(TorchAgent):
@@ -189,8 +190,11 @@ class QLearningAgent(TorchAgent):
     name: ClassVar[str] = "sqn"
     Config = QLearningConfig
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "loo": _loo_like_sasrec(),
+        "session": {},  # the defaults are the session papers' (SQN release) values
         "synthetic": {"epochs": 10},
         "ml-100k": _loo_like_sasrec(),
+        **{ds: _loo_like_sasrec(ds) for ds in ("ml-1m", "netflix", "steam")},
     }
     config: QLearningConfig
 

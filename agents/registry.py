@@ -93,28 +93,98 @@ def get_agent_class(name: str) -> type[Agent]:
     return cls
 
 
-def agent_preset(cls: type[Agent], dataset: str | None = None, protocol: str | None = None) -> dict[str, Any]:
-    """Hyper-parameter preset of ``cls`` for a dataset (its ``PRESETS[dataset]``), else for the
-    protocol (``PRESETS[protocol]``, e.g. ``"loo"``), else ``{}``."""
+def preset_layers(cls: type[Agent], dataset: str | None = None, protocol: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """The presets of ``cls`` that apply, in the order they are layered over the config defaults:
+    ``("protocol:<p>", PRESETS[p])`` then ``("dataset:<d>", PRESETS[d])``.
+
+    ``protocol`` (``"loo"`` or ``"session"``) defaults to the dataset's own (a built-in source, or
+    one registered with :func:`recgym.data.register_source` and a protocol); a family without a
+    ``PRESETS[protocol]`` gets its defaults for that layer. On an unknown dataset only the protocol
+    layer applies.
+    """
+    from recgym.data.registry import source_protocol
+    from recgym.data.splits import PROTOCOLS
+    from recgym.errors import BadInputError
+
     presets: dict[str, dict[str, Any]] = getattr(cls, "PRESETS", {}) or {}
-    for key in (dataset, protocol):
-        if key is not None and key in presets:
-            return dict(presets[key])
-    return {}
+    if protocol is None:
+        protocol = source_protocol(dataset)
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if protocol is not None:
+        if protocol not in PROTOCOLS:
+            raise BadInputError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        layers.append((f"protocol:{protocol}", dict(presets.get(protocol, {}))))
+    if dataset is not None and dataset != protocol and dataset in presets:
+        layers.append((f"dataset:{dataset}", dict(presets[dataset])))
+    return layers
+
+
+def agent_preset(cls: type[Agent], dataset: str | None = None, protocol: str | None = None) -> dict[str, Any]:
+    """The merged presets of ``cls``: ``PRESETS[protocol]`` then ``PRESETS[dataset]`` on top
+    (see :func:`preset_layers`)."""
+    out: dict[str, Any] = {}
+    for _, layer in preset_layers(cls, dataset, protocol):
+        out.update(layer)
+    return out
+
+
+def _params(name: str, cls: type[Agent], dataset: str | None, protocol: str | None,
+            overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    params: dict[str, Any] = {}
+    set_by: dict[str, str] = {}
+    for layer_name, layer in [*preset_layers(cls, dataset, protocol), ("override", dict(overrides))]:
+        params.update(layer)
+        set_by.update(dict.fromkeys(layer, layer_name))
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    unknown = sorted(set(params) - fields)
+    if unknown:
+        raise TypeError(f"agent {name!r}: unknown hyper-parameter(s) {unknown}; valid: {sorted(fields)}")
+    return params, set_by
 
 
 def make_agent(
     name: str, n_items: int, seed: int = 0, *, dataset: str | None = None, protocol: str | None = None, **overrides: Any
 ) -> Agent:
-    """Build agent ``name`` for ``n_items`` items: config defaults, then the dataset/protocol
-    preset, then ``overrides`` (unknown keys raise ``TypeError`` listing the valid ones)."""
+    """Build agent ``name`` for ``n_items`` items. The config is layered: the Config defaults, then
+    ``PRESETS[protocol]`` (``"loo"`` / ``"session"``; default: the dataset's protocol), then
+    ``PRESETS[dataset]``, then ``overrides`` (unknown keys raise ``TypeError`` listing the valid
+    ones). :func:`resolved_config` shows the result without building the agent."""
     cls = get_agent_class(name)
-    params = {**agent_preset(cls, dataset, protocol), **overrides}
-    fields = {f.name for f in dataclasses.fields(cls.Config)}
-    unknown = sorted(set(params) - fields)
-    if unknown:
-        raise TypeError(f"agent {name!r}: unknown hyper-parameter(s) {unknown}; valid: {sorted(fields)}")
+    params, _ = _params(name, cls, dataset, protocol, overrides)
     return cls(n_items, seed=seed, **params)
 
 
-__all__ = ["AGENTS", "agent_preset", "available_agents", "get_agent_class", "make_agent", "register_agent"]
+def resolved_config(
+    name: str, n_items: int, dataset: str | None = None, protocol: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What :func:`make_agent` would build, as a JSON-able dict to print and store.
+
+    Returns ``{"agent", "class", "n_items", "dataset", "protocol", "layers", "config", "set_by"}``:
+    ``layers`` the preset layers applied in order (``"protocol:loo"``, ``"dataset:ml-100k"``,
+    ``"override"``), ``config`` every field of the agent's Config, ``set_by`` which layer set each
+    field that is not a default.
+    """
+    from recgym.data.registry import source_protocol
+
+    cls = get_agent_class(name)
+    overrides = dict(overrides or {})
+    params, set_by = _params(name, cls, dataset, protocol, overrides)
+    # a small instance gives the config exactly as the class resolves it (some set a variant's
+    # field in __init__); no field depends on the catalogue size
+    config = cls(max(2, min(int(n_items), 64)), seed=0, **params).config
+    layers = [n for n, _ in preset_layers(cls, dataset, protocol)] + (["override"] if overrides else [])
+    return {
+        "agent": name,
+        "class": f"{cls.__module__}:{cls.__qualname__}",
+        "n_items": int(n_items),
+        "dataset": dataset,
+        "protocol": protocol if protocol is not None else source_protocol(dataset),
+        "layers": layers,
+        "config": dataclasses.asdict(config),
+        "set_by": set_by,
+    }
+
+
+__all__ = ["AGENTS", "agent_preset", "available_agents", "get_agent_class", "make_agent", "preset_layers", "register_agent",
+           "resolved_config"]

@@ -57,6 +57,7 @@ _LOO = dict(state_len=50, n_blocks=2, n_heads=1, dropout=0.2, lr=1e-3, batch_siz
 
 PRESETS: dict[str, dict[str, Any]] = {
     "loo": _LOO,
+    "session": {},  # the defaults are the session papers' (SQN release) values
     "ml-100k": _LOO,
     "ml-1m": {**_LOO, "state_len": 200},
     # LPI paper, Netflix: 2 layers, 8 heads, 200 dims, batch 128, 30 epochs, last 200 ratings

@@ -27,6 +27,7 @@ restores the best weights at the end.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import time
@@ -40,8 +41,9 @@ from torch import nn
 
 from recgym.agents.base import Agent, AgentConfig
 from recgym.data import SessionLog, Transitions
+from recgym.errors import BadInputError, DivergedError
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 _RESUMABLE_CHANGES = ("epochs", "steps", "eval_every", "device")
 """Config fields that may change between a run and its resumption (extend / shorten training)."""
 
@@ -71,8 +73,8 @@ class TorchAgentConfig(AgentConfig):
     device: str = "cpu"
 
 
-class NonFiniteLossError(FloatingPointError):
-    """Raised when a training loss is NaN or infinite."""
+class NonFiniteLossError(DivergedError):
+    """Raised when a training loss is NaN or infinite (exit status 3)."""
 
 
 def resolve_selection_metric(metric: str, protocol: str) -> str:
@@ -198,13 +200,34 @@ class _LoopState:
     """``train_seconds`` at each curve point (kept apart from the curves, which are deterministic)."""
 
 
-def save_checkpoint(path: str | Path, agent: TorchAgent, st: _LoopState, total_steps: int) -> Path:
-    """Atomically write everything needed to resume (loads with ``weights_only=True``)."""
+def data_checksum(log: SessionLog) -> str:
+    """A cheap fingerprint of a training log: sha256 of its offsets and items (16 hex digits).
+    Two logs with the same sessions of the same items in the same order share it."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(log.offsets, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(log.items, dtype=np.int32).tobytes())
+    return h.hexdigest()[:16]
+
+
+def agent_class_name(agent: Agent | type[Agent]) -> str:
+    cls = agent if isinstance(agent, type) else type(agent)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def save_checkpoint(path: str | Path, agent: TorchAgent, st: _LoopState, total_steps: int,
+                    data: str | None = None) -> Path:
+    """Atomically write everything needed to resume (loads with ``weights_only=True``).
+
+    ``data`` is the :func:`data_checksum` of the training log; with the seed and the agent class
+    it lets :func:`load_checkpoint` refuse to continue a run on other data or another seed."""
     from recgym.data.io import atomic_path
 
     payload = {
         "format": CHECKPOINT_FORMAT,
         "agent": agent.name,
+        "agent_class": agent_class_name(agent),
+        "seed": agent.seed,
+        "data_checksum": data or "",
         "n_items": agent.n_items,
         "config_json": json.dumps(agent.config_dict()),
         "step": st.step,
@@ -224,25 +247,44 @@ def save_checkpoint(path: str | Path, agent: TorchAgent, st: _LoopState, total_s
     return path
 
 
-def load_checkpoint(path: str | Path, agent: TorchAgent) -> _LoopState:
-    """Restore weights, optimizers, RNG states and loop state from :func:`save_checkpoint`."""
+def load_checkpoint(path: str | Path, agent: TorchAgent, data: str | None = None) -> _LoopState:
+    """Restore weights, optimizers, RNG states and loop state from :func:`save_checkpoint`.
+
+    Refuses (:class:`BadInputError` naming both values) a checkpoint of another agent class,
+    catalogue size, seed, training data (when ``data``, the :func:`data_checksum` of the log
+    about to be trained on, is given) or hyper-parameters."""
     try:
         payload = torch.load(path, weights_only=True, map_location=agent.device)
     except Exception as e:  # corrupt / foreign file: say which
-        raise ValueError(f"{path}: not a readable recgym checkpoint ({e})") from e
-    if payload.get("format") != CHECKPOINT_FORMAT or payload.get("n_items") != agent.n_items:
-        raise ValueError(f"{path}: checkpoint is for agent {payload.get('agent')!r} with n_items={payload.get('n_items')}, "
-                         f"not {agent.name!r} with n_items={agent.n_items}")
+        raise BadInputError(f"{path}: not a readable recgym checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        fmt = payload.get("format") if isinstance(payload, dict) else None
+        raise BadInputError(f"{path}: not a recgym training checkpoint of format {CHECKPOINT_FORMAT} (found format {fmt!r}); "
+                            f"remove it to train from scratch")
+    cannot = f"{path}: cannot resume,"
+    if payload.get("agent_class") != agent_class_name(agent):
+        raise BadInputError(f"{cannot} the checkpoint is of agent {payload.get('agent')!r} ({payload.get('agent_class')}), "
+                            f"not {agent.name!r} ({agent_class_name(agent)})")
+    if payload.get("n_items") != agent.n_items:
+        raise BadInputError(f"{cannot} the checkpoint has n_items={payload.get('n_items')}, the data has {agent.n_items}")
+    if payload.get("seed") != agent.seed:
+        raise BadInputError(f"{cannot} the checkpoint was trained with seed {payload.get('seed')}, this run has seed {agent.seed}")
+    if data is not None and payload.get("data_checksum") != data:
+        raise BadInputError(f"{cannot} the checkpoint was trained on other data (training-log checksum "
+                            f"{payload.get('data_checksum')}, this run's is {data})")
     saved = json.loads(payload["config_json"])
     differ = sorted(k for k, v in agent.config_dict().items() if k not in _RESUMABLE_CHANGES and saved.get(k, v) != v)
     if differ:
-        raise ValueError(f"{path}: cannot resume, the checkpoint was trained with other hyper-parameters: "
-                         + ", ".join(f"{k}={saved[k]!r} (now {agent.config_dict()[k]!r})" for k in differ))
-    agent.load_state_dict(payload["weights"])
+        raise BadInputError(f"{cannot} the checkpoint was trained with other hyper-parameters: "
+                            + ", ".join(f"{k}={saved[k]!r} (now {agent.config_dict()[k]!r})" for k in differ))
+    try:
+        agent.load_state_dict(payload["weights"])
+    except (KeyError, RuntimeError) as e:  # shapes / modules that do not fit
+        raise BadInputError(f"{cannot} its weights do not fit {type(agent).__name__} ({str(e).splitlines()[0]})") from None
     opts = agent.optimizers()
     for k, sd in payload["optimizers"].items():
         if k not in opts:
-            raise ValueError(f"{path}: optimizer {k!r} in checkpoint but not built by {type(agent).__name__}.build()")
+            raise BadInputError(f"{path}: optimizer {k!r} in checkpoint but not built by {type(agent).__name__}.build()")
         opts[k].load_state_dict(sd)
     rng_state = json.loads(payload["numpy_rng_json"])
     agent.rng = np.random.Generator(getattr(np.random, rng_state["bit_generator"])())
@@ -334,7 +376,7 @@ def keep_freed_memory(on: bool = True) -> bool:
     Full-catalogue steps allocate several ``[batch, n_items]`` tensors (72 MB each at 70,852 items,
     batch 256). glibc serves such blocks with ``mmap`` and unmaps them on free, so every step pays
     the page faults of touching fresh memory again: about a quarter of a Q-learning step on the
-    CPU (``agents/bench_train.py``). ``mallopt(M_MMAP_MAX=0)`` plus a high trim threshold keeps
+    CPU (``python -m benchmarks train``). ``mallopt(M_MMAP_MAX=0)`` plus a high trim threshold keeps
     them in the heap; the price is a higher peak RSS while it is on. :func:`train_loop` turns it on
     only when asked (``keep_freed_memory=True``) and off again when it returns.
     """
@@ -407,8 +449,9 @@ def _train(agent: TorchAgent, train: SessionLog, valid: SessionLog | None, proto
 
     st = _LoopState()
     resumed_from = None
+    checksum = data_checksum(train) if checkpoint_path is not None else None
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
-        st = load_checkpoint(checkpoint_path, agent)
+        st = load_checkpoint(checkpoint_path, agent, checksum)
         resumed_from = st.step
         log(f"resumed from {checkpoint_path} at step {st.step}/{total}")
     else:
@@ -445,7 +488,7 @@ def _train(agent: TorchAgent, train: SessionLog, valid: SessionLog | None, proto
                 batch = sampler.batch(st.step, agent.device)
             try:
                 info = agent.update(batch, st.step)
-            except NonFiniteLossError as e:
+            except FloatingPointError as e:  # a non-finite loss, or a loss that refused NaN inputs
                 raise NonFiniteLossError(_nan_message(agent, st, e, checkpoint_path)) from None
             if not math.isfinite(info.get("loss", 0.0)):
                 raise NonFiniteLossError(_nan_message(agent, st, f"loss is {info['loss']}", checkpoint_path))
@@ -471,7 +514,7 @@ def _train(agent: TorchAgent, train: SessionLog, valid: SessionLog | None, proto
                 st.curves.append(point)
                 st.curve_seconds.append(st.train_seconds)
                 if checkpoint_path is not None:
-                    save_checkpoint(checkpoint_path, agent, st, total)
+                    save_checkpoint(checkpoint_path, agent, st, total, checksum)
     except NonFiniteLossError:
         _finish(agent, st, metric)
         raise
@@ -503,5 +546,5 @@ def _nan_message(agent: TorchAgent, st: _LoopState, err: Any, path: str | Path |
     return f"{agent.name}: training stopped at step {step}: non-finite loss ({err}); {where}{best}"
 
 
-__all__ = ["EpochSampler", "NonFiniteLossError", "TorchAgent", "TorchAgentConfig", "TrainResult", "load_checkpoint",
-           "resolve_selection_metric", "keep_freed_memory", "save_checkpoint", "train_loop"]
+__all__ = ["EpochSampler", "NonFiniteLossError", "TorchAgent", "TorchAgentConfig", "TrainResult", "data_checksum",
+           "keep_freed_memory", "load_checkpoint", "resolve_selection_metric", "save_checkpoint", "train_loop"]

@@ -2,7 +2,8 @@
 
 Ids (registered by ``import recgym``): ``recgym/Replay-{Synthetic,ML100K,YooChoose100K,RetailRocket,RC15}-v0``,
 ``recgym/NetflixIAR-v0``, ``recgym/MFUser-{ML100K,Synthetic}-v0``,
-``recgym/SlateNextK-{ML1M,ML100K,Steam,Synthetic}-v0``. See ``docs/envs.md``.
+``recgym/SlateNextK-{ML1M,ML100K,Steam,Synthetic}-v0``; on your own data (``data=`` a ``Split``,
+a ``SessionLog`` or a file with ``columns=``): ``recgym/{Replay,MFUser,SlateNextK}-v0``. See ``docs/envs.md``.
 """
 
 from recgym.envs.registration import env_ids, register_envs

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from gymnasium.error import ResetNeeded
 
 from recgym.data import Split, split_by_session, split_leave_one_out
 from recgym.data.registry import load_split, resolve_data_dir
 from recgym.data.session_log import SessionLog
 from recgym.data.windows import last_items
+from recgym.errors import BadInputError
 
 _CACHE: dict[tuple, Split] = {}
 _CACHE_MAX = 8
@@ -25,8 +29,8 @@ HOW_TO_GET_DATA = (
 
 
 def load_env_split(
-    source: str,
-    data: Split | SessionLog | None = None,
+    source: str | None,
+    data: Split | SessionLog | str | os.PathLike | None = None,
     data_dir: str | os.PathLike | None = None,
     download: bool = False,
     protocol: str | None = None,
@@ -35,19 +39,36 @@ def load_env_split(
 ) -> Split:
     """The split an env is built on.
 
-    ``data`` (a ``Split``, or a ``SessionLog`` that is split here: leave-one-out when it has one
-    session per user, else 80/10/10 by session with ``seed``) bypasses the loaders; it is how tests
-    and users plug in their own logs. Otherwise ``recgym.data.load_split(source, ...)`` is called
-    once per process and cached (envs built by ``make_vec`` share the arrays).
+    ``data`` bypasses the loaders; it is how tests and users plug in their own logs: a ``Split``; a
+    ``SessionLog``, split here (leave-one-out when it has one session per user, else 80/10/10 by
+    session with ``seed``; ``protocol`` forces one); or the path of an event file, read with
+    :func:`recgym.data.read_table` and ``**params`` (``columns=`` required; ``sep``, ``duplicates``,
+    ...), then split like a log. Otherwise ``recgym.data.load_split(source, ...)`` is called once per
+    process and cached (envs built by ``make_vec`` share the arrays). ``source=None`` (the generic
+    ids ``recgym/Replay-v0`` & co.) needs ``data``.
     """
+    if isinstance(data, (str, os.PathLike)):
+        from recgym.data import read_table
+
+        if "columns" not in params:
+            raise BadInputError(f"data={str(data)!r}: a file needs columns= (e.g. {{'user': 'userId', 'item': 'movieId', "
+                                "'time': 'timestamp'}})")
+        data = read_table(data, **params)
+        params = {}
+    if params and data is not None:
+        raise BadInputError(f"unknown env argument(s) {sorted(params)} with data= (they go to the source loader)")
     if isinstance(data, Split):
         return data
     if isinstance(data, SessionLog):
-        loo = protocol == "loo" or (protocol is None and data.users is not None
-                                    and len(np.unique(data.users)) == data.n_sessions)
+        from recgym.data.registry import infer_protocol
+
+        loo = (protocol or infer_protocol(data)) == "loo"
         return split_leave_one_out(data) if loo else split_by_session(data, seed=seed)
     if data is not None:
-        raise TypeError(f"data must be a recgym Split or SessionLog, got {type(data).__name__}")
+        raise BadInputError(f"data must be a recgym Split, SessionLog or a file path, got {type(data).__name__}")
+    if source is None:
+        raise BadInputError("this env id has no dataset of its own: pass data= (a Split, a SessionLog or a file path "
+                            "with columns=)")
     root = resolve_data_dir(data_dir)
     key = (source, str(root), seed, tuple(sorted((k, repr(v)) for k, v in params.items())))
     if key in _CACHE:
@@ -98,8 +119,39 @@ def check_action(action: Any, n: int, name: str) -> int:
     """An item id in ``[0, n)`` (numpy scalars / 0-d / 1-element arrays accepted) or ``ValueError``."""
     a = np.asarray(action)
     if a.size != 1 or not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"{name}: action must be one integer item id in [0, {n}), got {action!r}")
+        raise BadInputError(f"{name}: action must be one integer item id in [0, {n}), got {action!r}")
     a = int(a.reshape(()))
     if not 0 <= a < n:
-        raise ValueError(f"{name}: action {a} is outside the action space Discrete({n})")
+        raise BadInputError(f"{name}: action {a} is outside the action space Discrete({n})")
     return a
+
+
+def check_actions(actions: Any, shape: tuple[int, ...], n: int, name: str) -> np.ndarray:
+    """A batch of item ids of ``shape``, each in ``[0, n)``, as int64, or ``BadInputError``.
+    Float actions are refused, as the single envs do, never truncated."""
+    a = np.asarray(actions)
+    if a.size != math.prod(shape) or not np.issubdtype(a.dtype, np.integer):
+        raise BadInputError(f"{name}: actions must be {math.prod(shape)} integer item ids in [0, {n}), got {actions!r}")
+    a = a.reshape(shape).astype(np.int64)
+    if a.min() < 0 or a.max() >= n:
+        raise BadInputError(f"{name}: actions must lie in [0, {n}), got [{a.min()}, {a.max()}]")
+    return a
+
+
+def check_num_envs(num_envs: Any, name: str) -> int:
+    """``num_envs`` as a positive int, or ``BadInputError`` naming it."""
+    if isinstance(num_envs, (bool, np.bool_)) or not isinstance(num_envs, numbers.Integral) or num_envs < 1:
+        raise BadInputError(f"{name}: num_envs must be a positive integer, got {num_envs!r}")
+    return int(num_envs)
+
+
+def check_weight(value: Any, arg: str, name: str) -> float:
+    """A reward weight as a finite float, or ``BadInputError`` naming the argument."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise BadInputError(f"{name}: {arg} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def episode_over(name: str) -> ResetNeeded:
+    """The error of a ``step`` after the episode ended (Gymnasium's ``ResetNeeded``)."""
+    return ResetNeeded(f"{name}: the episode has ended; call reset() before step()")

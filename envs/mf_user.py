@@ -60,6 +60,33 @@ class MFUserEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
+    @classmethod
+    def job_kwargs(cls, *, dataset: str, seed: int, data_params: dict[str, Any], data_dir: str | None,
+                   download: bool, cache_dir: Path | None = None) -> dict[str, Any]:
+        """Keyword arguments that build this env on a harness job's data (``recgym.experiments``).
+
+        Synthetic: the World of the logged data (the loader's ``world_seed`` -> ``seed``, ``World``
+        fields passed through, ``n_sessions`` dropped). Other sources: the loader parameters and one
+        fixed imputer (``seed=0``: the same yardstick for every agent and seed). ``cache_dir``: the
+        fitted imputer is kept there (``mf_path``), so every job reuses one fit."""
+        import hashlib
+        import json
+
+        if dataset == "synthetic":
+            kw = {"seed": int(data_params.get("world_seed", 0)),
+                  **{k: v for k, v in data_params.items() if k not in ("n_sessions", "world_seed")}}
+        else:
+            kw = dict(data_params)
+            if data_dir is not None:
+                kw["data_dir"] = data_dir
+            kw.update(download=download, seed=0)
+        kw["split"] = "test"
+        if cache_dir is not None:
+            env_id = f"recgym/{cls.__name__}-{dataset}"
+            tag = hashlib.sha1(json.dumps([env_id, kw], sort_keys=True, default=str).encode()).hexdigest()[:12]
+            kw["mf_path"] = str(Path(cache_dir) / f"{env_id.replace('/', '_')}-{tag}.npz")
+        return kw
+
     def __init__(self, source: str = "synthetic", split: str = "test", horizon: int = 1, state_len: int = 200,
                  reward: str = "imputed", mf_config: MFConfig | dict | None = None, mf_path: str | None = None,
                  order: str = "random", data: Any = None, data_dir: Any = None, download: bool = False,
@@ -132,14 +159,21 @@ class MFUserEnv(gym.Env):
         """iAR reward of ``items`` [B] or [B, k] for ``users`` [B] (the scheme applied)."""
         return rating_to_reward(self.mf.predict(users, items), self.scheme)
 
-    def report(self) -> dict[str, float]:
-        """Imputer diagnostics: held-out RMSE on the test targets, mean imputed rating of the
-        observed vs the unobserved cells (see :meth:`WeightedMF.imputation_report`)."""
+    def report(self, k: int = 10, max_users: int = 5000) -> dict[str, float]:
+        """How far the simulator leans: held-out RMSE of the imputed rating on the test targets,
+        mean imputed rating of the observed vs the unobserved cells
+        (:meth:`WeightedMF.imputation_report`) and the popularity lean of the imputed top-``k`` items
+        of up to ``max_users`` test users, evenly spaced (:meth:`WeightedMF.top_item_popularity`,
+        popularity = training count)."""
         test = self.split_data.test
         h, l, t, sess = contexts_of(test, 1)
         users = test.users[sess] if test.users is not None else sess
         vals = (test.ratings if test.ratings is not None else test.rewards)[test.offsets[sess + 1] - 1]
-        return {"rmse_heldout": self.mf.rmse(users, t, vals), **self.mf.imputation_report()}
+        popularity = np.bincount(self.split_data.train.items, minlength=self.n_items)
+        uniq = np.unique(users)
+        sample = uniq[np.linspace(0, len(uniq) - 1, min(max_users, len(uniq))).astype(np.int64)]
+        return {"rmse_heldout": self.mf.rmse(users, t, vals), **self.mf.imputation_report(),
+                **self.mf.top_item_popularity(sample, popularity, k)}
 
     # ------------------------------------------------------------------ gym API
     def _obs(self) -> dict[str, np.ndarray]:

@@ -21,7 +21,8 @@ from gymnasium.vector.utils import batch_space
 
 from recgym.data.session_log import SessionLog
 from recgym.data.windows import last_items
-from recgym.envs.common import check_action, count_box, id_box, load_env_split
+from recgym.envs.common import check_action, check_actions, check_num_envs, count_box, episode_over, id_box, load_env_split
+from recgym.errors import BadInputError
 
 
 class _ReplayData:
@@ -79,6 +80,7 @@ class ReplayEnv(gym.Env):
         self.action_space = spaces.Discrete(n) if slate_size == 1 else spaces.MultiDiscrete([n] * slate_size)
         self._cursor = 0
         self._s = self._t = 0
+        self._done = False
 
     def _obs(self) -> dict[str, np.ndarray]:
         start = self.d.starts[self._s]
@@ -97,6 +99,7 @@ class ReplayEnv(gym.Env):
             self._s = self._cursor
             self._cursor = (self._cursor + 1) % self.d.n_sessions
         self._t = 0
+        self._done = False
         return self._obs(), {"session": self._s}
 
     def _slate(self, action: Any) -> np.ndarray:
@@ -104,16 +107,19 @@ class ReplayEnv(gym.Env):
             return np.array([check_action(action, self.n_items, "ReplayEnv")])
         a = np.asarray(action).reshape(-1)
         if a.shape != (self.slate_size,) or not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() >= self.n_items:
-            raise ValueError(f"ReplayEnv: action must be {self.slate_size} item ids in [0, {self.n_items}), got {action!r}")
+            raise BadInputError(f"ReplayEnv: action must be {self.slate_size} item ids in [0, {self.n_items}), got {action!r}")
         return a
 
     def step(self, action: Any):
+        if self._done:
+            raise episode_over("ReplayEnv")
         slate = self._slate(action)
         e = self.d.starts[self._s] + self._t
         logged, r = int(self.d.items[e]), float(self.d.rewards[e])
         hit = bool(np.any(slate == logged))
         self._t += 1
         terminated = bool(self.d.starts[self._s] + self._t >= self.d.ends[self._s])
+        self._done = terminated
         info = {"logged_item": logged, "logged_reward": r, "hit": hit}
         return self._obs(), (r if hit else 0.0), terminated, False, info
 
@@ -130,6 +136,7 @@ class ReplayVectorEnv(VectorEnv):
     def __init__(self, num_envs: int = 1, source: str = "synthetic", split: str = "train", state_len: int = 10,
                  slate_size: int = 1, order: str = "random", data: Any = None, data_dir: Any = None,
                  download: bool = False, seed: int = 0, **params: Any) -> None:
+        num_envs = check_num_envs(num_envs, "ReplayVectorEnv")
         single = ReplayEnv(source, split, state_len, slate_size, order, data, data_dir, download, seed, **params)
         self.d, self.state_len, self.slate_size, self.order = single.d, single.state_len, single.slate_size, order
         self.n_items = single.n_items
@@ -166,9 +173,7 @@ class ReplayVectorEnv(VectorEnv):
         return self._obs(), {"session": self._s.copy()}
 
     def step(self, actions: Any):
-        a = np.asarray(actions, dtype=np.int64).reshape(self.num_envs, self.slate_size)
-        if a.min() < 0 or a.max() >= self.n_items:
-            raise ValueError(f"ReplayVectorEnv: actions must lie in [0, {self.n_items}), got [{a.min()}, {a.max()}]")
+        a = check_actions(actions, (self.num_envs, self.slate_size), self.n_items, "ReplayVectorEnv")
         live = ~self._autoreset
         e = np.minimum(self.d.starts[self._s] + self._t, len(self.d.items) - 1)  # ended envs: any valid index
         logged = self.d.items[e]

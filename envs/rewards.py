@@ -30,6 +30,10 @@ class SlateReward:
     popularity: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        from recgym.envs.common import check_weight
+
+        for arg in ("lambda_ild", "lambda_pop"):
+            object.__setattr__(self, arg, check_weight(getattr(self, arg), arg, "SlateReward"))
         if self.lambda_ild and self.genres is None:
             raise ValueError("SlateReward: lambda_ild != 0 needs item genres (the data source has none)")
         if self.lambda_pop and self.popularity is None:

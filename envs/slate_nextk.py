@@ -28,7 +28,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from recgym.data.windows import last_items, last_items_of_lists
-from recgym.envs.common import check_action, contexts_of, count_box, id_box, load_env_split
+from recgym.envs.common import check_action, check_actions, check_num_envs, contexts_of, count_box, episode_over, id_box, load_env_split
 from recgym.envs.rewards import SlateReward
 
 
@@ -152,7 +152,7 @@ class SlateNextKEnv(gym.Env):
     def step(self, action: Any):
         a = check_action(action, self.n_items, "SlateNextKEnv")
         if self._pos >= self.slate_size:
-            raise RuntimeError("SlateNextKEnv: the slate is full; call reset()")
+            raise episode_over("SlateNextKEnv")
         invalid = not self.action_masks()[a]
         self._slate[self._pos] = a
         self._pos += 1
@@ -182,6 +182,7 @@ class SlateNextKVectorEnv(VectorEnv):
                  state_len: int = 200, lambda_ild: float = 0.0, lambda_pop: float = 0.0, mask_history: bool = True,
                  invalid_penalty: float = -1.0, order: str | None = None, data: Any = None, data_dir: Any = None,
                  download: bool = False, seed: int = 0, **params: Any) -> None:
+        num_envs = check_num_envs(num_envs, "SlateNextKVectorEnv")
         single = SlateNextKEnv(source, split, slate_size, state_len, lambda_ild, lambda_pop, mask_history, invalid_penalty,
                                order, data, data_dir, download, seed, **params)
         self.ctx, self.reward_fn = single.ctx, single.reward_fn
@@ -238,12 +239,7 @@ class SlateNextKVectorEnv(VectorEnv):
         return self._obs(), {"target": self._target.copy()}
 
     def step(self, actions: Any):
-        a = np.asarray(actions).reshape(-1)
-        if a.shape != (self.num_envs,) or not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"SlateNextKVectorEnv: actions must be {self.num_envs} integer ids, got {actions!r}")
-        if a.min() < 0 or a.max() >= self.n_items:
-            raise ValueError(f"SlateNextKVectorEnv: actions must lie in [0, {self.n_items}), got [{a.min()}, {a.max()}]")
-        a = a.astype(np.int64)
+        a = check_actions(actions, (self.num_envs,), self.n_items, "SlateNextKVectorEnv")
         live = ~self._autoreset
         reward = np.zeros(self.num_envs)
         invalid = self._in_state(a) & live

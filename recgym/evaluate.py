@@ -14,6 +14,18 @@ one, as a matmul gives; views and non-contiguous results are copied before the l
 exclusion writes ``-inf`` into them). Scoring runs in batches under ``torch.no_grad``; ranks come from
 one counting pass over each score batch (:func:`recgym.metrics.target_ranks` semantics:
 ties count against the target), never a sort.
+
+Simulated evaluation (the greedy policy of an evaluable in a Gymnasium env):
+
+* :func:`greedy_actions` — top-1 items for a batch of histories (scores go to the host once per batch);
+* :func:`evaluate_in_env` — in an MF user env (``recgym/MFUser-*``, ``recgym/NetflixIAR-v0``) every
+  held-out context is scored in one batched pass: imputed reward ``iar@1``, observed reward and hit
+  when it is the logged item (``ar@1``, ``hit@1``), on Synthetic the World's true expected reward
+  (``true@1``); equal to the mean return of the ``horizon=1`` env over all its contexts, without
+  sampling noise. Any other env is run episode by episode (:func:`run_episodes`) with the greedy,
+  mask-respecting action (:func:`greedy_action`);
+* :func:`true_value_on_log` — Synthetic only: the World oracle's value of the greedy policy on the
+  logged contexts.
 """
 
 from __future__ import annotations
@@ -24,9 +36,11 @@ import numpy as np
 import torch
 
 from recgym import metrics
-from recgym.data import KIND_CLICK, KIND_PURCHASE, SessionLog, Transitions, last_items
+from recgym.data import KIND_CLICK, KIND_PURCHASE, SessionLog, Transitions, last_items, last_items_of_rows
+from recgym.errors import BadInputError
 
-__all__ = ["Evaluable", "evaluate", "evaluate_loo", "evaluate_sessions", "session_ranks", "loo_ranks"]
+__all__ = ["Evaluable", "evaluate", "evaluate_in_env", "evaluate_loo", "evaluate_sessions", "greedy_action",
+           "greedy_actions", "loo_ranks", "run_episodes", "session_ranks", "true_value_on_log"]
 
 
 class Evaluable(Protocol):
@@ -50,13 +64,24 @@ def _check(agent: Any, log: SessionLog) -> None:
         raise ValueError(f"evaluate: agent has n_items={agent.n_items} but log {log.name!r} has n_items={log.n_items}")
 
 
-def _score_batch(agent: Evaluable, states: np.ndarray, lengths: np.ndarray, device: torch.device) -> torch.Tensor:
+def _score_batch(agent: Evaluable, states: np.ndarray, lengths: np.ndarray, device: torch.device,
+                 rows: np.ndarray | None = None, what: str = "event", log_name: str = "") -> torch.Tensor:
+    """``agent.scores`` of a batch, checked: shape ``[B, n_items]`` and no NaN (a NaN ranks as
+    nothing and would turn into silent zero metrics). ``rows`` are the batch rows' indices in the
+    log (events or sessions, as ``what`` says) for the error message."""
     s = agent.scores(
         torch.from_numpy(np.ascontiguousarray(states, dtype=np.int64)).to(device),
         torch.from_numpy(np.ascontiguousarray(lengths, dtype=np.int64)).to(device),
     )
     if s.ndim != 2 or s.shape != (len(states), agent.n_items):
         raise ValueError(f"evaluate: agent.scores returned shape {tuple(s.shape)}, expected {(len(states), agent.n_items)}")
+    if s.is_floating_point() and torch.isnan(s.sum()):  # one reduction; the exact scan only when it is NaN
+        bad = torch.isnan(s).any(dim=1).nonzero()
+        if len(bad):
+            i = int(bad[0, 0])
+            row = int(rows[i]) if rows is not None else i
+            raise BadInputError(f"evaluate: {type(agent).__name__}.scores returned NaN, first for {what} {row} of log {log_name!r} "
+                                f"(history length {int(lengths[i])}); NaN scores cannot be ranked")
     return s
 
 
@@ -126,7 +151,7 @@ def session_ranks(
     for lo in range(0, n, batch_size):
         hi = min(lo + batch_size, n)
         states = tr.state[lo:hi]
-        s = _score_batch(agent, states, tr.state_len[lo:hi], dev)
+        s = _score_batch(agent, states, tr.state_len[lo:hi], dev, np.arange(lo, hi), "event", log.name)
         targets = torch.from_numpy(tr.action[lo:hi]).to(dev)
         rows = cols = None
         if exclude_history:
@@ -203,7 +228,7 @@ def loo_ranks(
     lists = np.empty((S, k_list), dtype=np.int64)
     for lo in range(0, S, batch_size):
         hi = min(lo + batch_size, S)
-        s = _score_batch(agent, states[lo:hi], slen[lo:hi], dev)
+        s = _score_batch(agent, states[lo:hi], slen[lo:hi], dev, sessions[lo:hi], "session", log.name)
         targets = torch.from_numpy(targets_all[lo:hi]).to(dev)
         rows = cols = None
         if exclude_history:
@@ -283,3 +308,96 @@ def evaluate(agent: Evaluable, log: SessionLog, protocol: str, **kw: Any) -> dic
     if protocol == "loo":
         return evaluate_loo(agent, log, **kw)
     raise ValueError(f"evaluate: protocol must be 'session' or 'loo', got {protocol!r}")
+
+
+# ---------------------------------------------------------------------------- simulated evaluation
+@torch.no_grad()
+def greedy_actions(agent: Evaluable, hist: np.ndarray, lengths: np.ndarray, batch_size: int = 1024,
+                   masks: np.ndarray | None = None) -> np.ndarray:
+    """The agent's top-1 item for right-padded histories ``hist`` int ``[B, L]`` with ``lengths`` ``[B]``
+    (each row's last ``agent.state_len`` items are its state) -> int64 ``[B]``. ``masks`` bool
+    ``[B, n_items]``: only ``True`` items may be chosen."""
+    states, slen = last_items_of_rows(hist, lengths, int(agent.state_len), int(agent.n_items))
+    dev = _device_of(agent, None)
+    out = np.empty(len(states), dtype=np.int64)
+    for lo in range(0, len(states), batch_size):
+        s = _score_batch(agent, states[lo : lo + batch_size], slen[lo : lo + batch_size], dev).float()
+        if masks is not None:
+            m = torch.from_numpy(np.asarray(masks[lo : lo + batch_size], dtype=bool)).to(s.device)
+            s = s.masked_fill(~m, -torch.inf)
+        out[lo : lo + batch_size] = s.argmax(dim=1).cpu().numpy()
+    return out
+
+
+def greedy_action(agent: Evaluable, obs: dict[str, Any], mask: np.ndarray | None = None) -> int:
+    """The greedy item for one env observation ``{"history": [L] right-padded, "length": [1]}``."""
+    hist = np.asarray(obs["history"])[None]
+    n = np.asarray(obs.get("length", [(hist != agent.n_items).sum()])).reshape(1)
+    return int(greedy_actions(agent, hist, n, masks=None if mask is None else np.asarray(mask)[None])[0])
+
+
+def run_episodes(env: Any, act: Any, episodes: int, seed: int = 0) -> dict[str, float]:
+    """Mean return of ``act(obs) -> action`` over ``episodes`` episodes of ``env`` (reset with ``seed``
+    once), the mean of the numeric ``"...@..."`` entries of each episode's final ``info`` and, where
+    the env reports ``true_reward`` per step, its mean (``true_value``)."""
+    returns, finals, true_r = [], {}, []
+    obs, _ = env.reset(seed=seed)
+    for _ in range(int(episodes)):
+        done, ret, info = False, 0.0, {}
+        while not done:
+            obs, r, term, trunc, info = env.step(act(obs))
+            ret += float(r)
+            done = term or trunc
+            if "true_reward" in info:
+                true_r.append(float(info["true_reward"]))
+        for k, v in info.items():
+            if "@" in k and np.isscalar(v):
+                finals.setdefault(k, []).append(float(v))
+        returns.append(ret)
+        obs, _ = env.reset()
+    out = {"mean_return": float(np.mean(returns)), "episodes": float(episodes),
+           **{k: float(np.mean(v)) for k, v in finals.items()}}
+    if true_r:
+        out["true_value"] = float(np.mean(true_r))
+    return out
+
+
+def evaluate_in_env(agent: Evaluable, env: Any, episodes: int = 200, seed: int = 0) -> dict[str, float]:
+    """Simulated value of ``agent``'s greedy policy in ``env`` (see the module docstring).
+
+    MF user envs: ``{"iar@1", "ar@1", "hit@1", "n_contexts"}`` (+ ``"true@1"`` on Synthetic), over
+    every held-out context. Other envs: :func:`run_episodes` with :func:`greedy_action` (invalid items
+    masked when the env has ``action_masks``)."""
+    from recgym.errors import BadInputError
+
+    u = env.unwrapped
+    if getattr(u, "n_items", agent.n_items) != agent.n_items:
+        raise BadInputError(f"env {env.spec.id if env.spec else u!r} has n_items={u.n_items}, the agent {agent.n_items}")
+    if hasattr(u, "imputed_reward") and hasattr(u, "targets"):
+        hlen = np.asarray(u.hlen, dtype=np.int64).reshape(-1)
+        items = greedy_actions(agent, np.asarray(u.hist), hlen)
+        users = np.asarray(u.users, dtype=np.int64)
+        hit = items == np.asarray(u.targets)
+        out = {"iar@1": float(np.mean(u.imputed_reward(users, items))),
+               "ar@1": float(np.mean(np.where(hit, u.target_rewards, 0.0))),
+               "hit@1": float(np.mean(hit)), "n_contexts": float(len(items))}
+        if getattr(u, "world", None) is not None:
+            out["true@1"] = float(np.mean(u.world.expected_reward(users, np.asarray(u.hist), hlen, items[:, None])))
+        return out
+    masks_fn = getattr(u, "action_masks", None)
+    out = run_episodes(env, lambda obs: greedy_action(agent, obs, None if masks_fn is None else masks_fn()),
+                       episodes, seed)
+    out.pop("true_value", None)
+    return out
+
+
+def true_value_on_log(agent: Evaluable, log: SessionLog) -> float | None:
+    """Synthetic only: mean true expected reward of the agent's greedy item over every event
+    context of ``log`` (``World.true_value``); ``None`` when the log carries no World."""
+    from recgym.sim.world import World
+
+    if "world" not in (getattr(log, "meta", None) or {}):
+        return None
+    world = World.from_log(log)
+    users, hist, lengths = world.contexts(log)
+    return float(world.true_value(agent, users, hist, lengths, k=1))

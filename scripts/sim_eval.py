@@ -1,3 +1,4 @@
+#!/usr/bin/env python
 """Run a recgym agent or a stable-baselines3 checkpoint in a recgym env.
 
     python scripts/sim_eval.py --agent pop --env recgym/SlateNextK-Synthetic-v0 --episodes 200 --seed 0
@@ -6,36 +7,34 @@
 ``--agent NAME`` builds the registry agent and fits it on the env's training split; ``--agent PATH``
 loads a saved recgym agent (``.pt``) or an SB3 checkpoint (``.zip``: PPO, MaskablePPO or DQN).
 Prints the mean return, the mean of the list metrics of the final ``info`` (slate env) and, on
-the Synthetic MF user env, the true expected reward of the chosen items.
+the Synthetic MF user env, the true expected reward of the chosen items. The episode loop and the
+greedy, mask-respecting action of a recgym agent are ``recgym.evaluate.run_episodes`` /
+``greedy_action``. Exit status (``recgym.errors``): 0 success, 2 bad arguments.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from recgym.data.windows import last_items_of_rows
+from recgym.errors import BadInputError, cli
+from recgym.evaluate import greedy_action, run_episodes
 
 
-def load_policy(spec: str, env: gym.Env, seed: int):
+def load_policy(spec: str, env: gym.Env, seed: int) -> Any:
     """A recgym ``Agent`` or an SB3 model from a name or a path."""
     p = Path(spec)
     if p.suffix == ".zip" and p.exists():
-        from sb3_contrib import MaskablePPO
-        from stable_baselines3 import DQN, PPO
+        from recgym.sb3 import load_sb3
 
-        errors = []
-        for cls in (MaskablePPO, PPO, DQN):
-            try:
-                return cls.load(p, device="cpu")
-            except Exception as e:  # the checkpoint names its class; try the next
-                errors.append(f"{cls.__name__}: {e}")
-        raise ValueError(f"{p}: not an SB3 PPO/MaskablePPO/DQN checkpoint ({'; '.join(errors)})")
+        return load_sb3(p, env)  # never unpickles the zip (RECGYM_TRUST_PICKLE=1 to allow)
     from recgym.agents.registry import get_agent_class, make_agent
 
     if p.exists():
@@ -48,19 +47,17 @@ def load_policy(spec: str, env: gym.Env, seed: int):
     if split is None:
         kw = dict(env.spec.kwargs)
         split = load_env_split(kw.pop("source"), data=kw.get("data"), data_dir=kw.get("data_dir"))
-    agent = make_agent(spec, u.n_items, seed=seed)
+    try:
+        agent = make_agent(spec, u.n_items, seed=seed)
+    except (TypeError, ValueError) as e:
+        raise BadInputError(str(e)) from e
     return agent.fit(split.train, split.valid)
 
 
-def act(policy, obs: dict, env: gym.Env) -> int:
+def act(policy: Any, obs: dict, env: gym.Env) -> int:
     masks_fn = getattr(env.unwrapped, "action_masks", None)
-    if hasattr(policy, "scores"):  # recgym agent: mask invalid items before the argmax
-        state, n = last_items_of_rows(obs["history"][None], obs["length"][:1], policy.state_len, policy.n_items)
-        with torch.no_grad():
-            s = policy.scores(torch.from_numpy(state), torch.from_numpy(n)).float().numpy()[0]
-        if masks_fn is not None:
-            s = np.where(masks_fn(), s, -np.inf)
-        return int(np.argmax(s))
+    if hasattr(policy, "scores"):  # recgym agent: invalid items masked before the argmax
+        return greedy_action(policy, obs, None if masks_fn is None else masks_fn())
     if masks_fn is not None and "Maskable" in type(policy).__name__:
         a, _ = policy.predict(obs, action_masks=masks_fn(), deterministic=True)
     else:
@@ -68,7 +65,8 @@ def act(policy, obs: dict, env: gym.Env) -> int:
     return int(np.asarray(a).reshape(-1)[0])
 
 
-def main(argv: list[str] | None = None) -> dict:
+@cli("sim_eval")
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--agent", required=True, help="registry name, module:Class, or a checkpoint path")
     ap.add_argument("--env", required=True, help="a recgym env id, e.g. recgym/SlateNextK-Synthetic-v0")
@@ -76,34 +74,24 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--env-kwargs", default="{}", help="JSON dict of env kwargs")
     args = ap.parse_args(argv)
-    import recgym  # noqa: F401
+    import recgym  # noqa: F401  (registers the env ids)
 
+    try:
+        env_kwargs = json.loads(args.env_kwargs)
+    except json.JSONDecodeError as e:
+        raise BadInputError(f"--env-kwargs: not JSON ({e})") from e
+    if args.env not in gym.registry:
+        raise BadInputError(f"--env: unknown env id {args.env!r}")
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    env = gym.make(args.env, **json.loads(args.env_kwargs))
+    env = gym.make(args.env, **env_kwargs)
     policy = load_policy(args.agent, env, args.seed)
-    returns, finals, true_r = [], {}, []
-    obs, _ = env.reset(seed=args.seed)
-    for _ in range(args.episodes):
-        done, ret = False, 0.0
-        while not done:
-            obs, r, term, trunc, info = env.step(act(policy, obs, env))
-            ret += r
-            done = term or trunc
-            if "true_reward" in info:
-                true_r.append(info["true_reward"])
-        for k, v in info.items():
-            if "@" in k:
-                finals.setdefault(k, []).append(v)
-        returns.append(ret)
-        obs, _ = env.reset()
-    out = {"env": args.env, "agent": args.agent, "episodes": args.episodes, "mean_return": float(np.mean(returns))}
-    out.update({k: float(np.mean(v)) for k, v in finals.items()})
-    if true_r:
-        out["true_value"] = float(np.mean(true_r))
+    out = {"env": args.env, "agent": args.agent,
+           **run_episodes(env, lambda obs: act(policy, obs, env), args.episodes, args.seed)}
+    out["episodes"] = args.episodes
     print(json.dumps(out, indent=2))
-    return out
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,8 +1,7 @@
-"""The comparison harness: recgym.agents.experiment (one job), recgym.agents.compare (fan-out, report), scripts/compare.py."""
+"""The comparison harness: recgym.experiments (one job, fan-out, report) and scripts/compare.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import textwrap
@@ -13,8 +12,11 @@ import pytest
 import torch
 from scipy.stats import spearmanr, ttest_rel
 
-from recgym.agents.compare import CompareConfig, aggregate, make_jobs, report_markdown
-from recgym.agents.experiment import ExperimentError, JobSpec, evaluate_in_env, make_sim_env, run_job
+from recgym.errors import BadInputError, BusyError
+from recgym.evaluate import evaluate_in_env
+from recgym.experiments import CompareConfig, JobSpec, aggregate, make_jobs, run_job
+from recgym.experiments.job import make_sim_env
+from recgym.experiments.report import report_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM = "recgym/MFUser-Synthetic-v0"
@@ -27,11 +29,10 @@ CUSTOM = "examples.my_agent:RecencyPopAgent"
 
 @pytest.fixture
 def main():
-    spec = importlib.util.spec_from_file_location("compare_under_test", ROOT / "scripts" / "compare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from scripts.compare import main
+
     n = torch.get_num_threads()
-    yield module.main
+    yield main
     torch.set_num_threads(n)
 
 
@@ -103,13 +104,13 @@ def test_aggregate_lists_missing_jobs_and_skips_them(tmp_path):
 
 
 def test_config_errors_are_named():
-    with pytest.raises(ExperimentError, match="--seeds: listed more than once: 1"):
+    with pytest.raises(BadInputError, match="--seeds: listed more than once: 1"):
         CompareConfig(agents=["pop"], seeds=[1, 1])
-    with pytest.raises(ExperimentError, match="--baseline 'x'"):
+    with pytest.raises(BadInputError, match="--baseline 'x'"):
         CompareConfig(agents=["pop"], baseline="x")
-    with pytest.raises(ExperimentError, match="unknown agent 'nope'"):
+    with pytest.raises(BadInputError, match="unknown agent 'nope'"):
         make_jobs(CompareConfig(agents=["pop", "nope"]))
-    with pytest.raises(ExperimentError, match=r"no compared agent has hyper-parameter\(s\) \['hiden'\]"):
+    with pytest.raises(BadInputError, match=r"no compared agent has hyper-parameter\(s\) \['hiden'\]"):
         make_jobs(CompareConfig(agents=["pop", "sasrec"], overrides={"hiden": 3}))
     assert CompareConfig(agents=["pop", "sasrec"]).baseline == "sasrec"
     assert CompareConfig(agents=["pop", "mc"]).sims == [SIM] and CompareConfig(agents=["pop"], dataset="rc15").sims == []
@@ -117,7 +118,7 @@ def test_config_errors_are_named():
 
 # ------------------------------------------------------------------------------- one job
 def test_sim_env_kwargs_build_the_job_data():
-    from recgym.agents.experiment import sim_env_kwargs
+    from recgym.experiments.job import sim_env_kwargs
 
     spec = JobSpec(agent="pop", seed=3, data_params={"n_sessions": 300, "n_items": 50, "world_seed": 7})
     # the MF user env builds the World itself: world seed and World fields, no loader-only params
@@ -125,7 +126,7 @@ def test_sim_env_kwargs_build_the_job_data():
     # a replay env loads the job's log: every loader param, the job's split seed, its test part
     kw = sim_env_kwargs(spec, "recgym/Replay-Synthetic-v0")
     assert kw == {"n_sessions": 300, "n_items": 50, "world_seed": 7, "download": False, "seed": 3, "split": "test"}
-    with pytest.raises(ExperimentError, match="unknown env id 'recgym/Nope-v0'"):
+    with pytest.raises(BadInputError, match="unknown env id 'recgym/Nope-v0'"):
         sim_env_kwargs(spec, "recgym/Nope-v0")
 
 
@@ -170,8 +171,16 @@ def test_job_reuses_results_and_refuses_another_spec(tmp_path):
     again = run_job(spec2, log=lambda m: None)
     assert again == res2
     assert (out / "results.json").stat().st_mtime_ns != first
-    with pytest.raises(ExperimentError, match="holds a job with another spec"):
+    with pytest.raises(BadInputError, match="holds a job with another spec"):
         run_job(JobSpec(agent="pop", data_params={**TINY_PARAMS, "n_sessions": 201}, out=str(out)), log=lambda m: None)
+    # a job.json written before JobSpec had some field: the missing field counts at its default
+    saved = json.loads((out / "job.json").read_text())
+    for k in ("protocol", "test_extras", "keep_diverged"):
+        saved["identity"].pop(k)
+    (out / "job.json").write_text(json.dumps(saved))
+    assert run_job(spec2, log=lambda m: None) == res2
+    with pytest.raises(BadInputError, match="holds a job with another spec"):
+        run_job(JobSpec(agent="pop", data_params=TINY_PARAMS, out=str(out), protocol="loo"), log=lambda m: None)
 
 
 # ------------------------------------------------------------------------------- end to end
@@ -240,7 +249,7 @@ def test_killed_worker_then_rerun_completes_every_result_exactly_once(tmp_path, 
     out = tmp_path / "cmp"
     args = ["--agents", "pop,crash_agent_mod:CrashOnceSASRec", "--seeds", "0,1", *TINY, *TINY_TORCH,
             "--workers", "2", "--out", str(out), "--sim", "none"]
-    assert main(args) == 1  # the pool broke: the report says what is missing
+    assert main(args) == 5  # the pool broke: the report says what is missing
     assert (tmp_path / "crashed").exists()
     rep = json.loads((out / "report.json").read_text())
     missing = {(m["agent"], m["seed"]) for m in rep["missing"]}
@@ -286,7 +295,7 @@ def test_same_jobs_on_local_ray_with_a_crash_retried(tmp_path, local_ray, monkey
     cfg = CompareConfig(agents=agents, seeds=[0, 1], out=str(tmp_path / "cmp"), ray_address="local", retries=1,
                         data_params=dict(TINY_PARAMS), steps=20,
                         overrides={"hidden": 8, "batch_size": 32, "eval_every": 10})
-    from recgym.agents.compare import compare
+    from recgym.experiments import compare
 
     rep = compare(cfg, log=lambda m: None)
     assert (tmp_path / "crashed").exists(), "the crash agent's worker was killed once"
@@ -297,7 +306,7 @@ def test_same_jobs_on_local_ray_with_a_crash_retried(tmp_path, local_ray, monkey
 
 
 def test_job_lock_removes_temporary_files_of_a_killed_writer(tmp_path):
-    from recgym.agents.experiment import ExperimentError, job_lock
+    from recgym.experiments.job import job_lock
 
     job = tmp_path / "job"
     job.mkdir()
@@ -305,6 +314,50 @@ def test_job_lock_removes_temporary_files_of_a_killed_writer(tmp_path):
     (job / "results.json").write_text("{}")
     with job_lock(job):
         assert not list(job.glob("*.tmp")) and (job / "results.json").exists()
-        with pytest.raises(ExperimentError, match="another process"):  # a second holder is refused
+        with pytest.raises(BusyError, match="another process"):  # a second holder is refused
             with job_lock(job):
                 pass
+
+
+# ------------------------------------------------------------------------------- report statistics (hand values)
+def test_holm_adjusts_sorted_pvalues_and_keeps_them_monotone():
+    from recgym.experiments.report import holm
+
+    # m = 3, ascending: b 0.01·3 = 0.03, c 0.03·2 = 0.06, a 0.04·1 = 0.04 -> max(0.06, 0.04) = 0.06
+    # (adjusted p-values never decrease along the order); None stays out of the family
+    got = holm({"a": 0.04, "b": 0.01, "c": 0.03, "d": None})
+    assert got["d"] is None
+    assert got["b"] == pytest.approx(0.03) and got["c"] == pytest.approx(0.06) and got["a"] == pytest.approx(0.06)
+    assert holm({"a": 0.6, "b": 0.7}) == {"a": 1.0, "b": 1.0}  # capped at 1
+
+
+def test_summary_and_paired_tests_by_seed():
+    from recgym.experiments.report import paired_tests, rows_over_seeds, summary
+
+    s = summary([1.0, 2.0, 4.0, None, float("nan")])
+    assert s["n"] == 3 and s["mean"] == pytest.approx(7 / 3) and s["std"] == pytest.approx(np.std([1, 2, 4], ddof=1))
+    assert summary([0.5]) == {"mean": 0.5, "std": 0.0, "n": 1}
+    base, a, b = {0: 0.1, 1: 0.2, 2: 0.3}, {0: 0.2, 1: 0.25, 2: 0.5}, {0: 0.0, 1: 0.2, 2: 0.31, 7: 9.0}
+    t = paired_tests({"base": base, "a": a, "b": b}, "base")
+    assert "base" not in t and t["a"]["wins"] == "3/3" and t["b"]["wins"] == "1/3"  # seed 7 has no pair
+    pa = ttest_rel([0.2, 0.25, 0.5], [0.1, 0.2, 0.3]).pvalue
+    pb = ttest_rel([0.0, 0.2, 0.31], [0.1, 0.2, 0.3]).pvalue
+    assert t["a"]["p_vs_baseline"] == pytest.approx(pa) and t["a"]["diff_vs_baseline"] == pytest.approx(0.35 / 3)
+    lo, hi = sorted([pa, pb])
+    assert min(t["a"]["p_holm"], t["b"]["p_holm"]) == pytest.approx(2 * lo)
+    assert max(t["a"]["p_holm"], t["b"]["p_holm"]) == pytest.approx(max(2 * lo, hi))
+    # a study table: rows by identity over seeds, each against the base row on one metric
+    seeds = [[{"policy": "mu", "m": base[s]}, {"policy": "x", "m": a[s]}] for s in range(3)]
+    rows = rows_over_seeds(seeds, ("policy",), base=("mu",), metric="m")
+    assert rows[1]["m"]["mean"] == pytest.approx(np.mean(list(a.values())))
+    assert rows[1]["vs_base"]["p_vs_baseline"] == pytest.approx(pa) and "vs_base" not in rows[0]
+
+
+def test_atomic_write_replaces_whole_files(tmp_path):
+    from recgym.experiments.report import atomic_write, write_json
+
+    p = atomic_write(tmp_path / "d" / "a.md", "one")
+    atomic_write(p, "two")
+    write_json(tmp_path / "r.json", {"x": 1.5, "y": object()})
+    assert p.read_text() == "two" and json.loads((tmp_path / "r.json").read_text()) == {"x": 1.5, "y": None}
+    assert not list(tmp_path.rglob("*.tmp"))

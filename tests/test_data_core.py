@@ -174,8 +174,8 @@ def test_pandas_round_trip_and_order():
     shuffled = df.sample(frac=1.0, random_state=0)
     back2 = SessionLog.from_pandas(shuffled.sort_values("session", kind="stable"), n_items=10)
     np.testing.assert_array_equal(back2.items, log.items)
-    with pytest.raises(ValueError, match="missing column 'item'"):
-        SessionLog.from_pandas(pd.DataFrame({"session": [0]}))
+    with pytest.raises(ValueError, match="missing column 't'.*from_frame"):
+        SessionLog.from_pandas(pd.DataFrame({"session": [0], "item": [0]}), n_items=1)
 
 
 def test_save_load_round_trip_without_pickle(tmp_path):
@@ -239,3 +239,16 @@ def test_data_dir_rule_argument_then_nonempty_env_then_home(monkeypatch, tmp_pat
     monkeypatch.setenv("RECGYM_DATA_DIR", "")
     with pytest.raises(FileNotFoundError, match=str(default / "ml-100k")):
         load_env_split("ml-100k", data_dir=None, cache=False)
+
+
+def test_load_split_protocol_overrides_the_source_default():
+    from recgym.data import load_split
+
+    kw = dict(n_sessions=60, n_users=30, n_items=20, world_seed=1)
+    sess = load_split("synthetic", seed=0, **kw)
+    loo = load_split("synthetic", seed=0, protocol="loo", **kw)
+    assert sess.protocol == "session" and loo.protocol == "loo"
+    # leave-one-out keeps every session in train and holds out the last event(s) of each
+    assert loo.train.n_sessions == sess.train.n_sessions + sess.valid.n_sessions + sess.test.n_sessions
+    with pytest.raises(ValueError, match="protocol"):
+        load_split("synthetic", protocol="random", **kw)

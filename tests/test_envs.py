@@ -9,6 +9,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import rankdata
 
 import recgym  # noqa: F401  (registers the ids)
 from recgym.envs.mf_user import MFUserEnv
@@ -229,6 +230,15 @@ def test_mf_user_rewards_and_horizon(mf_env):
     assert term and info["logged_item"] == -1 and info["observed_reward"] == 0.0
     rep = env.report()
     assert rep["mean_unobserved"] < rep["mean_observed"] and np.isfinite(rep["rmse_heldout"])
+    # popularity lean of the imputed top-10, recomputed from the imputer over every test user
+    test = env.split_data.test
+    users = np.unique(test.users)
+    top = np.argsort(-env.mf.predict_all(users), axis=1, kind="stable")[:, :10]
+    counts = np.bincount(top.ravel(), minlength=env.n_items)
+    pop = np.bincount(env.split_data.train.items, minlength=env.n_items)
+    assert rep["top10_pop_corr"] == pytest.approx(np.corrcoef(rankdata(pop), rankdata(counts))[0, 1])
+    assert rep["top10_pop_corr"] > 0.3  # the MNAR world's imputer favours what users rated often
+    assert env.report(max_users=10)["top10_pop_corr"] != rep["top10_pop_corr"]
 
 
 def test_mf_user_true_reward_mode(mf_env, tmp_path):
@@ -246,7 +256,7 @@ def test_mf_user_true_reward_mode(mf_env, tmp_path):
 # ------------------------------------------------------------------ registration and checker
 def test_every_id_registered_with_vector_entry():
     ids = env_ids()
-    assert len(ids) == 12
+    assert len(ids) == 15  # 12 dataset ids + 3 generic ones (data=)
     for env_id in ids:
         assert env_id in gym.registry
     assert gym.spec("recgym/Replay-RC15-v0").vector_entry_point is not None

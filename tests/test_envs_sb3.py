@@ -1,8 +1,5 @@
 """stable-baselines3 trains on recgym envs; the MF imputer ranks policies like the true world does."""
 
-import sys
-from pathlib import Path
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -10,9 +7,7 @@ from scipy.stats import spearmanr
 
 import recgym  # noqa: F401
 from recgym.envs.mf_user import MFUserEnv
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from iar_vs_truth import diverse_policies  # noqa: E402
+from studies.iar_vs_truth import diverse_policies
 
 SLATE_KW = dict(n_items=30, n_users=50, n_sessions=300, state_len=20, lambda_ild=0.2, lambda_pop=1.0)
 

@@ -313,7 +313,7 @@ def test_bad_inputs_raise_clear_errors(split):
 @pytest.mark.slow
 def test_study_quick_runs_and_writes_its_outputs(tmp_path):
     out = tmp_path / "study"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gptrec_study.py"), "--quick", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "studies.gptrec", "--quick", "--out", str(out)],
                           capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for f in ("results.json", "tables.md", "tradeoff_ild.png", "tradeoff_pcount.png", "topk_vs_nextk.png"):
@@ -334,7 +334,7 @@ def test_study_quick_runs_and_writes_its_outputs(tmp_path):
 
 
 def test_bench_gen_small():
-    from recgym.agents.bench_gen import bench_gen
+    from benchmarks.gen import bench_gen
 
     r = bench_gen(n_items=50, history=12, hidden=16, n_blocks=1, n_heads=2, k=5, batch=8, ppo_batch=4,
                   min_seconds=0.01, print_table=False)
@@ -346,12 +346,9 @@ def test_study_report_from_seed_files_with_different_best_topk_and_a_merged_run(
     """The report step alone (``--resume`` over seed files): re-ranker rows are one role across
     seeds whose best Top-K model differs (this crashed the first ml-100k study), ``--merge`` adds
     another run's rows, and each PPO run's kept iteration is reported per seed."""
-    import importlib.util
     import json
 
-    spec = importlib.util.spec_from_file_location("gptrec_study", ROOT / "scripts" / "gptrec_study.py")
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
+    from studies import gptrec as study
 
     def row(v: float, kind: str, **extra):
         return {**{m: v for m in study.METRICS}, "kind": kind, **extra}

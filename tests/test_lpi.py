@@ -381,14 +381,11 @@ def test_last_m_and_bad_inputs(tiny, tmp_path):
 # ---------------------------------------------------------------------- the study, --quick
 @pytest.mark.slow
 def test_lpi_study_quick(tmp_path):
-    import importlib.util
     import json
     import time
-    from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("lpi_study", Path(__file__).parents[1] / "scripts" / "lpi_study.py")
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
+    from studies import lpi as study
+
     t0 = time.perf_counter()
     assert study.main(["--quick", "--out", str(tmp_path)]) == 0
     assert time.perf_counter() - t0 < 180  # < 90 s on an idle 2-core machine; slack for a shared one

@@ -115,3 +115,20 @@ def test_rating_to_reward():
     np.testing.assert_allclose(rating_to_reward([3.4, 3.6], "click-purchase"), [0.2, 1.0])
     with pytest.raises(ValueError, match="scheme"):
         rating_to_reward([1], "nope")
+
+
+def test_top_item_popularity_by_hand():
+    # one latent dim, baseline 0: every user's imputed ranking is items 0 > 1 > 2 > 3
+    mf = WeightedMF(MFConfig(dim=1, baseline=0.0))
+    mf.user_factors, mf.item_factors = np.ones((3, 1)), np.array([[4.0], [3.0], [2.0], [1.0]])
+    # top-2 counts [3, 3, 0, 0]; ranks [3.5, 3.5, 1.5, 1.5] against popularity ranks [4, 3, 2, 1]:
+    # centred [1, 1, −1, −1]·[1.5, .5, −.5, −1.5] = 4, norms 2 and √5 -> ρ = 2/√5
+    rep = mf.top_item_popularity(np.arange(3), np.array([10, 5, 1, 0]), k=2)
+    assert rep["top2_pop_corr"] == pytest.approx(2 / np.sqrt(5))
+    # popularity percentiles [1, 2/3, 1/3, 0]: the top-2 average (1 + 2/3) / 2
+    assert rep["top2_pop_pct"] == pytest.approx(5 / 6)
+    # the reverse popularity leans the other way
+    rep = mf.top_item_popularity(np.arange(3), np.array([0, 1, 5, 10]), k=2, batch_size=2)
+    assert rep["top2_pop_corr"] == pytest.approx(-2 / np.sqrt(5)) and rep["top2_pop_pct"] == pytest.approx(1 / 6)
+    with pytest.raises(ValueError, match="popularity must have shape"):
+        mf.top_item_popularity(np.arange(3), np.ones(5))

@@ -40,13 +40,10 @@ def _results(out: Path) -> dict:
 @pytest.fixture
 def main(monkeypatch):
     """``offline_eval.main`` in this process (no interpreter start-up); torch threads restored."""
-    import importlib.util
+    from scripts.offline_eval import main
 
-    spec = importlib.util.spec_from_file_location("offline_eval_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     n = torch.get_num_threads()
-    yield module.main
+    yield main
     torch.set_num_threads(n)
 
 

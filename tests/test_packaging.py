@@ -26,7 +26,7 @@ def test_non_editable_install_has_one_namespace(tmp_path):
                    check=True, capture_output=True, cwd=tmp_path)
     assert not (target / "agents").exists() and not (target / "envs").exists()
     # run from an empty folder with the installed copy first on the path: the repository is not importable there
-    code = ("import recgym, recgym.agents, recgym.envs, gymnasium as gym; "
+    code = ("import recgym, recgym.agents, recgym.envs, recgym.experiments, gymnasium as gym; "
             "print(recgym.agents.__file__); print(recgym.envs.__file__); "
             "print(gym.spec('recgym/SlateNextK-ML1M-v0').entry_point)")
     env = {**os.environ, "PYTHONPATH": str(target)}

@@ -309,11 +309,8 @@ def test_session_wise_online_mode_in_the_replay_env(split):
 @pytest.mark.slow
 def test_prl_study_quick(tmp_path):
     import json
-    import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import prl_study
+    from studies import prl as prl_study
 
     assert prl_study.main(["--quick", "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "results.json").read_text())

@@ -1,33 +1,26 @@
-"""scripts/qlearning_study.py: the --quick study end to end, resumption, the report, the ml-100k split."""
+"""studies/qlearning.py: the --quick study end to end, resumption, the report, the ml-100k session split."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
+
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "qlearning_study.py"
 
 
 @pytest.fixture(scope="module")
 def study():
-    """The script as a module (in-process: no interpreter start-up); torch threads restored."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    spec = importlib.util.spec_from_file_location("qlearning_study_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
+    """The study module (in-process: no interpreter start-up); torch threads restored."""
+    from studies import qlearning
+
     n = torch.get_num_threads()
-    yield module
+    yield qlearning
     torch.set_num_threads(n)
-    sys.modules.pop(spec.name, None)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +38,6 @@ def test_quick_study_writes_every_run_and_the_report(study, quick):
         for seed in (0, 1):
             res = json.loads((quick / "runs" / "synthetic" / agent / f"seed{seed}" / "results.json").read_text())
             assert res["agent"] == agent and res["seed"] == seed and res["protocol"] == "session"
-            assert not (quick / "runs" / "synthetic" / agent / f"seed{seed}" / "checkpoint.pt").exists()
             t = res["test"]
             for m in study.TABLE[:-1]:
                 assert 0.0 <= t[m] <= 1.0, (agent, m, t[m])
@@ -71,13 +63,14 @@ def test_quick_study_writes_every_run_and_the_report(study, quick):
     agg = json.loads((quick / "qlearning.json").read_text())["aggregate"]
     sq = [json.loads((quick / "runs" / "synthetic" / "sqn" / f"seed{s}" / "results.json").read_text())["test"]
           for s in (0, 1)]
-    mean, std = agg["synthetic/sqn"]["ndcg@20_purchase"]
-    assert mean == pytest.approx(np.mean([r["ndcg@20_purchase"] for r in sq]))
-    assert std == pytest.approx(np.std([r["ndcg@20_purchase"] for r in sq]))
+    cell = agg["synthetic/sqn"]["ndcg@20_purchase"]
+    assert cell["mean"] == pytest.approx(np.mean([r["ndcg@20_purchase"] for r in sq]))
+    assert cell["std"] == pytest.approx(np.std([r["ndcg@20_purchase"] for r in sq], ddof=1))
     base = [json.loads((quick / "runs" / "synthetic" / "sasrec" / f"seed{s}" / "results.json").read_text())["test"]
             for s in (0, 1)]
     d = [a["ndcg@20_purchase"] - b["ndcg@20_purchase"] for a, b in zip(sq, base)]
-    assert agg["synthetic/sqn"]["d_ndcg_p"][0] == pytest.approx(np.mean(d))
+    assert agg["synthetic/sqn"]["vs_base"]["diff_vs_baseline"] == pytest.approx(np.mean(d))
+    assert "p (Holm)" in doc
 
 
 @pytest.mark.slow
@@ -88,17 +81,25 @@ def test_rerun_reuses_finished_runs_and_keeps_the_analysis(study, quick, capsys)
     before = (quick / "runs" / "synthetic" / "ccql" / "seed1" / "results.json").stat().st_mtime_ns
     capsys.readouterr()
     assert study.main(["--quick", "--out", str(quick)]) == 0
-    assert "14 runs, 14 finished before, 0 to run" in capsys.readouterr().out
+    assert "14 jobs: 14 finished before, 0 to run" in capsys.readouterr().out
     assert (quick / "runs" / "synthetic" / "ccql" / "seed1" / "results.json").stat().st_mtime_ns == before
     assert "HAND-WRITTEN ANALYSIS" in doc.read_text()
 
 
 @pytest.mark.slow
 def test_a_run_with_other_settings_is_not_reused(study, quick):
-    job = study.Job("synthetic", "sqn", 0, study.QUICK_STEPS, True)
-    assert study.load_done(quick / "runs", job) is not None
-    assert study.load_done(quick / "runs", study.Job("synthetic", "sqn", 0, study.QUICK_STEPS + 1, True)) is None
-    assert study.load_done(quick / "runs", study.Job("synthetic", "sqn", 7, study.QUICK_STEPS, True)) is None
+    from recgym.errors import BadInputError
+    from recgym.experiments import run_job
+
+    same = study.job("synthetic", "sqn", 0, study.QUICK_STEPS, True, quick / "runs")
+    assert run_job(same, log=lambda m: None)["config"]["steps"] == study.QUICK_STEPS  # reused
+    other = study.job("synthetic", "sqn", 0, study.QUICK_STEPS + 1, True, quick / "runs")
+    with pytest.raises(BadInputError, match="holds a job with another spec"):
+        run_job(other, log=lambda m: None)
+    # the study refuses the folder (exit 5, the job named) and never reports the other run's numbers
+    assert study.main(["--quick", "--steps", str(study.QUICK_STEPS + 1), "--agents", "sqn", "--seeds", "1",
+                       "--out", str(quick / "other"), "--runs", str(quick / "runs")]) == 5
+    assert not (quick / "other" / "qlearning.md").exists()
 
 
 def test_bad_arguments_exit_2_and_write_nothing(study, tmp_path, capsys):
@@ -110,9 +111,11 @@ def test_bad_arguments_exit_2_and_write_nothing(study, tmp_path, capsys):
 
 
 def test_overrides_share_length_and_switch(study):
-    o = study.overrides(study.Job("ml-100k", "sa2c", 3, 400, False))
+    o = study.overrides("sa2c", 400, False)
     assert o == {"steps": 400, "eval_every": 50, "switch_step": 200}
-    assert study.overrides(study.Job("ml-100k", "snqn", 3, 400, False)) == {"steps": 400, "eval_every": 50}
+    assert study.overrides("snqn", 400, False) == {"steps": 400, "eval_every": 50}
+    j = study.job("ml-100k", "sqn", 3, 400, False, Path("runs"))
+    assert j.protocol == "session" and j.reward_scheme == "click-purchase" and j.seed == 3
 
 
 @pytest.mark.realdata
@@ -121,7 +124,9 @@ def test_ml100k_session_split_every_rating_is_a_target(study):
     from recgym.data import KIND_PURCHASE, load
 
     log = load("ml-100k", reward_scheme="click-purchase")
-    sp = study.load_data("ml-100k", 0, False)
+    from recgym.experiments.job import load_job_split
+
+    sp = load_job_split(study.job("ml-100k", "sqn", 0, 400, False, Path("runs")))
     assert sp.protocol == "session"
     # users are cut 80/10/10 with their whole histories: every rating lands in exactly one part
     assert sum(p.n_events for p in sp) == log.n_events == 100_000

@@ -2,14 +2,16 @@
 
 Only sources with a stable public address and a known checksum are fetched (MovieLens from
 GroupLens, the yoochoose-100k sample from the session-rec repository at a pinned commit).
-Every file is written through `recgym.data.io.atomic_path` and verified (md5) before it is
-renamed into place, so a failed or corrupt download leaves nothing behind. The network is
+Every file is fetched into a staging folder and verified (md5); the files are renamed into place
+only when all of them match, so a failed or corrupt download leaves nothing behind. The network is
 reached only through :func:`fetch_url` (tests replace it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import shutil
 import tempfile
 import urllib.request
@@ -17,7 +19,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recgym.data.io import atomic_path, file_digest
+from recgym.data.io import file_digest
+from recgym.errors import BadInputError
 
 _SESSION_REC = (
     "https://raw.githubusercontent.com/rn5l/session-rec/5dcd583cbd8d44703a5248b9a308945f24b91390/data/rsc15/prepared/"
@@ -69,7 +72,7 @@ DOWNLOADS: dict[str, Remote] = {
 }
 
 
-class ChecksumError(ValueError):
+class ChecksumError(BadInputError):
     """A downloaded (or extracted) file does not have the published checksum."""
 
 
@@ -95,45 +98,71 @@ def _verified(tmp: Path, expected: str, name: str, url: str) -> None:
         raise ChecksumError(f"{name} from {url}: md5 {got} != expected {expected}; nothing was written")
 
 
+def published_md5s(name: str) -> dict[str, str]:
+    """``{file name: published md5}`` of the raw files of a downloadable source (else ``{}``)."""
+    remote = DOWNLOADS.get(name)
+    if remote is None:
+        return {}
+    return {**{f: m for f, m in remote.members.values()}, **{f: m for f, (_, m) in remote.files.items()}}
+
+
 def download(name: str, root: str | Path) -> list[Path]:
     """Fetch the raw files of source ``name`` into folder ``root``; return the written paths.
 
+    All-or-nothing: every missing file is fetched into a staging folder inside ``root`` and
+    verified there; only when all of them match their published md5 are they moved into place.
+    On any failure nothing is kept, and a ``root`` that this call created is removed again.
     Files already present with the right checksum are kept. Raises ``ValueError`` for a source
-    that cannot be downloaded and ``ChecksumError`` on a mismatch (the bad file is not kept).
+    that cannot be downloaded and ``ChecksumError`` on a mismatch.
     """
     if name not in DOWNLOADS:
         raise ValueError(f"source {name!r} has no automatic download (downloadable: {sorted(DOWNLOADS)})")
     remote = DOWNLOADS[name]
     root = Path(root)
+    created = [p for p in (root, *root.parents) if not p.exists()]
     root.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    try:
+        with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmpdir:
+            staged = _fetch_all(remote, root, Path(tmpdir))
+            for fname in staged:
+                os.replace(Path(tmpdir) / fname, root / fname)
+    except BaseException:
+        for d in created:  # innermost first; only folders left empty
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
+    return [root / f for f in staged]
+
+
+def _fetch_all(remote: Remote, root: Path, stage: Path) -> list[str]:
+    """Fetch and verify every file missing from ``root`` into ``stage``; return their names."""
+    staged: list[str] = []
     if remote.archive is not None:
         wanted = {m: v for m, v in remote.members.items() if not _ok(root / v[0], v[1])}
         if wanted:
-            with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmpdir:
-                zpath = Path(tmpdir) / Path(remote.archive).name
-                fetch_url(remote.archive, zpath)
-                try:
-                    zf = zipfile.ZipFile(zpath)
-                except zipfile.BadZipFile:
-                    raise ChecksumError(f"{remote.archive}: the download is not a valid zip archive (truncated?)") from None
-                with zf:
-                    for member, (fname, md5) in wanted.items():
-                        if member not in zf.namelist():
-                            raise ChecksumError(f"{remote.archive}: archive has no member {member!r}")
-                        with zf.open(member) as src, atomic_path(root / fname) as tmp:
-                            got = _md5_copy(src, tmp)
-                            if got != md5:
-                                raise ChecksumError(f"{fname} in {remote.archive}: md5 {got} != expected {md5}; nothing was written")
-                        written.append(root / fname)
+            zpath = stage / (".archive-" + Path(remote.archive).name)
+            fetch_url(remote.archive, zpath)
+            try:
+                zf = zipfile.ZipFile(zpath)
+            except zipfile.BadZipFile:
+                raise ChecksumError(f"{remote.archive}: the download is not a valid zip archive (truncated?); nothing was written") from None
+            with zf:
+                for member, (fname, md5) in wanted.items():
+                    if member not in zf.namelist():
+                        raise ChecksumError(f"{remote.archive}: archive has no member {member!r}; nothing was written")
+                    with zf.open(member) as src:
+                        got = _md5_copy(src, stage / fname)
+                    if got != md5:
+                        raise ChecksumError(f"{fname} in {remote.archive}: md5 {got} != expected {md5}; nothing was written")
+                    staged.append(fname)
+            zpath.unlink()
     for fname, (url, md5) in remote.files.items():
         if _ok(root / fname, md5):
             continue
-        with atomic_path(root / fname) as tmp:
-            fetch_url(url, tmp)
-            _verified(tmp, md5, fname, url)
-        written.append(root / fname)
-    return written
+        fetch_url(url, stage / fname)
+        _verified(stage / fname, md5, fname, url)
+        staged.append(fname)
+    return staged
 
 
 def _ok(path: Path, md5: str) -> bool:

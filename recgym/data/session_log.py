@@ -50,6 +50,8 @@ class SessionLog:
 
     Item metadata (length ``n_items``): optional ``genres`` float32 multi-hot
     ``[n_items, n_genres]`` with ``genre_names``, ``item_ids`` (raw ids as strings), ``titles``.
+    Optional ``user_ids``: raw user ids as strings, indexed by the dense ``users``; optional
+    ``session_ids``: the raw id of every session as a string (``[n_sessions]``, logs with session ids).
     """
 
     offsets: np.ndarray
@@ -65,6 +67,8 @@ class SessionLog:
     genre_names: tuple[str, ...] = ()
     item_ids: np.ndarray | None = None
     titles: np.ndarray | None = None
+    user_ids: np.ndarray | None = None
+    session_ids: np.ndarray | None = None
     name: str = "log"
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -85,7 +89,7 @@ class SessionLog:
                 object.__setattr__(self, key, _readonly(np.asarray(getattr(self, key), dtype=np.float32)))
         if self.genres is not None:
             object.__setattr__(self, "genres", _readonly(np.asarray(self.genres, dtype=np.float32)))
-        for key in ("item_ids", "titles"):
+        for key in ("item_ids", "titles", "user_ids", "session_ids"):
             v = getattr(self, key)
             if v is not None:
                 object.__setattr__(self, key, _readonly(np.asarray(v).astype(str)))
@@ -111,12 +115,16 @@ class SessionLog:
                 f"SessionLog {self.name!r}: item ids must lie in [0, {self.n_items}); "
                 f"found [{self.items.min()}, {self.items.max()}]"
             )
-        if self.users is not None and len(self.users) != self.n_sessions:
-            raise ValueError(f"SessionLog {self.name!r}: users has {len(self.users)} rows, expected {self.n_sessions}")
+        for key in ("users", "session_ids"):
+            a = getattr(self, key)
+            if a is not None and len(a) != self.n_sessions:
+                raise ValueError(f"SessionLog {self.name!r}: {key} has {len(a)} rows, expected {self.n_sessions}")
         for key in ("genres", "item_ids", "titles"):
             a = getattr(self, key)
             if a is not None and len(a) != self.n_items:
                 raise ValueError(f"SessionLog {self.name!r}: {key} has {len(a)} rows, expected n_items={self.n_items}")
+        if self.user_ids is not None and self.users is not None and len(self.users) and self.users.max() >= len(self.user_ids):
+            raise ValueError(f"SessionLog {self.name!r}: user id {self.users.max()} has no raw id ({len(self.user_ids)} user_ids)")
         if self.genres is not None and len(self.genre_names) not in (0, self.genres.shape[1]):
             raise ValueError(f"SessionLog {self.name!r}: {len(self.genre_names)} genre names for {self.genres.shape[1]} genres")
 
@@ -195,10 +203,13 @@ class SessionLog:
         offsets = np.zeros(len(sessions) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         idx = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1], dtype=np.int64)
-        return self.take_events(idx, offsets, users=None if self.users is None else self.users[sessions])
+        return self.take_events(idx, offsets, users=None if self.users is None else self.users[sessions],
+                                session_ids=None if self.session_ids is None else self.session_ids[sessions])
 
-    def take_events(self, idx: np.ndarray, offsets: np.ndarray, users: np.ndarray | None = None) -> SessionLog:
-        """A new log made of events ``idx`` grouped by ``offsets`` (item metadata kept)."""
+    def take_events(self, idx: np.ndarray, offsets: np.ndarray, users: np.ndarray | None = None,
+                    session_ids: np.ndarray | None = None) -> SessionLog:
+        """A new log made of events ``idx`` grouped by ``offsets`` (item metadata kept; ``users`` and
+        ``session_ids`` of the new sessions, default: the current ones)."""
         return dataclasses.replace(
             self,
             offsets=offsets,
@@ -209,6 +220,7 @@ class SessionLog:
             ratings=None if self.ratings is None else self.ratings[idx],
             propensities=None if self.propensities is None else self.propensities[idx],
             users=users if users is not None else self.users,
+            session_ids=session_ids if session_ids is not None else self.session_ids,
             meta=dict(self.meta),
         )
 
@@ -280,24 +292,35 @@ class SessionLog:
         return df
 
     @classmethod
-    def from_pandas(cls, df, n_items: int | None = None, **metadata: Any) -> SessionLog:
-        """Build from an event frame with columns ``session, item`` and optional ``t`` (order inside
-        the session; else file order), ``reward``, ``kind``, ``timestamp``, ``user``, ``rating``.
-        Sessions keep the order of their first appearance in the frame."""
-        for col in ("session", "item"):
+    def from_pandas(cls, df, *, n_items: int, **metadata: Any) -> SessionLog:
+        """The inverse of :meth:`to_pandas`: dense ids, explicit order, explicit rewards.
+
+        Needs the columns ``session, t, item, reward, kind, timestamp`` (optional ``user``,
+        ``rating``, ``propensity``); ``item`` must hold dense ids in ``[0, n_items)``; events are
+        ordered by ``t`` inside each session and sessions keep the order of their first row.
+        A raw event table (raw ids, a time column, ratings) goes through
+        :func:`recgym.data.from_frame` instead, which encodes, orders and maps rewards.
+        """
+        from recgym.errors import BadInputError
+
+        hint = "; for a raw event table use recgym.data.from_frame"
+        for col in ("session", "t", "item", "reward", "kind", "timestamp"):
             if col not in df.columns:
-                raise ValueError(f"from_pandas: missing column {col!r} (have {list(df.columns)})")
+                raise BadInputError(f"from_pandas: missing column {col!r} (have {list(df.columns)}){hint}")
+        if not np.issubdtype(df["item"].to_numpy().dtype, np.integer):
+            raise BadInputError(f"from_pandas: column 'item' must hold dense integer ids, got dtype {df['item'].dtype}{hint}")
+        items_all = df["item"].to_numpy().astype(np.int64)
+        bad = (items_all < 0) | (items_all >= n_items)
+        if bad.any():
+            r = int(np.flatnonzero(bad)[0])
+            raise BadInputError(f"from_pandas: row {r}: item {items_all[r]} is outside [0, n_items={n_items}){hint}")
         sess_codes, _ = _factorize_in_order(df["session"].to_numpy())
-        order_key = df["t"].to_numpy() if "t" in df.columns else np.arange(len(df))
-        order = np.lexsort((np.arange(len(df)), order_key, sess_codes))
+        order = np.lexsort((np.arange(len(df)), df["t"].to_numpy(), sess_codes))
         sess_sorted = sess_codes[order]
         n_sessions = int(sess_codes.max()) + 1 if len(df) else 0
         offsets = np.zeros(n_sessions + 1, dtype=np.int64)
         np.cumsum(np.bincount(sess_sorted, minlength=n_sessions), out=offsets[1:])
-        items = df["item"].to_numpy().astype(np.int64)[order]
-        if n_items is None:
-            n_items = int(items.max()) + 1 if len(items) else 0
-        n = len(df)
+        items = items_all[order]
 
         def col(name, default):
             return df[name].to_numpy()[order] if name in df.columns else default
@@ -309,9 +332,9 @@ class SessionLog:
         return cls(
             offsets=offsets,
             items=items,
-            rewards=col("reward", np.ones(n, dtype=np.float32)),
-            kinds=col("kind", np.zeros(n, dtype=np.int8)),
-            timestamps=col("timestamp", np.zeros(n)),
+            rewards=col("reward", None),
+            kinds=col("kind", None),
+            timestamps=col("timestamp", None),
             ratings=col("rating", None),
             propensities=col("propensity", None),
             users=users,

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy import sparse
+from scipy.stats import rankdata, spearmanr
 
 from recgym.data.session_log import SessionLog
 
@@ -218,6 +219,28 @@ class WeightedMF:
             "n_observed": float(n_obs),
             "density": n_obs / max(n_all, 1),
         }
+
+    def top_item_popularity(self, users: np.ndarray, popularity: np.ndarray, k: int = 10,
+                            batch_size: int = 1024) -> dict[str, float]:
+        """How far the imputer's top-``k`` items lean toward popular items, over ``users`` [B].
+
+        ``popularity`` [n_items] is each item's logged count. ``top{k}_pop_corr``: Spearman's ρ
+        between an item's popularity and the number of users whose imputed top-``k`` holds it (near 1:
+        the simulator rewards what is already popular). ``top{k}_pop_pct``: mean popularity percentile
+        of the top-``k`` items (average ranks, 0 = least, 1 = most popular; 0.5 = no lean)."""
+        self._check_fitted()
+        popularity = np.asarray(popularity, dtype=np.float64)
+        if popularity.shape != (self.n_items,):
+            raise ValueError(f"top_item_popularity: popularity must have shape ({self.n_items},), got {popularity.shape}")
+        k = min(int(k), self.n_items)
+        users = np.asarray(users, dtype=np.int64)
+        counts = np.zeros(self.n_items)
+        for lo in range(0, len(users), batch_size):
+            top = np.argpartition(-self.predict_all(users[lo : lo + batch_size]), k - 1, axis=1)[:, :k]
+            counts += np.bincount(top.ravel(), minlength=self.n_items)
+        pct = (rankdata(popularity) - 1) / max(self.n_items - 1, 1)
+        rho = spearmanr(popularity, counts).statistic if np.ptp(counts) > 0 and np.ptp(popularity) > 0 else float("nan")
+        return {f"top{k}_pop_corr": float(rho), f"top{k}_pop_pct": float(counts @ pct / max(counts.sum(), 1))}
 
     # ------------------------------------------------------------------ io
     def save(self, path: str | Path) -> Path:

@@ -6,26 +6,103 @@ where one exists, the line (1-based, as an editor shows it) and the column.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import io
+import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
-from recgym.data.session_log import KIND_CLICK, KIND_PURCHASE, SessionLog
-
-REWARD_CLICK = 0.2
-"""Reward of a click / view in the click-purchase scheme (SQN's r_c)."""
-REWARD_PURCHASE = 1.0
-"""Reward of a purchase / add-to-cart in the click-purchase scheme (SQN's r_p)."""
+from recgym.data.rewards import rating_rewards
+from recgym.data.session_log import SessionLog
+from recgym.errors import BadInputError
 
 _INT_KINDS = {"int", "float"}
 _DTYPES = {"int": "int64", "float": "float64", "category": "category"}
 
 
-class RawFileError(ValueError):
+class RawFileError(BadInputError):
     """A raw file is malformed; the message names the file (and line / column when known)."""
+
+
+# ---------------------------------------------------------------------- duplicate rows
+DUPLICATE_POLICIES = ("warn", "drop", "keep", "error")
+"""What to do with exact duplicate rows (module docstring of :mod:`recgym.data.frame`)."""
+
+
+class DuplicateRowsWarning(UserWarning):
+    """A table has exact duplicate rows and they were kept (``duplicates="warn"``)."""
+
+
+_POLICY: contextvars.ContextVar[str] = contextvars.ContextVar("recgym_duplicates", default="warn")
+_FOUND: contextvars.ContextVar[list | None] = contextvars.ContextVar("recgym_duplicates_found", default=None)
+
+
+@contextlib.contextmanager
+def duplicate_policy(policy: str) -> Iterator[list[dict[str, Any]]]:
+    """Apply ``policy`` to every raw table read inside the block; yields the list of findings
+    (``{"file", "n", "policy"}`` per table with duplicates) so the caller can record them."""
+    check_duplicate_policy(policy)
+    found: list[dict[str, Any]] = []
+    t1, t2 = _POLICY.set(policy), _FOUND.set(found)
+    try:
+        yield found
+    finally:
+        _POLICY.reset(t1)
+        _FOUND.reset(t2)
+
+
+def check_duplicate_policy(policy: str) -> str:
+    if policy not in DUPLICATE_POLICIES:
+        raise BadInputError(f"duplicates must be one of {list(DUPLICATE_POLICIES)}, got {policy!r}")
+    return policy
+
+
+def handle_duplicates(
+    df: pd.DataFrame,
+    policy: str | None,
+    label: str,
+    *,
+    columns: Sequence[str] | None = None,
+    line_of_row: Callable[[int], int] = lambda r: r + 1,
+    where: str = "line",
+) -> pd.DataFrame:
+    """Apply the duplicate-row policy to ``df`` (rows equal in every column of ``columns``, default all).
+
+    ``"warn"``: keep them, warn (:class:`DuplicateRowsWarning`) with the count and the first copy;
+    ``"drop"``: keep the first of each group of copies; ``"keep"``: keep them silently;
+    ``"error"``: raise :class:`RawFileError` naming the first copy and its original.
+    ``policy=None`` uses the one set by :func:`duplicate_policy` (default ``"warn"``). After a drop
+    the rows are renumbered, so a later error of the caller names a position in the kept rows.
+    """
+    policy = check_duplicate_policy(_POLICY.get() if policy is None else policy)
+    if len(df) < 2:
+        return df
+    sub = df if columns is None else df[list(columns)]
+    dup = sub.duplicated(keep="first").to_numpy()
+    n = int(dup.sum())
+    if n == 0:
+        return df
+    r = int(np.flatnonzero(dup)[0])
+    h = pd.util.hash_pandas_object(sub, index=False).to_numpy()
+    r0 = int(np.flatnonzero(h == h[r])[0])
+    first = f"{where} {line_of_row(r)} repeats {where} {line_of_row(r0)}"
+    found = _FOUND.get()
+    if found is not None:
+        found.append({"file": label, "n": n, "policy": policy})
+    if policy == "keep":
+        return df
+    if policy == "error":
+        raise RawFileError(f"{label}, {where} {line_of_row(r)}: exact duplicate of {where} {line_of_row(r0)} "
+                           f"({n} duplicate rows in all; duplicates='error')")
+    if policy == "drop":
+        return df.loc[~dup].reset_index(drop=True)
+    warnings.warn(f"{label}: {n} exact duplicate rows kept (first: {first}); pass duplicates='drop' to drop "
+                  "them, 'keep' to keep them silently", DuplicateRowsWarning, stacklevel=3)
+    return df
 
 
 def require_file(path: Path, source: str, how: str) -> Path:
@@ -62,6 +139,8 @@ def read_table(
     label: str | None = None,
     line_of_row: Any = None,
     only_kinds: bool = False,
+    duplicates: str | None = None,
+    check_duplicates: bool = True,
 ) -> pd.DataFrame:
     """Read a delimited file without header handling magic; validate every required field.
 
@@ -72,6 +151,9 @@ def read_table(
     line and raises ``RawFileError`` naming ``label`` (default: the path), the line and column.
     ``line_of_row`` maps 0-based data rows to file lines (default: row + 1 + skip_header).
     ``only_kinds``: read only the columns in ``kinds`` (the others are still counted per line).
+    ``duplicates``: policy for exact duplicate lines (:func:`handle_duplicates`; default: the one
+    set by :func:`duplicate_policy`, else ``"warn"``); ``check_duplicates=False`` for tables whose
+    rows are not events on their own (the caller applies the policy once the rows are complete).
     """
     label = str(label if label is not None else path)
     if line_of_row is None:
@@ -111,7 +193,7 @@ def read_table(
                 f"{label}, line {line_of_row(r)}: missing value in column {col!r} "
                 f"(truncated line or wrong delimiter? expected {sep!r})"
             )
-    return df
+    return handle_duplicates(df, duplicates, label, line_of_row=line_of_row) if check_duplicates else df
 
 
 def _diagnose(path, kw, kinds, label, line_of_row) -> None:
@@ -230,37 +312,21 @@ def build_log(
     )
 
 
-def click_purchase(is_purchase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(kinds int8, rewards float32)`` of the click-purchase scheme (0.2 / 1.0)."""
-    kinds = np.where(is_purchase, KIND_PURCHASE, KIND_CLICK).astype(np.int8)
-    rewards = np.where(is_purchase, REWARD_PURCHASE, REWARD_CLICK).astype(np.float32)
-    return kinds, rewards
-
-
-def rating_rewards(ratings: np.ndarray, scheme: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(kinds, rewards)`` of a rating column under ``scheme``.
-
-    ``"rating"``: 1–2 -> 0, 3 -> 0.5, 4–5 -> 1 (half stars: < 3 -> 0, [3, 4) -> 0.5);
-    ``"click-purchase"``: rating >= 4 -> purchase r = 1.0, else click r = 0.2.
-    ``kinds`` is purchase where rating >= 4 in both schemes.
-    """
-    ratings = np.asarray(ratings, dtype=np.float64)
-    liked = ratings >= 4
-    if scheme == "rating":
-        rewards = np.where(liked, 1.0, np.where(ratings >= 3, 0.5, 0.0)).astype(np.float32)
-        kinds = np.where(liked, KIND_PURCHASE, KIND_CLICK).astype(np.int8)
-        return kinds, rewards
-    if scheme == "click-purchase":
-        return click_purchase(liked)
-    raise ValueError(f"unknown reward_scheme {scheme!r}; rating sources accept 'rating' or 'click-purchase'")
-
-
 def check_ratings(ratings: np.ndarray, label: str, line_of_row=lambda r: r + 1, lo: float = 0.5, hi: float = 5.0) -> None:
     """Raise ``RawFileError`` on the first rating outside ``[lo, hi]``."""
     bad = (ratings < lo) | (ratings > hi)
     if bad.any():
         r = int(np.flatnonzero(bad)[0])
         raise RawFileError(f"{label}, line {line_of_row(r)}: rating {ratings[r]} outside [{lo}, {hi}]")
+
+
+def check_timestamps(ts: np.ndarray, label: str, line_of_row=lambda r: r + 1, column: str = "timestamp") -> None:
+    """Raise ``RawFileError`` on the first negative or non-finite timestamp (a sign or unit error
+    upstream; time order would silently put those events first)."""
+    bad = ~(np.asarray(ts, dtype=np.float64) >= 0)
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise RawFileError(f"{label}, line {line_of_row(r)}: {column} {ts[r]} is negative or not finite")
 
 
 def multi_hot(lists: Sequence[Sequence[str]], names: Sequence[str] | None = None) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -20,6 +20,7 @@ import numpy as np
 from recgym.data.sources._common import (
     RawFileError,
     check_ratings,
+    check_timestamps,
     multi_hot,
     read_double_colon,
     read_table,
@@ -125,6 +126,7 @@ def _ratings_log(df, meta: dict, scheme: str, label: str, name: str) -> SessionL
         raise RawFileError(f"{label}: file has no ratings")
     ratings = df["rating"].to_numpy(np.float64)
     check_ratings(ratings, label, lo=1, hi=5)
+    check_timestamps(df["ts"].to_numpy(np.float64), label)
     items = df["item"].to_numpy(np.int64)
     # catalogue = rated movies; metadata joined by raw id (a movie missing from it gets no genre)
     catalogue = np.unique(items)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recgym.data.sources._common import RawFileError, read_table, sequences_by_user, check_ratings
+from recgym.data.sources._common import RawFileError, check_ratings, handle_duplicates, read_table, sequences_by_user
 from recgym.data.session_log import SessionLog
 
 HOW = (
@@ -65,7 +65,7 @@ def _parse_file(path: Path) -> pd.DataFrame:
         raise RawFileError(f"{path}: no ratings after the 'MOVIEID:' lines")
     df = read_table(
         io.BytesIO(data), names=["user", "rating", "date"], kinds={"user": "int", "rating": "int", "date": "str"},
-        label=str(path), line_of_row=line_of_row,
+        label=str(path), line_of_row=line_of_row, check_duplicates=False,  # a row is an event only with its movie
     )  # fmt: skip
     dates = pd.to_datetime(df["date"], format="%Y-%m-%d", errors="coerce")
     bad = dates.isna().to_numpy()
@@ -73,7 +73,7 @@ def _parse_file(path: Path) -> pd.DataFrame:
         r = int(np.flatnonzero(bad)[0])
         raise RawFileError(f"{path}, line {line_of_row(r)}: column 'date' is not YYYY-MM-DD: {df['date'].iloc[r]!r}")
     check_ratings(df["rating"].to_numpy(np.float64), str(path), line_of_row, lo=1, hi=5)
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "movie": np.repeat(movies, counts),
             "user": df["user"].to_numpy(np.int64),
@@ -81,6 +81,7 @@ def _parse_file(path: Path) -> pd.DataFrame:
             "ts": (dates - pd.Timestamp(0)).dt.total_seconds().to_numpy(np.float64),
         }
     )
+    return handle_duplicates(out, None, str(path), line_of_row=line_of_row)
 
 
 def _titles(path: Path) -> dict[int, str]:

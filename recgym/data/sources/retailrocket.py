@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from recgym.data.rewards import click_purchase
 from recgym.data.sources._common import (
     RawFileError,
     build_log,
     check_header,
-    click_purchase,
+    check_timestamps,
     encode,
     read_table,
     require_file,
@@ -55,6 +56,7 @@ def load_retailrocket(root: str | Path, min_session: int = 3, min_item: int = 3)
     if unknown.any():
         r = int(np.flatnonzero(unknown)[0])
         raise RawFileError(f"{path}, line {r + 2}: unknown event {event.iloc[r]!r} (expected one of {EVENTS})")
+    check_timestamps(df["timestamp"].to_numpy(np.int64), str(path), lambda r: r + 2)
     is_cart = (event == "addtocart").to_numpy()
     keep = (event != "transaction").to_numpy()
     ts = df["timestamp"].to_numpy(np.int64)[keep]

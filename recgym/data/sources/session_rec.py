@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from recgym.data.rewards import click_purchase
 from recgym.data.sources._common import (
     RawFileError,
     build_log,
     check_header,
-    click_purchase,
+    check_timestamps,
     encode,
     read_table,
 )
@@ -55,6 +56,7 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     df = read_table(path, names=HEADER, kinds={"SessionId": "int", "ItemId": "int", "Time": "float"}, sep="\t", skip_header=True)
     if len(df) == 0:
         raise RawFileError(f"{path}: file has no events")
+    check_timestamps(df["Time"].to_numpy(np.float64), str(path), lambda r: r + 2, "Time")
     return df["SessionId"].to_numpy(np.int64), df["ItemId"].to_numpy(np.int64), df["Time"].to_numpy(np.float64)
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recgym.data.sources._common import RawFileError, build_log, click_purchase, encode, read_table, require_file
+from recgym.data.rewards import click_purchase
+from recgym.data.sources._common import RawFileError, build_log, encode, read_table, require_file
 from recgym.data.session_log import SessionLog
 
 HOW = (

@@ -11,7 +11,7 @@ a gradient only at the logged and negative actions (row-wise dot products, not G
 else (encoder, softmax, Adam over the ``2n·(d+1)`` head weights, sampling) is overhead.
 
 It also reports the end-to-end training throughput (steps/s) of ``sqn`` on ml-100k at the
-settings of ``scripts/qlearning_study.py``, the number that sizes that study on a CPU.
+settings of ``studies/qlearning.py``, the number that sizes that study on a CPU.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def profile_step(name: str = "ccql", n_items: int = 70_852, batch: int = 256, di
                  rows: int = 15, print_fn: Any = print) -> None:
     """Print the ops that take the most time over ``steps`` updates (``torch.profiler``): where the
     README's "where we still miss" figures come from, e.g.
-    ``python -c "from recgym.agents.bench_train import profile_step; profile_step('ccql')"``."""
+    ``python -c "from benchmarks.train import profile_step; profile_step('ccql')"``."""
     from torch.profiler import ProfilerActivity, profile
 
     from recgym.agents.training import keep_freed_memory
@@ -109,22 +109,21 @@ def _agent_and_batch(name: str, n_items: int, batch: int, dim: int, state_len: i
 
 def ml100k_steps_per_second(agent: str = "sqn", steps: int = 100, data_dir: str | None = None,
                             print_fn: Any = print) -> dict[str, float] | None:
-    """Training steps/s of ``agent`` on ml-100k at the settings of ``scripts/qlearning_study.py``
+    """Training steps/s of ``agent`` on ml-100k at the settings of ``studies/qlearning.py``
     (session split of the click-purchase log, seed 0; SQN session setting: batch 256, hidden 64,
     state_len 10) through the shared loop, validation off; ``None`` (and a note) without the data.
 
     Also times one validation pass (``evaluate`` + the Q diagnostics) on the validation users,
     which the study runs 8 times per run."""
     from recgym.agents.registry import make_agent
-    from recgym.data import load, split_by_session
+    from recgym.data import load_split
     from recgym.evaluate import evaluate
 
     try:
-        log = load("ml-100k", data_dir, reward_scheme="click-purchase")
+        sp = load_split("ml-100k", data_dir, reward_scheme="click-purchase", protocol="session", seed=0)
     except FileNotFoundError as e:
         print_fn(f"  ml-100k: skipped, no data ({str(e).splitlines()[0]}); set RECGYM_DATA_DIR")
         return None
-    sp = split_by_session(log, seed=0)
     a = make_agent(agent, sp.n_items, seed=0, dataset=None, protocol="session", steps=steps)
     a.fit(sp.train, None, protocol="session", steps=5, progress=False)  # warm-up (allocations, caches)
     t0 = time.perf_counter()

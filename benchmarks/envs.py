@@ -1,4 +1,4 @@
-"""Env throughput benchmark (``python scripts/bench.py envs``): steps/s single and vectorised."""
+"""Env throughput benchmark (``python -m benchmarks envs``): steps/s single and vectorised."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from recgym.agents.bench_train import median_seconds
+from benchmarks.train import median_seconds
 
 
 def bench_gen(n_items: int = 3416, history: int = 200, hidden: int = 256, n_blocks: int = 3, n_heads: int = 4,

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """GPTRec-PPO (Petrov & Macdonald) in recgym: Table 3 and Figures 3-5.
 
-    python scripts/gptrec_study.py --quick --out runs/gptrec_quick        # < 90 s, tiny synthetic data
-    python scripts/gptrec_study.py --dataset ml-100k --data-dir ../shared/data --seeds 0 1 2 --jobs 3 \\
+    python -m studies.gptrec --quick --out runs/gptrec_quick        # < 90 s, tiny synthetic data
+    python -m studies.gptrec --dataset ml-100k --data-dir ../shared/data --seeds 0 1 2 --jobs 3 \\
         --out docs/results/gptrec                                          # CPU preset
 
 Per seed, on a leave-one-out split (test = last item, history excluded from the lists):
@@ -14,14 +14,15 @@ Per seed, on a leave-one-out split (test = last item, history excluded from the 
 * Recall@1, Recall@10, NDCG@10, ILD@10, nPCOUNT@10 on the test users; NDCG@K for K = 1..10 under
   Top-K decoding (every model) and Next-K decoding (the GPTRec models).
 
-Writes ``results.json`` (every number per seed, configs, timings), ``tables.md`` (mean ± std over
-seeds), ``tradeoff_ild.png`` / ``tradeoff_pcount.png`` (PPO points vs re-ranking curves) and
+Writes ``results.json`` (every number per seed, configs, timings), ``tables.md`` (mean ± sample std
+over seeds; every PPO run against the supervised student by a paired test by seed, Holm-corrected), ``tradeoff_ild.png`` / ``tradeoff_pcount.png`` (PPO points vs re-ranking curves) and
 ``topk_vs_nextk.png`` into ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -30,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+from recgym.errors import BadInputError, cli
+from recgym.experiments import map_units
+from recgym.experiments.report import atomic_write, md_table, paired_tests, pyplot, save_figure, summary
 
 TINY = dict(state_len=20, hidden=32, n_blocks=1, n_heads=2)
 QUICK = dict(
@@ -60,17 +61,13 @@ def _silent(msg: str) -> None:
 
 
 def load_data(args: argparse.Namespace, cfg: dict[str, Any], seed: int):
-    from recgym.data.splits import split_leave_one_out
-
-    if args.quick:
-        from recgym.sim.world import World
-
-        d = dict(cfg["data"])
-        n = d.pop("n_sessions")
-        return split_leave_one_out(World(seed=seed, **d).generate(n)), "synthetic"
+    """``(leave-one-out split, dataset name)``; ``--quick``: a tiny World of the seed."""
     from recgym.data import load_split
 
-    return load_split(args.dataset, args.data_dir, seed=seed), args.dataset
+    if args.quick:
+        d = dict(cfg["data"])
+        return load_split("synthetic", seed=seed, protocol="loo", world_seed=seed, **d), "synthetic"
+    return load_split(args.dataset, args.data_dir, seed=seed, protocol="loo"), args.dataset
 
 
 def run_seed(args: argparse.Namespace, cfg: dict[str, Any], seed: int, log) -> dict[str, Any]:
@@ -178,9 +175,8 @@ def summarise(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if missing:
             raise KeyError(f"gptrec_study: row {name!r} is missing from seed result(s) {missing}")
         vals = {m: [r[name][m] for r in rows] for m in METRICS}
-        ddof = 1 if len(rows) > 1 else 0
-        out[name] = {"kind": rows[0][name]["kind"],
-                     **{m: (float(np.mean(v)), float(np.std(v, ddof=ddof))) for m, v in vals.items()},
+        cells = {m: summary(v) for m, v in vals.items()}
+        out[name] = {"kind": rows[0][name]["kind"], **{m: (c["mean"], c["std"]) for m, c in cells.items()},
                      **{k: rows[0][name][k] for k in ("lam", "weight") if k in rows[0][name]}}
         if "best_step" in rows[0][name]:
             out[name]["best_step"] = [int(r[name]["best_step"]) for r in rows]
@@ -201,17 +197,42 @@ def write_tables(summary: dict[str, Any], per_seed: list[dict[str, Any]], seeds:
         lines += ["", "PPO iteration kept (best validation list reward; 0 = the supervised student itself), per seed:", "",
                   "| run | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---:|" * len(seeds)]
         lines += [f"| {name} | " + " | ".join(str(b) for b in steps) + " |" for name, steps in ppo]
+    lines += _ppo_tests(per_seed, seeds)
     text = "\n".join(lines) + "\n"
-    path.write_text(text)
+    atomic_write(path, text)
     return text
 
 
+STUDENT = "gptrec (MC teacher)"
+"""The family's base model: every PPO run starts from this supervised student."""
+
+
+def _ppo_tests(per_seed: list[dict[str, Any]], seeds: list[int]) -> list[str]:
+    """Every PPO run against the student, per metric: mean paired difference by seed (p of the paired
+    t-test, Holm-corrected across the PPO runs)."""
+    names = [n for n in per_seed[0]["rows"] if per_seed[0]["rows"][n]["kind"].startswith("gptrec-ppo")]
+    if STUDENT not in per_seed[0]["rows"] or not names:
+        return []
+    tests = {m: paired_tests({n: {s: r["rows"][n][m] for s, r in zip(seeds, per_seed) if n in r["rows"]}
+                              for n in [STUDENT, *names]}, STUDENT) for m in METRICS}
+    body = []
+    for n in names:
+        cells = []
+        for m in METRICS:
+            t = tests[m].get(n)
+            if t is None:
+                cells.append("–")
+                continue
+            p, ph = t["p_vs_baseline"], t["p_holm"]
+            cells.append(f"{t['diff_vs_baseline']:+.4f} (p {'-' if p is None else f'{p:.3g}'}, "
+                         f"Holm {'-' if ph is None else f'{ph:.3g}'})")
+        body.append([n, *cells])
+    return ["", f"PPO runs against the supervised student `{STUDENT}`: mean paired difference by seed (paired "
+            "t-test p, Holm-corrected across the PPO runs; `-` under 2 seeds).", "", md_table(["run", *METRICS], body)]
+
+
 def plots(summary: dict[str, Any], per_seed: list[dict[str, Any]], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     for metric, fname, rerank, ppo_kind, label in (
         ("ild@10", "tradeoff_ild.png", "mmr", "gptrec-ppo-ild", "ILD@10 (higher = more diverse)"),
         ("npcount@10", "tradeoff_pcount.png", "pop-rerank", "gptrec-ppo-pcount", "nPCOUNT@10 (lower = less popularity bias)"),
@@ -233,8 +254,7 @@ def plots(summary: dict[str, Any], per_seed: list[dict[str, Any]], out: Path) ->
         ax.set_ylabel("NDCG@10")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(out / fname, dpi=120)
-        plt.close(fig)
+        save_figure(fig, out / fname, dpi=120)
     fig, ax = plt.subplots(figsize=(6, 4))
     shown = (("sasrec", "tab:blue"), ("bert4rec", "tab:orange"), ("gptrec (MC teacher)", "tab:green"),
              ("gptrec-ppo NDCG", "tab:red"))
@@ -248,8 +268,7 @@ def plots(summary: dict[str, Any], per_seed: list[dict[str, Any]], out: Path) ->
     ax.set_ylabel("NDCG@K")
     ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(out / "topk_vs_nextk.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "topk_vs_nextk.png", dpi=120)
 
 
 def _seed_worker(args: dict[str, Any], cfg: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -260,6 +279,7 @@ def _seed_worker(args: dict[str, Any], cfg: dict[str, Any], seed: int) -> dict[s
     return run_seed(argparse.Namespace(**args), cfg, seed, lambda m: print(m, flush=True))
 
 
+@cli("studies.gptrec")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny synthetic data and models (smoke run, < 90 s)")
@@ -287,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg["parts"] = tuple(x.strip() for x in args.parts.split(",") if x.strip())
     unknown = sorted(set(cfg["parts"]) - set(PARTS))
     if unknown or not cfg["parts"]:
-        p.error(f"--parts: unknown or empty {unknown or args.parts!r}; choose from {', '.join(PARTS)}")
+        raise BadInputError(f"--parts: unknown or empty {unknown or args.parts!r}; choose from {', '.join(PARTS)}")
     seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -295,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def keep(seed: int, result: dict[str, Any]) -> None:  # a finished seed is kept on disk at once
         done[seed] = result
-        (args.out / f"seed{seed}.json").write_text(json.dumps(result, indent=1, default=str))
+        atomic_write(args.out / f"seed{seed}.json", json.dumps(result, indent=1, default=str))
         print(f"[{time.perf_counter() - t0:6.0f}s] seed {seed} done", flush=True)
 
     todo = list(seeds)
@@ -306,23 +326,14 @@ def main(argv: list[str] | None = None) -> int:
                 done[s] = json.loads(f.read_text())
                 todo.remove(s)
                 print(f"seed {s}: reusing {f}", flush=True)
-    if args.jobs > 1 and len(todo) > 1:  # one single-threaded worker process per seed
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(min(args.jobs, len(todo)), mp_context=mp.get_context("spawn")) as pool:
-            futs = {pool.submit(_seed_worker, vars(args), cfg, s): s for s in todo}
-            for f in as_completed(futs):
-                keep(futs[f], f.result())
-    else:
-        for s in todo:
-            keep(s, run_seed(args, cfg, s, print))
+    # one single-threaded worker process per seed (--jobs)
+    map_units(functools.partial(_seed_worker, vars(args), cfg), todo, args.jobs, log=keep)
     per_seed = [done[s] for s in seeds]
     for extra in args.merge:  # rows of another run (e.g. more PPO weights on the same seeds)
         for s, res in zip(seeds, per_seed):
             f = extra / f"seed{s}.json"
             if not f.exists():
-                p.error(f"--merge {extra}: no {f.name} for seed {s}")
+                raise BadInputError(f"--merge {extra}: no {f.name} for seed {s}")
             other = json.loads(f.read_text())
             for key in ("rows", "ndcg_at_k"):
                 res[key].update({k: v for k, v in other[key].items() if k not in res[key]})
@@ -334,9 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                "per_seed": per_seed, "summary": summary, "seconds": time.perf_counter() - t0,
                "reused_seeds": [s for s in seeds if s not in todo], "merged": [str(m) for m in args.merge],
                "torch": torch.__version__}
-    tmp = args.out / "results.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    tmp.replace(args.out / "results.json")
+    atomic_write(args.out / "results.json", json.dumps(payload, indent=1, default=str))
     print(table)
     print(f"done in {time.perf_counter() - t0:.0f}s -> {args.out}")
     return 0

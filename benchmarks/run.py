@@ -1,11 +1,11 @@
-"""recgym micro-benchmarks: ``python scripts/bench.py SECTION [SECTION ...]``.
+"""recgym micro-benchmarks: ``python -m benchmarks SECTION [SECTION ...]`` (``make bench``).
 
 Sections (one function each in ``SECTIONS``; add yours there):
 
 * ``data``  — cold load of a synthetic 2.7M-row RetailRocket ``events.csv`` (target < 15 s);
 * ``eval``  — full-catalogue session evaluation throughput at 70,852 items, d = 64, next to
   the bare scoring matmul of the same shapes (target >= 50 % of the matmul);
-* ``envs`` (envs/bench.py), ``train`` (agents/bench_train.py), ``gen`` (agents/bench_gen.py).
+* ``envs`` (benchmarks/envs.py), ``train`` (benchmarks/train.py), ``gen`` (benchmarks/gen.py).
 
 Every section prints a small table and returns a dict of its numbers (``--json PATH`` writes
 them all).
@@ -25,6 +25,9 @@ from typing import Callable
 
 import numpy as np
 import torch
+
+from recgym.errors import cli
+from recgym.experiments.report import atomic_write
 
 
 def _table(title: str, rows: list[tuple[str, str]]) -> None:
@@ -196,24 +199,24 @@ def bench_eval(args: argparse.Namespace) -> dict:
 
 # ------------------------------------------------------------------------------------------ others
 def bench_envs_section(args: argparse.Namespace) -> dict:
-    """Steps/s of every Synthetic env, single and vectorised (implementation in envs/bench.py)."""
-    from recgym.envs.bench import bench_envs
+    """Steps/s of every Synthetic env, single and vectorised (implementation in benchmarks/envs.py)."""
+    from benchmarks.envs import bench_envs
 
     print("\n== envs: steps/s on the Synthetic world (single env vs vector env)")
     return bench_envs()
 
 
 def bench_train_section(args: argparse.Namespace) -> dict:
-    """ms per training step of sqn and ccql vs the matmul bound (implementation in agents/bench_train.py)."""
-    from recgym.agents.bench_train import bench_train
+    """ms per training step of sqn and ccql vs the matmul bound (implementation in benchmarks/train.py)."""
+    from benchmarks.train import bench_train
 
     print("\n== train: ms per training step (batch 256, d 64, 70,852 items)")
     return bench_train()
 
 
 def bench_gen_section(args: argparse.Namespace) -> dict:
-    """GPTRec lists/s with and without the KV cache, and the PPO-update choice (agents/bench_gen.py)."""
-    from recgym.agents.bench_gen import bench_gen
+    """GPTRec lists/s with and without the KV cache, and the PPO-update choice (benchmarks/gen.py)."""
+    from benchmarks.gen import bench_gen
 
     print("\n== gen: GPTRec Next-K lists/s (3,416 items, history 200, d 256, 3 layers, K 10)")
     return bench_gen()
@@ -228,8 +231,10 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], dict]] = {
 }
 
 
+@cli("benchmarks")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sections", nargs="+", choices=sorted(SECTIONS), metavar="SECTION",
                    help=f"one or more of: {', '.join(SECTIONS)}")
     p.add_argument("--rows", type=int, default=2_700_000, help="data: rows of the synthetic events.csv")
@@ -241,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     results = {name: SECTIONS[name](args) for name in args.sections}
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        atomic_write(args.json, json.dumps(results, indent=2))
     return 0
 
 

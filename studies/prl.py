@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The experiments of the PRL paper (Xin et al., SIGIR'22) in recgym: Tables 2–5, Figures 4–5.
 
-    python scripts/prl_study.py --quick --out runs/prl_quick          # < 90 s, tiny synthetic data
-    python scripts/prl_study.py --datasets synthetic,ml-100k,yoochoose-100k --seeds 0 1 2 \\
+    python -m studies.prl --quick --out runs/prl_quick          # < 90 s, tiny synthetic data
+    python -m studies.prl --datasets synthetic,ml-100k,yoochoose-100k --seeds 0 1 2 \\
         --data-dir ../shared/data --out docs/results/prl
 
 (a) Encoder table (Tables 2–3): for each encoder (sasrec, gru, caser, nextitnet) the encoder
@@ -21,14 +21,16 @@ last 50 ratings as one session, as PRL drops sessions longer than 50; split 80/1
 the encoder settings (hidden 64, batch 256, Adam lr 0.01, state_len 10) and the same number of
 training steps (600 by default, `--steps` / `--epochs`); SAC switches to the Q-weighted CE half-way.
 
-Writes ``results.json`` (every number, per seed, with the command), ``tables.md`` (mean ± std
-over seeds) and ``sweep.png`` into ``--out``.
+Writes ``results.json`` (every number, per seed, with the command), ``tables.md`` (mean ± sample
+std over seeds; each method against the cross-entropy model of its encoder, and each ablation
+against PRL, by a paired test by seed, Holm-corrected) and ``sweep.png`` into ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import functools
+import math
 import sys
 import time
 from pathlib import Path
@@ -36,12 +38,10 @@ from typing import Any
 
 import numpy as np
 
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-_SCRIPTS = Path(__file__).resolve().parent
-if str(_SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(_SCRIPTS))
+from recgym.errors import BadInputError, cli
+from recgym.experiments import map_units
+from recgym.experiments.cli import command_line, split_list
+from recgym.experiments.report import atomic_write, pyplot, rows_markdown, rows_over_seeds, save_figure, write_json
 
 ENCODERS = ("sasrec", "gru", "caser", "nextitnet")
 MUS = (0.5, 1, 2, 4, 8)
@@ -76,7 +76,7 @@ def load_data(dataset: str, seed: int, P: dict, data_dir: str | None) -> tuple[A
         return split_by_session(log.last_window(50), seed=seed), None
     if dataset == "yoochoose-100k":
         return rd.load_split("yoochoose-100k", data_dir, seed=seed), None
-    raise ValueError(f"prl_study: unknown dataset {dataset!r}; choose from {DATASETS}")
+    raise BadInputError(f"studies.prl: unknown dataset {dataset!r}; choose from {DATASETS}")
 
 
 def train(kind: str, encoder: str, sp: Any, seed: int, P: dict, **extra: Any) -> Any:
@@ -156,7 +156,7 @@ def sweep(sp: Any, world: Any, prl: Any) -> list[dict]:
     return out
 
 
-def _run_unit(unit: tuple[str, int], P: dict, data_dir: str | None, threads: int) -> dict[str, Any]:
+def _run_unit(P: dict, data_dir: str | None, threads: int, unit: tuple[str, int]) -> dict[str, Any]:
     """Every table of one (dataset, seed); runs in a worker process when ``--jobs > 1``."""
     import torch
 
@@ -177,43 +177,24 @@ def _run_unit(unit: tuple[str, int], P: dict, data_dir: str | None, threads: int
 
 
 # ------------------------------------------------------------------------------ reporting
-def _agg(rows_by_seed: list[list[dict[str, Any]]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
-    out = []
-    for i, first in enumerate(rows_by_seed[0]):
-        row = {k: first[k] for k in keys}
-        for col in first:
-            if col in keys:
-                continue
-            vals = [r[i][col] for r in rows_by_seed if r[i][col] is not None and not np.isnan(r[i][col])]
-            row[col] = (float(np.mean(vals)), float(np.std(vals))) if vals else None
-        out.append(row)
-    return out
+def _metric(rows: list[dict[str, Any]]) -> str:
+    """The tested column: purchase NDCG@20, or click NDCG@20 on a clicks-only log."""
+    v = rows[0].get("ndcg@20_purchase")
+    return "ndcg@20_purchase" if v is not None and math.isfinite(v) else "ndcg@20_click"
 
 
-def _md_table(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> str:
-    cols = [c for c in rows[0] if c not in keys and any(r[c] is not None for r in rows)]
-    lines = ["| " + " | ".join(list(keys) + cols) + " |", "|" + "---|" * (len(cols) + len(keys))]
-    for r in rows:
-        cells = [str(r[k]) for k in keys]
-        for c in cols:
-            v = r[c]
-            if v is None:
-                cells.append("–")
-            elif isinstance(v, tuple):
-                fmt = ".1f" if c.startswith("reward") else ".4f"
-                cells.append(f"{v[0]:{fmt}} ± {v[1]:{fmt}}")
-            else:
-                cells.append(str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def encoder_markdown(per_seed: list[list[dict[str, Any]]]) -> str:
+    """Tables 2–3: one block per encoder, each method against that encoder's CE model."""
+    metric, parts = _metric(per_seed[0]), []
+    for enc in dict.fromkeys(r["encoder"] for r in per_seed[0]):
+        rows = rows_over_seeds([[r for r in s if r["encoder"] == enc] for s in per_seed], ("encoder", "method"),
+                               base=(enc, "CE"), metric=metric)
+        parts.append(rows_markdown(rows, ("encoder", "method"), base_label=f"{metric} vs CE"))
+    return "\n\n".join(parts)
 
 
 def plot_sweep(path: Path, sweeps: dict[str, list[list[dict[str, Any]]]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ds, per_seed in sweeps.items():
         for ax, param, label in ((axes[0], "mu", "μ (ε = 0)"), (axes[1], "eps", "ε (μ = 2)")):
@@ -231,10 +212,10 @@ def plot_sweep(path: Path, sweeps: dict[str, list[list[dict[str, Any]]]]) -> Non
     axes[1].set_title("Figure 5: inference reward deviation ε")
     axes[0].legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
+@cli("studies.prl")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny synthetic data, one seed (a smoke run, < 90 s)")
@@ -257,41 +238,25 @@ def main(argv: list[str] | None = None) -> int:
         P["agent"]["epochs"] = args.epochs
     if args.steps is not None and not args.quick:
         P["agent"]["steps"] = args.steps
-    datasets = ["synthetic"] if args.quick else [d.strip() for d in args.datasets.split(",") if d.strip()]
+    datasets = ["synthetic"] if args.quick else split_list(args.datasets)
     unknown = sorted(set(datasets) - set(DATASETS))
     if unknown:
-        print(f"prl_study: error: unknown dataset(s) {unknown}; choose from {', '.join(DATASETS)}", file=sys.stderr)
-        return 2
+        raise BadInputError(f"--datasets: unknown dataset(s) {unknown}; choose from {', '.join(DATASETS)}")
     seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    res: dict[str, Any] = {"command": "python scripts/prl_study.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                           "quick": args.quick, "seeds": seeds, "params": P,
-                           "encoders": {}, "ablations": {}, "sweep": {}, "errors": {}, "seconds_by_dataset": {}}
+    res: dict[str, Any] = {"command": command_line("python -m studies.prl", argv), "quick": args.quick, "seeds": seeds,
+                           "params": P, "encoders": {}, "ablations": {}, "sweep": {}, "errors": {},
+                           "seconds_by_dataset": {}}
     units = [(ds, seed) for ds in datasets for seed in seeds]
-    done: dict[tuple[str, int], dict[str, Any]] = {}
-
-    def record(u: tuple[str, int], r: dict[str, Any]) -> None:
-        done[u] = r
-        print(f"[{time.perf_counter() - t0:7.1f}s] {u[0]} seed {u[1]} ({r.get('seconds', 0):.0f} s)", flush=True)
-
-    if args.jobs > 1 and len(units) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-            futs = {pool.submit(_run_unit, u, P, args.data_dir, args.threads): u for u in units}
-            for f in as_completed(futs):
-                record(futs[f], f.result())
-    else:
-        for u in units:
-            record(u, _run_unit(u, P, args.data_dir, args.threads))
-    for ds, seed in units:  # assemble in seed order; a dataset that cannot load is reported once
-        r = done[(ds, seed)]
+    results = map_units(functools.partial(_run_unit, P, args.data_dir, args.threads), units, args.jobs,
+                        log=lambda u, r: print(f"[{time.perf_counter() - t0:7.1f}s] {u[0]} seed {u[1]} "
+                                               f"({r.get('seconds', 0):.0f} s)", flush=True))
+    for (ds, seed), r in zip(units, results):  # in seed order; a dataset that cannot load is reported once
         if "error" in r:
             if ds not in res["errors"]:
-                print(f"prl_study: {ds} skipped: {r['error']}", file=sys.stderr)
+                print(f"studies.prl: {ds} skipped: {r['error']}", file=sys.stderr)
             res["errors"][ds] = r["error"]
             continue
         for key in ("encoders", "ablations", "sweep"):
@@ -302,22 +267,25 @@ def main(argv: list[str] | None = None) -> int:
 
     title = "QUICK SMOKE RUN on tiny synthetic data — not results" if args.quick else "full run"
     md = [f"# PRL study ({title})",
-          f"\nCommand: `{res['command']}`; seeds {seeds}; {res['seconds']:.0f} s. Mean ± std over seeds; test split.\n"]
+          f"\nCommand: `{res['command']}`; seeds {seeds}; {res['seconds']:.0f} s. Mean ± sample std (ddof=1) over "
+          "seeds; test split. Δ: paired t-test by seed, Holm-corrected across the rows of a block.\n"]
     for ds, per_seed in res["encoders"].items():
-        md += [f"\n## Encoder table (Tables 2–3) — {ds} ({res['seconds_by_dataset'][ds]:.0f} s of worker time over the seeds, with ablations/sweeps)\n",
-               _md_table(_agg(per_seed, ("encoder", "method")), ("encoder", "method"))]
+        md += [f"\n## Encoder table (Tables 2–3) — {ds} ({res['seconds_by_dataset'][ds]:.0f} s of worker time over "
+               "the seeds, with ablations/sweeps)\n", encoder_markdown(per_seed)]
     for ds, per_seed in res["ablations"].items():
-        md += [f"\n## Ablations, GRU (Tables 4–5) — {ds}\n", _md_table(_agg(per_seed, ("method",)), ("method",))]
+        metric = _metric(per_seed[0])
+        rows = rows_over_seeds(per_seed, ("method",), base=("PRL",), metric=metric)
+        md += [f"\n## Ablations, GRU (Tables 4–5) — {ds}\n", rows_markdown(rows, ("method",), base_label=f"{metric} vs PRL")]
     for ds, per_seed in res["sweep"].items():
         md += [f"\n## Inference prompt sweep, GRU-PRL (Figures 4–5) — {ds}\n",
-               _md_table(_agg(per_seed, ("param", "value")), ("param", "value"))]
+               rows_markdown(rows_over_seeds(per_seed, ("param", "value")), ("param", "value"))]
     for k, v in res["errors"].items():
         md.append(f"\n**{k} not run:** {v}")
     if res["sweep"]:
         plot_sweep(out / "sweep.png", res["sweep"])
         md.append("\n![μ and ε sweeps](sweep.png)")
-    (out / "tables.md").write_text("\n".join(md) + "\n")
-    (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
+    atomic_write(out / "tables.md", "\n".join(md) + "\n")
+    write_json(out / "results.json", res, indent=1)
     print("\n".join(md))
     print(f"wrote {out / 'results.json'}, {out / 'tables.md'} in {res['seconds']:.1f}s")
     return 0

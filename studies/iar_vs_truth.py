@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How well the MF simulator's iAR@1 ranks policies, against the Synthetic world's true value.
 
-    python scripts/iar_vs_truth.py --seeds 0 1
+    python -m studies.iar_vs_truth --seeds 0 1
 
 On a Synthetic world whose policies' true values are well apart (``purchase_offset=0.5,
 quality_pop_corr=0.6``; 400 users, 150 items, 20 ratings each, history 50) it scores five diverse
@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-from recgym.envs.mf_user import MFUserEnv  # noqa: E402
+from recgym.envs.mf_user import MFUserEnv
+from recgym.errors import cli
 
 WORLD = dict(n_users=400, n_items=150, ratings_per_user=20, state_len=50, purchase_offset=0.5, quality_pop_corr=0.6)
 
@@ -73,12 +69,15 @@ def sasrec_policy(env: MFUserEnv, seed: int = 0) -> np.ndarray:
     sp, n = env.split_data, env.n_items
     agent = SASRecAgent(sp.n_items, seed=seed, hidden=32, state_len=50, steps=300, eval_every=300, all_positions=True)
     agent.fit(sp.train, None, progress=False, log=lambda m: None)
-    s = agent.scores(torch.from_numpy(env.hist[:, :50]).long(), torch.from_numpy(np.minimum(env.hlen, 50)).long()).numpy()
+    with torch.no_grad():
+        s = agent.scores(torch.from_numpy(env.hist[:, :50]).long(), torch.from_numpy(np.minimum(env.hlen, 50)).long())
+    s = s.detach().float().cpu().numpy()
     seen = np.zeros((len(env.users), n + 1), dtype=bool)
     seen[np.arange(len(env.users))[:, None], env.hist] = True
     return np.where(seen[:, :n], -np.inf, s).argmax(1)
 
 
+@cli("studies.iar_vs_truth")
 def main(argv: list[str] | None = None) -> int:
     from scipy.stats import spearmanr
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The two experiments of the LPI paper (Liang & Vlassis) in recgym, plus its Figures 2 and 3.
 
-    python scripts/lpi_study.py --quick --out runs/lpi_quick          # < 90 s, tiny synthetic data
-    python scripts/lpi_study.py --datasets synthetic,ml-100k --seeds 0 1 2 --data-dir ../shared/data \\
+    python -m studies.lpi --quick --out runs/lpi_quick          # < 90 s, tiny synthetic data
+    python -m studies.lpi --datasets synthetic,ml-100k --seeds 0 1 2 --data-dir ../shared/data \\
         --out docs/results/lpi
 
 (a) Contextual bandit (Table 1) on a rating log split leave-one-out, served by the MF user
@@ -16,15 +16,15 @@
 (d) Figure 3: per-session test NDCG@20 of μ̂, SQN and LPI^RL bucketed by the number of clicks /
     purchases in the session, with a paired t-test LPI^RL vs SQN per bucket.
 
-Writes ``results.json`` (every number, per seed, with the config), ``tables.md`` (mean ± std over
-seeds), ``sweep.png`` and ``by_length.png`` into ``--out``.
+Writes ``results.json`` (every number, per seed, with the config), ``tables.md`` (mean ± sample std
+over seeds; Tables 1 and 3 with a paired test by seed against μ̂, Holm-corrected across policies),
+``sweep.png`` and ``by_length.png`` into ``--out`` (atomically, :mod:`recgym.experiments.report`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
+import functools
 import sys
 import time
 from pathlib import Path
@@ -32,9 +32,11 @@ from typing import Any
 
 import numpy as np
 
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+from recgym.errors import BadInputError, cli
+from recgym.evaluate import greedy_actions
+from recgym.experiments import map_units
+from recgym.experiments.cli import command_line, split_list
+from recgym.experiments.report import atomic_write, pyplot, rows_markdown, rows_over_seeds, save_figure, write_json
 
 QUICK = dict(
     world=dict(n_users=150, n_items=60, n_genres=6),
@@ -58,16 +60,6 @@ def _silent(msg: str) -> None:
 def _fit(agent: Any, sp: Any, protocol: str) -> Any:
     agent.fit(sp.train, sp.valid, protocol=protocol, progress=False, log=_silent)
     return agent
-
-
-def _greedy(agent: Any, hist: np.ndarray, hlen: np.ndarray, batch: int = 1024) -> np.ndarray:
-    import torch
-
-    out = []
-    for lo in range(0, len(hist), batch):
-        s = agent.scores(torch.from_numpy(hist[lo : lo + batch]), torch.from_numpy(hlen[lo : lo + batch]))
-        out.append(s.argmax(1).cpu().numpy())
-    return np.concatenate(out)
 
 
 # ------------------------------------------------------------------------------ (a) bandit
@@ -104,7 +96,7 @@ def bandit_table(dataset: str, seed: int, P: dict, data_dir: str | None, work: P
 
     rows = []
     for name, agent in policies:
-        g = _greedy(agent, hist, hlen)
+        g = greedy_actions(agent, hist, hlen)
         row: dict[str, Any] = {"policy": name, "AR@1": float(metrics.ar_at_1(g, env.targets, env.target_rewards).mean()),
                                "iAR@1": float(env.imputed_reward(env.users, g).mean())}
         if env.world is not None:
@@ -122,11 +114,9 @@ def mdp_split(dataset: str, seed: int, P: dict, data_dir: str | None) -> Any:
         from recgym.sim.world import World
 
         return split_by_session(World(seed=seed, **P["world"]).generate(P["n_sessions"]), seed=seed)
-    import recgym.data as rd
+    from recgym.data import load
 
-    if not hasattr(rd, "load"):
-        raise RuntimeError("recgym.data.load is not available yet (source loaders missing)")
-    log = rd.load(dataset, data_dir, reward_scheme="click-purchase")
+    log = load(dataset, data_dir, reward_scheme="click-purchase")
     return split_by_session(log.last_window(20), seed=seed)  # the paper keeps the last 20 actions
 
 
@@ -226,7 +216,7 @@ def by_length(sp: Any, agents: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _run_unit(unit: tuple[str, str, int], P: dict, data_dir: str | None, work: str, threads: int) -> dict[str, Any]:
+def _run_unit(P: dict, data_dir: str | None, work: str, threads: int, unit: tuple[str, str, int]) -> dict[str, Any]:
     """One (part, dataset, seed) of the study; runs in a worker process when ``--jobs > 1``."""
     import torch
 
@@ -244,45 +234,18 @@ def _run_unit(unit: tuple[str, str, int], P: dict, data_dir: str | None, work: s
 
 
 # ------------------------------------------------------------------------------ reporting
-def _agg(rows_by_seed: list[list[dict[str, Any]]], key: str = "policy") -> list[dict[str, Any]]:
-    """Mean and std over seeds of every numeric column, row by row."""
-    out = []
-    for i, first in enumerate(rows_by_seed[0]):
-        row = {key: first[key]}
-        for col, v in first.items():
-            if col == key:
-                continue
-            vals = [r[i][col] for r in rows_by_seed if r[i][col] is not None]
-            row[col] = (float(np.mean(vals)), float(np.std(vals))) if vals else None
-        out.append(row)
-    return out
+BASE = "μ̂"
+"""The family's base model: the logging policy estimate every LPI agent starts from."""
 
 
-def _md_table(rows: list[dict[str, Any]], key: str = "policy", std: bool = True) -> str:
-    cols = [c for c in rows[0] if c != key]
-    lines = ["| " + " | ".join([key] + cols) + " |", "|" + "---|" * (len(cols) + 1)]
-    for r in rows:
-        cells = [str(r[key])]
-        for c in cols:
-            v = r[c]
-            if v is None:
-                cells.append("–")
-            elif isinstance(v, tuple):
-                cells.append(f"{v[0]:.3f} ± {v[1]:.3f}" if std else f"{v[0]:.3f}")
-            elif isinstance(v, float):
-                cells.append(f"{v:.3f}")
-            else:
-                cells.append(str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def _table(per_seed: list[list[dict[str, Any]]], metric: str | None) -> str:
+    base = next((r["policy"] for r in per_seed[0] if r["policy"].startswith(BASE)), None)
+    rows = rows_over_seeds(per_seed, ("policy",), base=(base,) if metric else None, metric=metric)
+    return rows_markdown(rows, ("policy",), digits=3, base_label=f"{metric} vs {base}" if metric else None)
 
 
 def plot_sweep(path: Path, sweeps: dict[str, list[list[dict[str, Any]]]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
     for ds, per_seed in sweeps.items():
         for r, param in enumerate(("beta", "lam")):
@@ -298,20 +261,14 @@ def plot_sweep(path: Path, sweeps: dict[str, list[list[dict[str, Any]]]]) -> Non
     axes[0, 0].legend()
     fig.suptitle("LPI^RL: β sweep (λ=1, top) and λ sweep (β=1, bottom)")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def plot_by_length(path: Path, breakdown: dict[str, list[dict[str, Any]]]) -> None:
     import warnings
 
-    import matplotlib
-
     warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)  # empty buckets plot as gaps
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(len(breakdown), 2, figsize=(11, 3.5 * len(breakdown)), squeeze=False)
     for i, (ds, per_seed) in enumerate(breakdown.items()):
         for j, kind in enumerate(("click", "purchase")):
@@ -326,10 +283,10 @@ def plot_by_length(path: Path, breakdown: dict[str, list[dict[str, Any]]]) -> No
             axes[i, j].set_title(f"{ds}: session {kind} NDCG@20 by #{kind}s")
             axes[i, j].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
+@cli("studies.lpi")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny synthetic data, one seed (a smoke run, < 90 s)")
@@ -345,42 +302,29 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     P = QUICK if args.quick else FULL
-    datasets = ["synthetic"] if args.quick else [d.strip() for d in args.datasets.split(",") if d.strip()]
+    datasets = ["synthetic"] if args.quick else split_list(args.datasets)
     unknown = sorted(set(datasets) - {"synthetic", "ml-100k", "ml-1m", "netflix"})
     if unknown:
-        print(f"lpi_study: error: unknown dataset(s) {unknown}", file=sys.stderr)
-        return 2
+        raise BadInputError(f"--datasets: unknown dataset(s) {unknown}")
     seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
     out = Path(args.out)
     work = out / "models"
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    res: dict[str, Any] = {"command": "python scripts/lpi_study.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                           "quick": args.quick, "seeds": seeds,
+    res: dict[str, Any] = {"command": command_line("python -m studies.lpi", argv), "quick": args.quick, "seeds": seeds,
                            "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in P.items()},
                            "bandit": {}, "mdp": {}, "sweep": {}, "by_length": {}, "errors": {}}
-    units = [(part, ds, seed) for ds in datasets for part in ("bandit", "mdp") for seed in seeds]
-    done: dict[tuple[str, str, int], dict[str, Any]] = {}
-    if args.jobs > 1 and len(units) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-            # longest units first (MDP before bandit, bigger data first), so no long unit runs alone at the end
-            order = sorted(units, key=lambda u: (u[0] != "mdp", u[1] == "synthetic"))
-            futs = {pool.submit(_run_unit, u, P, args.data_dir, str(work), args.threads): u for u in order}
-            for f in as_completed(futs):
-                done[futs[f]] = f.result()
-                print(f"[{time.perf_counter() - t0:6.1f}s] {' '.join(map(str, futs[f]))}", flush=True)
-    else:
-        for u in units:
-            done[u] = _run_unit(u, P, args.data_dir, str(work), args.threads)
-            print(f"[{time.perf_counter() - t0:6.1f}s] {' '.join(map(str, u))}", flush=True)
-    for part, ds, seed in units:  # assemble in seed order; a dataset that cannot load is reported once
+    # longest units first (MDP before bandit, bigger data first), so no long unit runs alone at the end
+    units = sorted([(part, ds, seed) for ds in datasets for part in ("bandit", "mdp") for seed in seeds],
+                   key=lambda u: (u[0] != "mdp", u[1] == "synthetic"))
+    results = map_units(functools.partial(_run_unit, P, args.data_dir, str(work), args.threads), units, args.jobs,
+                        log=lambda u, r: print(f"[{time.perf_counter() - t0:6.1f}s] {' '.join(map(str, u))}", flush=True))
+    done = dict(zip(units, results))
+    for part, ds, seed in sorted(units, key=lambda u: (u[1], u[0], u[2])):  # assemble in seed order
         r = done[(part, ds, seed)]
         if "error" in r:
             if f"{part}/{ds}" not in res["errors"]:
-                print(f"lpi_study: {part} on {ds} skipped: {r['error']}", file=sys.stderr)
+                print(f"studies.lpi: {part} on {ds} skipped: {r['error']}", file=sys.stderr)
             res["errors"][f"{part}/{ds}"] = r["error"]
             continue
         for key, value in r.items():
@@ -388,17 +332,18 @@ def main(argv: list[str] | None = None) -> int:
     res["seconds"] = time.perf_counter() - t0
 
     md = [f"# LPI study ({'QUICK SMOKE RUN on tiny synthetic data — not results' if args.quick else 'full'})",
-          f"\nCommand: `{res['command']}`; seeds {seeds}; {res['seconds']:.0f} s. Mean ± std over seeds.\n"]
+          f"\nCommand: `{res['command']}`; seeds {seeds}; {res['seconds']:.0f} s. Mean ± sample std (ddof=1) over "
+          "seeds; Δ: paired t-test by seed against μ̂, Holm-corrected across the policies of the table.\n"]
     for ds, per_seed in res["bandit"].items():
-        md += [f"\n## Table 1 (contextual bandit) — {ds}\n", _md_table(_agg(per_seed))]
+        md += [f"\n## Table 1 (contextual bandit) — {ds}\n", _table(per_seed, "iAR@1")]
     for ds, per_seed in res["mdp"].items():
-        md += [f"\n## Table 3 (MDP) — {ds}\n", _md_table(_agg(per_seed))]
+        md += [f"\n## Table 3 (MDP) — {ds}\n", _table(per_seed, "ndcg@20_purchase")]
     for ds, per_seed in res["by_length"].items():
         for kind in ("click", "purchase"):
-            rows = [[r for r in s[kind]["rows"]] for s in per_seed]
+            rows = [s[kind]["rows"] for s in per_seed]
             md += [f"\n## Figure 3 data — {ds}, session {kind} NDCG@20 by #{kind}s "
-                   f"(p: paired t-test LPI^RL vs {per_seed[0][kind]['rival']}, seed {seeds[0]})\n",
-                   _md_table(_agg(rows, key="bucket"), key="bucket")]
+                   f"(p: paired t-test over sessions LPI^RL vs {per_seed[0][kind]['rival']}, mean over seeds)\n",
+                   rows_markdown(rows_over_seeds(rows, ("bucket",)), ("bucket",), digits=3)]
     for k, v in res["errors"].items():
         md.append(f"\n**{k} not run:** {v}")
     if res["sweep"]:
@@ -407,8 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     if res["by_length"]:
         plot_by_length(out / "by_length.png", res["by_length"])
         md.append("\n![gains by sequence length](by_length.png)")
-    (out / "tables.md").write_text("\n".join(md) + "\n")
-    (out / "results.json").write_text(json.dumps(res, indent=1, default=lambda o: None) + "\n")
+    atomic_write(out / "tables.md", "\n".join(md) + "\n")
+    write_json(out / "results.json", res, indent=1)
     print("\n".join(md))
     print(f"wrote {out / 'results.json'}, {out / 'tables.md'} in {res['seconds']:.1f}s")
     return 0

@@ -1,7 +1,7 @@
-"""One experiment = one agent x one seed on one dataset: train (or reuse), evaluate, write results.
+"""One job = one agent x one seed on one dataset: train (or reuse), evaluate, write ``results.json``.
 
-This is the single implementation behind ``scripts/offline_eval.py`` (one job from the command
-line) and ``scripts/compare.py`` (many jobs, see :mod:`recgym.agents.compare`)::
+The single implementation behind ``scripts/offline_eval.py`` (one job), ``scripts/compare.py`` and
+the studies (many jobs, fanned out by :mod:`recgym.experiments.fanout`)::
 
     spec = JobSpec(agent="sasrec", dataset="synthetic", seed=0, out="runs/x", steps=200,
                    data_params={"n_sessions": 500}, sims=["recgym/MFUser-Synthetic-v0"], true_value=True)
@@ -15,14 +15,10 @@ were not asked for before, from ``model.pt``). A directory without one resumes f
 An exclusive ``flock`` on ``<job>/.lock`` keeps two processes from running the same job at once;
 the kernel releases it when its holder dies, even by SIGKILL.
 
-Simulated evaluation (:func:`evaluate_in_env`): in an MF user env (``recgym/MFUser-*``,
-``recgym/NetflixIAR-v0``) every held-out context is scored in one batched pass: the agent's greedy
-item gets the imputed reward (``iar@1``), the observed reward when it is the logged item
-(``ar@1``, ``hit@1``) and, on Synthetic, the World's true expected reward (``true@1``). This equals
-the mean return of the ``horizon=1`` env over all its contexts, without sampling noise. Any other
-env id is run episode by episode (``sim_episodes``) with the agent's greedy, mask-respecting action.
-On Synthetic, :func:`true_value_on_log` gives the oracle value of the greedy policy on the logged
-test contexts (``recgym.sim.World.true_value``).
+Simulated evaluation is :func:`recgym.evaluate.evaluate_in_env`; how an env is built on the job's
+data is the env's own business: a class that defines ``job_kwargs(dataset=, seed=, data_params=,
+data_dir=, download=, cache_dir=)`` (e.g. :class:`recgym.envs.mf_user.MFUserEnv`) says so itself,
+any other env gets the job's data arguments and split seed (:func:`default_env_kwargs`).
 """
 
 from __future__ import annotations
@@ -30,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -42,6 +39,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from recgym.errors import BadInputError, BusyError, DivergedError, RecgymError
+
 RESULTS = "results.json"
 JOB_SPEC = "job.json"
 
@@ -51,17 +50,6 @@ DEFAULT_SIMS: dict[str, list[str]] = {
     "netflix": ["recgym/NetflixIAR-v0"],
 }
 """Simulator env ids evaluated by default per dataset (the MF user simulator of that data)."""
-
-_DATA_ONLY_PARAMS = ("n_sessions", "world_seed")
-"""Synthetic loader parameters that are not ``World`` config fields."""
-
-
-class ExperimentError(Exception):
-    """A job cannot run. ``code``: 2 bad arguments (agent / dataset / parameter), 3 training diverged."""
-
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 # ---------------------------------------------------------------------------- the spec
@@ -74,6 +62,9 @@ class JobSpec:
     dataset: str = "synthetic"
     seed: int = 0
     """Seeds the split, numpy and torch."""
+    protocol: str | None = None
+    """``"session"`` or ``"loo"``; ``None`` = the dataset's default (``recgym.data.load_split``). Another
+    protocol than the default drops the dataset's agent presets (they belong to the default one)."""
     out: str | None = None
     """Job directory (default ``runs/<dataset>/<agent>/seed<N>``)."""
     data_dir: str | None = None
@@ -93,6 +84,12 @@ class JobSpec:
     """Episodes for envs that are not MF user envs."""
     true_value: bool = False
     """Synthetic only: the World oracle's value of the greedy policy on the logged test contexts."""
+    test_extras: list[str] = field(default_factory=list)
+    """``"module:function"`` names of ``f(agent, split) -> dict`` whose entries join the test metrics
+    (a study's own diagnostics, e.g. ``studies.qlearning:neg_q_fraction``)."""
+    keep_diverged: bool = False
+    """On a non-finite loss keep the best weights so far and record ``"diverged"`` (a study), instead
+    of failing the job (:class:`recgym.errors.DivergedError`)."""
     threads: int = 1
     progress: bool = False
     ignore_overrides: bool = False
@@ -130,7 +127,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set/--data-param expects KEY=VALUE, got {pair!r}")
+            raise BadInputError(f"--set/--data-param expects KEY=VALUE, got {pair!r}")
         try:
             out[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
@@ -159,53 +156,8 @@ def versions() -> dict[str, str]:
 
 def clean_metrics(metrics: dict[str, Any]) -> dict[str, float | None]:
     """Flat, lowercase, JSON-safe (NaN -> null) metrics."""
-    return {str(k).lower(): (None if isinstance(v, float) and not math.isfinite(v) else float(v)) for k, v in metrics.items()}
-
-
-def format_table(valid: dict[str, Any], test: dict[str, Any]) -> str:
-    """The valid / test metric table printed by ``offline_eval``."""
-    keys = [k for k in test if not k.startswith("n_")] + [k for k in test if k.startswith("n_")]
-    width = max(len(k) for k in keys) if keys else 6
-
-    def fmt(v: Any) -> str:
-        if v is None:
-            return "-"
-        return f"{v:.0f}" if float(v).is_integer() and abs(v) >= 1 else f"{v:.4f}"
-
-    lines = [f"{'metric':<{width}}  {'valid':>10}  {'test':>10}", "-" * (width + 24)]
-    lines += [f"{k:<{width}}  {fmt(valid.get(k)):>10}  {fmt(test.get(k)):>10}" for k in keys]
-    return "\n".join(lines)
-
-
-def plot_curves(path: Path, curves: list[dict[str, float]], metric: str | None, title: str) -> None:
-    """Validation ``metric`` (and the train loss) vs training step, as a PNG written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from recgym.data.io import atomic_path
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    pts = [c for c in curves if metric and c.get(metric) is not None and math.isfinite(c[metric])]
-    if pts:
-        ax.plot([c["step"] for c in pts], [c[metric] for c in pts], "o-", label=f"valid {metric}")
-        ax.set_xlabel("training step")
-        ax.set_ylabel(metric)
-        if any("loss" in c for c in curves):
-            ax2 = ax.twinx()
-            ax2.plot([c["step"] for c in curves], [c["loss"] for c in curves], "--", color="grey", label="train loss")
-            ax2.set_ylabel("train loss")
-        ax.legend(loc="lower right")
-    else:
-        ax.text(0.5, 0.5, "no training curve\n(non-iterative agent: fitted in one pass)", ha="center", va="center",
-                transform=ax.transAxes)
-        ax.set_axis_off()
-    ax.set_title(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    return {str(k).lower(): (None if v is None or (isinstance(v, float) and not math.isfinite(v)) else float(v))
+            for k, v in metrics.items()}
 
 
 def read_results(job_dir: str | Path) -> dict[str, Any] | None:
@@ -219,14 +171,34 @@ def read_results(job_dir: str | Path) -> dict[str, Any] | None:
 
 
 def missing_evaluations(results: dict[str, Any] | None, spec: JobSpec) -> list[str]:
-    """What ``spec`` asks for that ``results`` lacks: ``["train"]`` (no results at all), or the sim
-    env ids / ``"true_value"`` not evaluated yet."""
+    """What ``spec`` asks for that ``results`` lacks: ``["train"]`` (no results at all, or results of
+    a torn one), or the sim env ids / ``"true_value"`` not evaluated yet."""
     if results is None or "test" not in results or "valid" not in results:
         return ["train"]
     todo = [s for s in spec.sims if s not in results.get("sim", {})]
     if spec.true_value and "true_value" not in results:
         todo.append("true_value")
     return todo
+
+
+def stored_identity(job_dir: str | Path) -> dict[str, Any] | None:
+    """The identity of the job ``job_dir`` holds (its ``job.json``; fields added to :class:`JobSpec`
+    since it was written count at their defaults), or ``None`` when there is none."""
+    try:
+        before = json.loads((Path(job_dir) / JOB_SPEC).read_text()).get("identity")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return None if before is None else json.loads(json.dumps(JobSpec.from_dict(before).identity()))
+
+
+def finished_results(spec: JobSpec) -> dict[str, Any] | None:
+    """The results of ``spec``'s job when it is finished with everything ``spec`` asks for and was
+    trained with the same spec; else ``None`` (a folder holding another spec's job does not count)."""
+    res = read_results(spec.job_dir())
+    before = stored_identity(spec.job_dir())
+    if missing_evaluations(res, spec) or (before is not None and before != json.loads(json.dumps(spec.identity()))):
+        return None
+    return res
 
 
 @contextlib.contextmanager
@@ -240,7 +212,7 @@ def job_lock(job_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ExperimentError(f"{job_dir}: another process is running this job (locked {job_dir / '.lock'})") from None
+            raise BusyError(f"{job_dir}: another process is running this job (locked {job_dir / '.lock'})") from None
         # only the lock holder writes here, so a temporary file of an atomic write is a leftover of a
         # process killed mid-write (e.g. the job beside a crashed worker): remove it
         for stale in job_dir.glob(".*.tmp"):
@@ -252,14 +224,28 @@ def job_lock(job_dir: Path) -> Iterator[None]:
 
 # ---------------------------------------------------------------------------- build
 def load_job_split(spec: JobSpec) -> Any:
-    """``recgym.data.load_split`` for the spec (errors become :class:`ExperimentError`)."""
+    """``recgym.data.load_split`` for the spec (errors become :class:`BadInputError`)."""
     from recgym.data import load_split
 
     try:
         return load_split(spec.dataset, spec.data_dir, reward_scheme=spec.reward_scheme, seed=spec.seed,
-                          download=spec.download, **spec.data_params)
+                          protocol=spec.protocol, download=spec.download, **spec.data_params)
+    except RecgymError:
+        raise
     except (ValueError, TypeError, FileNotFoundError) as e:
-        raise ExperimentError(f"dataset {spec.dataset!r}: {e}") from e
+        raise BadInputError(f"dataset {spec.dataset!r}: {e}") from e
+
+
+def preset_dataset(spec: JobSpec) -> str | None:
+    """The dataset whose agent presets apply: ``spec.dataset``, unless the job overrides its protocol."""
+    from recgym.data.registry import get_source
+
+    if spec.protocol is None:
+        return spec.dataset
+    try:
+        return spec.dataset if get_source(spec.dataset).protocol == spec.protocol else None
+    except ValueError as e:
+        raise BadInputError(str(e)) from e
 
 
 def agent_overrides(spec: JobSpec, warn: Callable[[str], None] = print) -> dict[str, Any]:
@@ -270,7 +256,7 @@ def agent_overrides(spec: JobSpec, warn: Callable[[str], None] = print) -> dict[
     try:
         cls = get_agent_class(spec.agent)
     except ValueError as e:
-        raise ExperimentError(str(e)) from e
+        raise BadInputError(str(e)) from e
     fields = {f.name for f in dataclasses.fields(cls.Config)}
     overrides = dict(spec.overrides)
     if spec.ignore_overrides:
@@ -283,7 +269,7 @@ def agent_overrides(spec: JobSpec, warn: Callable[[str], None] = print) -> dict[
                 warn(f"note: --{key} ignored, agent {spec.agent!r} is not trained iteratively")
     if spec.logging_policy is not None:
         if "logging_policy" not in fields:
-            raise ExperimentError(f"--logging-policy: agent {spec.agent!r} does not use a logging policy")
+            raise BadInputError(f"--logging-policy: agent {spec.agent!r} does not use a logging policy")
         overrides["logging_policy"] = spec.logging_policy
     if spec.steps is not None and "epochs" in fields:
         overrides.pop("epochs", None)
@@ -296,9 +282,10 @@ def build_agent(spec: JobSpec, n_items: int, protocol: str, warn: Callable[[str]
 
     overrides = agent_overrides(spec, warn)
     try:
-        return make_agent(spec.agent, n_items, seed=spec.seed, dataset=spec.dataset, protocol=protocol, **overrides)
+        return make_agent(spec.agent, n_items, seed=spec.seed, dataset=preset_dataset(spec), protocol=protocol,
+                          **overrides)
     except (TypeError, ValueError) as e:
-        raise ExperimentError(str(e)) from e
+        raise BadInputError(str(e)) from e
 
 
 def load_trained_agent(job_dir: str | Path, agent: str) -> Any:
@@ -308,39 +295,49 @@ def load_trained_agent(job_dir: str | Path, agent: str) -> Any:
     return get_agent_class(agent).load(Path(job_dir) / "model.pt")
 
 
-# ---------------------------------------------------------------------------- simulation
-def sim_env_kwargs(spec: JobSpec, env_id: str, mf_dir: Path | None = None) -> dict[str, Any]:
-    """Keyword arguments that build ``env_id`` on the same data as the job.
+def _resolve(name: str) -> Any:
+    """The object named ``"module:attr"``."""
+    mod, sep, attr = name.partition(":")
+    if not sep:
+        raise BadInputError(f"expected 'module:name', got {name!r}")
+    try:
+        return getattr(importlib.import_module(mod), attr)
+    except (ImportError, AttributeError) as e:
+        raise BadInputError(f"cannot import {name!r}: {e}") from e
 
-    MF user env on Synthetic: the World of the logged data (``world_seed`` -> env ``seed``,
-    ``World`` config fields passed through, ``n_sessions`` dropped). Other envs: ``data_dir`` /
-    ``download`` / every loader parameter. ``mf_dir`` caches the fitted MF imputer (``mf_path``)
-    so every job reuses one fit."""
+
+# ---------------------------------------------------------------------------- simulation
+def default_env_kwargs(*, dataset: str, seed: int, data_params: dict[str, Any], data_dir: str | None,
+                       download: bool, cache_dir: Path | None = None) -> dict[str, Any]:
+    """Keyword arguments that build an env without its own ``job_kwargs`` on the job's data: every
+    loader parameter, ``data_dir`` / ``download`` and the job's split seed (so the env's test part is
+    the job's test part)."""
+    kw: dict[str, Any] = dict(data_params)
+    if data_dir is not None:
+        kw["data_dir"] = data_dir
+    kw["download"] = download
+    kw["seed"] = seed
+    return kw
+
+
+def sim_env_kwargs(spec: JobSpec, env_id: str, mf_dir: Path | None = None) -> dict[str, Any]:
+    """Keyword arguments that build ``env_id`` on the same data as the job, on its held-out
+    (``split="test"``) contexts: the env class's ``job_kwargs`` when it has one, else
+    :func:`default_env_kwargs`. ``mf_dir`` is a cache folder the env may use (fitted imputers)."""
     import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
 
     import recgym  # noqa: F401  (registers the ids)
 
     if env_id not in gym.registry:
-        raise ExperimentError(f"--sim: unknown env id {env_id!r}; recgym ids: "
-                              + ", ".join(sorted(k for k in gym.registry if k.startswith("recgym/"))))
-    entry = str(gym.registry[env_id].entry_point)
-    kw: dict[str, Any] = {}
-    if spec.dataset == "synthetic" and "mf_user" in entry:  # the MF env builds the World itself
-        kw["seed"] = int(spec.data_params.get("world_seed", 0))
-        kw.update({k: v for k, v in spec.data_params.items() if k not in _DATA_ONLY_PARAMS})
-    else:
-        kw.update(spec.data_params)
-        if spec.data_dir is not None:
-            kw["data_dir"] = spec.data_dir
-        kw["download"] = spec.download
-        # replay / slate envs: the job's split seed, so the env's test part is the job's test part;
-        # MF envs: one fixed imputer (seed 0), the same yardstick for every agent and seed
-        kw["seed"] = 0 if "mf_user" in entry else spec.seed
+        raise BadInputError(f"--sim: unknown env id {env_id!r}; recgym ids: "
+                            + ", ".join(sorted(k for k in gym.registry if k.startswith("recgym/"))))
+    entry = gym.registry[env_id].entry_point
+    env_cls = load_env_creator(entry) if isinstance(entry, str) else entry
+    make_kwargs = getattr(env_cls, "job_kwargs", None) or default_env_kwargs
+    kw = make_kwargs(dataset=spec.dataset, seed=spec.seed, data_params=dict(spec.data_params), data_dir=spec.data_dir,
+                     download=spec.download, cache_dir=None if mf_dir is None else Path(mf_dir))
     kw["split"] = "test"  # held-out contexts, never the ones the agent trained on
-    if "mf_user" in entry:
-        if mf_dir is not None:
-            tag = hashlib.sha1(json.dumps([env_id, kw], sort_keys=True, default=str).encode()).hexdigest()[:12]
-            kw["mf_path"] = str(Path(mf_dir) / f"{env_id.replace('/', '_')}-{tag}.npz")
     return kw
 
 
@@ -351,88 +348,12 @@ def make_sim_env(spec: JobSpec, env_id: str, mf_dir: Path | None = None) -> Any:
     try:
         return gym.make(env_id, **kw)
     except (TypeError, ValueError, FileNotFoundError) as e:
-        raise ExperimentError(f"--sim {env_id}: cannot build the env for dataset {spec.dataset!r} ({e})") from e
+        raise BadInputError(f"--sim {env_id}: cannot build the env for dataset {spec.dataset!r} ({e})") from e
 
 
-def _greedy(agent: Any, hist: np.ndarray, hlen: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """The agent's top-1 item for right-padded histories ``[B, L]`` with lengths ``[B]`` -> int64 ``[B]``."""
-    import torch
-
-    from recgym.data.windows import last_items_of_rows
-
-    states, lengths = last_items_of_rows(hist, hlen, int(agent.state_len), int(agent.n_items))
-    out = np.empty(len(hist), dtype=np.int64)
-    with torch.no_grad():
-        for lo in range(0, len(hist), batch_size):
-            s = agent.scores(torch.from_numpy(states[lo : lo + batch_size]), torch.from_numpy(lengths[lo : lo + batch_size]))
-            out[lo : lo + batch_size] = torch.as_tensor(s).float().argmax(dim=1).cpu().numpy()
-    return out
-
-
-def evaluate_in_env(agent: Any, env: Any, episodes: int = 200, seed: int = 0) -> dict[str, float]:
-    """Simulated value of ``agent``'s greedy policy in ``env`` (see the module docstring).
-
-    MF user envs: ``{"iar@1", "ar@1", "hit@1", "n_contexts"}`` (+ ``"true@1"`` on Synthetic), over
-    every held-out context. Other envs: ``{"mean_return", "episodes"}`` + the mean of the numeric
-    ``"...@..."`` entries of each episode's final ``info``."""
-    u = env.unwrapped
-    if getattr(u, "n_items", agent.n_items) != agent.n_items:
-        raise ExperimentError(f"env {env.spec.id if env.spec else u!r} has n_items={u.n_items}, the agent {agent.n_items}")
-    if hasattr(u, "imputed_reward") and hasattr(u, "targets"):
-        hlen = np.asarray(u.hlen, dtype=np.int64).reshape(-1)
-        items = _greedy(agent, np.asarray(u.hist), hlen)
-        users = np.asarray(u.users, dtype=np.int64)
-        hit = items == np.asarray(u.targets)
-        out = {"iar@1": float(np.mean(u.imputed_reward(users, items))),
-               "ar@1": float(np.mean(np.where(hit, u.target_rewards, 0.0))),
-               "hit@1": float(np.mean(hit)), "n_contexts": float(len(items))}
-        if getattr(u, "world", None) is not None:
-            out["true@1"] = float(np.mean(u.world.expected_reward(users, np.asarray(u.hist), hlen, items[:, None])))
-        return out
-    # generic env loop: greedy action, invalid items masked when the env says which
-    import torch
-
-    from recgym.data.windows import last_items_of_rows
-
-    masks_fn = getattr(u, "action_masks", None)
-    returns, finals = [], {}
-    obs, _ = env.reset(seed=seed)
-    for _ in range(int(episodes)):
-        done, ret, info = False, 0.0, {}
-        while not done:
-            hist = np.asarray(obs["history"])[None]
-            n = np.asarray(obs.get("length", [(hist != agent.n_items).sum()])).reshape(1)
-            st, ln = last_items_of_rows(hist, n, int(agent.state_len), int(agent.n_items))
-            with torch.no_grad():
-                s = torch.as_tensor(agent.scores(torch.from_numpy(st), torch.from_numpy(ln))).float().numpy()[0]
-            if masks_fn is not None:
-                s = np.where(masks_fn(), s, -np.inf)
-            obs, r, term, trunc, info = env.step(int(np.argmax(s)))
-            ret += float(r)
-            done = term or trunc
-        for k, v in info.items():
-            if "@" in k and np.isscalar(v):
-                finals.setdefault(k, []).append(float(v))
-        returns.append(ret)
-        obs, _ = env.reset()
-    return {"mean_return": float(np.mean(returns)), "episodes": float(episodes),
-            **{k: float(np.mean(v)) for k, v in finals.items()}}
-
-
-def true_value_on_log(agent: Any, log: Any) -> float | None:
-    """Synthetic only: mean true expected reward of the agent's greedy item over every event
-    context of ``log`` (``World.true_value``); ``None`` when the log carries no World."""
-    from recgym.sim.world import World
-
-    if "world" not in (getattr(log, "meta", None) or {}):
-        return None
-    world = World.from_log(log)
-    users, hist, lengths = world.contexts(log)
-    return float(world.true_value(agent, users, hist, lengths, k=1))
-
-
-# ---------------------------------------------------------------------------- the job
 def _sim_results(spec: JobSpec, agent: Any, todo: list[str], mf_dir: Path | None, log: Callable[[str], None]) -> dict:
+    from recgym.evaluate import evaluate_in_env
+
     out: dict[str, dict[str, float]] = {}
     for env_id in [s for s in spec.sims if s in todo]:
         t0 = time.perf_counter()
@@ -446,6 +367,7 @@ def _sim_results(spec: JobSpec, agent: Any, todo: list[str], mf_dir: Path | None
     return out
 
 
+# ---------------------------------------------------------------------------- the job
 def run_job(
     spec: JobSpec,
     *,
@@ -461,10 +383,13 @@ def run_job(
     :param reuse: return a finished job's ``results.json`` (evaluating only what it lacks) instead
         of training again. ``offline_eval`` passes ``reuse=False`` (it always trains).
     :param mf_dir: folder caching fitted MF imputers of the sim envs.
-    :raises ExperimentError: bad arguments (``code=2``), diverged training (``code=3``), a job that
-        another process holds, or a finished job trained with another spec.
+    :raises BadInputError: bad arguments, or a finished job trained with another spec.
+    :raises DivergedError: a non-finite loss (unless ``spec.keep_diverged``).
+    :raises BusyError: another process holds the job.
     """
     import torch
+
+    from recgym.experiments.report import write_json
 
     log = log or (lambda msg: print(msg, flush=True))
     warn = warn or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -475,11 +400,10 @@ def run_job(
     agent_overrides(spec, warn=lambda m: None)
     with job_lock(out):
         saved = out / JOB_SPEC
-        if reuse and saved.exists():
-            before = json.loads(saved.read_text()).get("identity")
-            if before is not None and before != json.loads(json.dumps(spec.identity())):
-                raise ExperimentError(f"{out}: holds a job with another spec ({before}); now {spec.identity()}. "
-                                      "Use another --out or delete the folder.")
+        before = stored_identity(out)
+        if reuse and before is not None and before != json.loads(json.dumps(spec.identity())):
+            raise BadInputError(f"{out}: holds a job with another spec ({before}); now {spec.identity()}. "
+                                "Use another --out or delete the folder.")
         results = read_results(out) if reuse else None
         todo = missing_evaluations(results, spec)
         if not todo:
@@ -492,30 +416,25 @@ def run_job(
             results = dict(results)
             results["sim"] = {**results.get("sim", {}), **extra_sims}
             if "true_value" in todo:
-                split = load_job_split(spec)
-                results["true_value"] = true_value_on_log(agent, split.test)
-            _write_json(out / RESULTS, results)
+                from recgym.evaluate import true_value_on_log
+
+                results["true_value"] = true_value_on_log(agent, load_job_split(spec).test)
+            write_json(out / RESULTS, results)
             log(f"{out}: reused the trained model, added {', '.join(todo)}")
             return results
         with contextlib.suppress(FileNotFoundError):
-            (out / RESULTS).unlink()  # reuse=False: a stale result must not outlive a failed re-run
+            (out / RESULTS).unlink()  # a stale result must not outlive a failed re-run
         if reuse:
-            _write_json(saved, {"identity": spec.identity(), "spec": spec.to_dict()})
+            write_json(saved, {"identity": spec.identity(), "spec": spec.to_dict()})
         return _train_and_evaluate(spec, out, resume, mf_dir, log, warn)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    from recgym.data.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
 def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | None,
                         log: Callable[[str], None], warn: Callable[[str], None]) -> dict[str, Any]:
     from recgym.agents.training import NonFiniteLossError, TorchAgent, resolve_selection_metric
     from recgym.divergence import divergence_to_logging_policy
-    from recgym.evaluate import evaluate
+    from recgym.evaluate import evaluate, true_value_on_log
+    from recgym.experiments.report import format_table, plot_curves, write_json
 
     t0 = time.perf_counter()
     split = load_job_split(spec)
@@ -528,13 +447,16 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
     eval_kwargs: dict[str, Any] = {}
     if split.protocol == "loo":
         eval_kwargs["popularity"] = split.train.popularity()
+    diverged = None
     t0 = time.perf_counter()
     if isinstance(agent, TorchAgent):
         try:
             agent.fit(split.train, split.valid, protocol=split.protocol, checkpoint_path=out / "checkpoint.pt",
                       resume=resume, progress=spec.progress, eval_kwargs=eval_kwargs, log=log)
         except NonFiniteLossError as e:
-            raise ExperimentError(str(e), code=3) from e
+            if not spec.keep_diverged:
+                raise DivergedError(str(e)) from e
+            diverged = str(e)  # the best weights so far stay loaded
         curves, best_step, metric = agent.curves, agent.best_step, agent.selection_metric
     else:
         agent.fit(split.train, split.valid)
@@ -548,6 +470,8 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
     # JS / KL to the estimated logging policy μ̂, for every agent that carries one (LPI family)
     valid.update(divergence_to_logging_policy(agent, split.valid, split.protocol))
     test.update(divergence_to_logging_policy(agent, split.test, split.protocol))
+    for name in spec.test_extras:
+        test.update(_resolve(name)(agent, split))
     valid, test = clean_metrics(valid), clean_metrics(test)
     eval_s = time.perf_counter() - t0
     if not curves:  # non-iterative agents: one point, the fitted model
@@ -564,6 +488,7 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
         "test": test,
         "selection_metric": metric,
         "best_step": int(best_step) if best_step is not None else None,
+        "diverged": diverged,
         "config": agent.config_dict(),
         "versions": versions(),
         "data_checksum": data_checksum(split),
@@ -577,7 +502,7 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
     if spec.true_value:
         results["true_value"] = true_value_on_log(agent, split.test)
     plot_curves(out / "curves.png", curves, metric, f"{spec.agent} on {spec.dataset} (seed {spec.seed})")
-    _write_json(out / RESULTS, results)  # last: its presence marks the job finished
+    write_json(out / RESULTS, results)  # last: its presence marks the job finished
 
     log(format_table(valid, test))
     log(f"selection metric {metric}, best step {best_step}; train {train_s:.1f}s, evaluate {eval_s:.1f}s")
@@ -609,7 +534,7 @@ def run_job_dict(spec: dict[str, Any], mf_dir: str | None = None, log_file: bool
     try:
         write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}")
         run_job(s, mf_dir=mf_dir, log=write, warn=write)
-    except ExperimentError as e:
+    except RecgymError as e:
         status.update(status="failed", error=str(e))
         write(f"error: {e}")
     except Exception as e:  # a bug in one agent must not take the whole comparison down
@@ -623,7 +548,6 @@ def run_job_dict(spec: dict[str, Any], mf_dir: str | None = None, log_file: bool
     return status
 
 
-__all__ = ["DEFAULT_SIMS", "ExperimentError", "JobSpec", "agent_overrides", "build_agent", "clean_metrics",
-           "data_checksum", "evaluate_in_env", "format_table", "load_job_split", "load_trained_agent",
-           "make_sim_env", "missing_evaluations", "parse_overrides", "plot_curves", "read_results", "run_job",
-           "run_job_dict", "safe_name", "sim_env_kwargs", "true_value_on_log", "versions"]
+__all__ = ["DEFAULT_SIMS", "JobSpec", "agent_overrides", "build_agent", "clean_metrics", "data_checksum",
+           "default_env_kwargs", "finished_results", "load_job_split", "load_trained_agent", "make_sim_env", "missing_evaluations",
+           "parse_overrides", "read_results", "run_job", "run_job_dict", "safe_name", "sim_env_kwargs", "stored_identity", "versions"]
