@@ -15,7 +15,8 @@ then the ratios current / previous of the mean seconds.
     RECGYM_DATA_DIR=/work/shared/data OMP_NUM_THREADS=1 python benchmarks/ttq.py \\
         --agents sasrec --datasets ml-100k --seeds 0 1 2
 
-Timings on a shared machine are noisy: compare the ratios, which are measured in the same run.
+Timings on a shared machine are noisy: compare the ratios, which are measured in the same run, and
+the steps to the target, which do not depend on the machine's load.
 """
 
 from __future__ import annotations
@@ -61,24 +62,20 @@ def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def seconds_to(curves: list[dict[str, float]], seconds: list[float], metric: str, target: float) -> float:
-    """Training seconds at the first validation with ``metric >= target`` (``inf`` if none)."""
-    for c, t in zip(curves, seconds):
-        if c.get(metric, -math.inf) >= target:
-            return float(t)
-    return math.inf
-
-
-def seconds_to_test(curves: list[dict[str, float]], seconds: list[float], metric: str, target: float) -> float:
-    """Training seconds until the checkpoint that would be returned if training stopped there (the
-    best by validation so far) has test ``metric >= target`` (``inf`` if never): no choice by test."""
+def reached(curves: list[dict[str, float]], seconds: list[float], metric: str, target: float,
+            on_test: bool = False) -> tuple[float, float]:
+    """``(training seconds, step)`` at the first validation where ``metric >= target`` (``inf`` if
+    none). ``on_test``: where the checkpoint the loop would return if it stopped there (the best by
+    validation so far) has test ``metric >= target``; the test score never chooses the checkpoint."""
     best = -math.inf
     for c, t in zip(curves, seconds):
-        if c[metric] > best:
-            best, test = c[metric], c[f"test_{metric}"]
-            if test >= target:
-                return float(t)
-    return math.inf
+        if not on_test and c[metric] >= target:
+            return float(t), c["step"]
+        if on_test and c[metric] > best:
+            best = c[metric]
+            if c[f"test_{metric}"] >= target:
+                return float(t), c["step"]
+    return math.inf, math.inf
 
 
 def run_one(agent_name: str, dataset: str, split, seed: int, overrides: dict[str, Any], eval_every: int,
@@ -158,22 +155,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"\n{dataset} {name}: target validation {metric} {target:.4f}; seeds {args.seeds}; "
                   "mean ± sample std (ddof=1)")
             for scheme, rs in runs.items():
-                secs = [seconds_to(r["curves"], r["curve_seconds"], metric, target) for r in rs]
-                secs_test = [seconds_to_test(r["curves"], r["curve_seconds"], metric, args.test_target) for r in rs]
-                summary[scheme] = {"seconds_to_target": secs, "seconds_to_test_target": secs_test, "best_valid": [r["best_valid"] for r in rs],
+                secs, steps = zip(*(reached(r["curves"], r["curve_seconds"], metric, target) for r in rs))
+                secs_test, steps_test = zip(*(reached(r["curves"], r["curve_seconds"], metric, args.test_target, True)
+                                              for r in rs))
+                summary[scheme] = {"seconds_to_target": secs, "seconds_to_test_target": secs_test,
+                                   "steps_to_target": steps, "steps_to_test_target": steps_test, "best_valid": [r["best_valid"] for r in rs],
                                    "test": [r["test"] for r in rs], "train_seconds": [r["train_seconds"] for r in rs]}
                 print(f"  {scheme:8s} seconds to target {_ms(secs):>22s}   total training s {_ms(summary[scheme]['train_seconds']):>14s}"
                       f"   best valid {_ms(summary[scheme]['best_valid'])}   test {metric} {_ms(summary[scheme]['test'])}"
-                      f"   seconds to test {args.test_target} {_ms(secs_test)}")
+                      f"   seconds to test {args.test_target} {_ms(secs_test)}   steps to target {_ms(steps)}"
+                      f"   steps to test {args.test_target} {_ms(steps_test)}")
             if len(runs) == 2:
                 c, p = (np.mean(summary[s]["seconds_to_target"]) for s in ("current", "previous"))
                 ratio = c / p if math.isfinite(c) and math.isfinite(p) else float("nan")
                 tc, tp = (np.mean(summary[s]["test"]) for s in ("current", "previous"))
                 ct, pt = (np.mean(summary[s]["seconds_to_test_target"]) for s in ("current", "previous"))
                 ratio_t = ct / pt if math.isfinite(ct) and math.isfinite(pt) else float("nan")
-                summary.update(ratio_seconds=ratio, ratio_seconds_test=ratio_t, ratio_test=tc / tp)
+                sc, sp_ = (np.mean(summary[s]["steps_to_target"]) for s in ("current", "previous"))
+                ratio_s = sc / sp_ if math.isfinite(sc) and math.isfinite(sp_) else float("nan")
+                summary.update(ratio_seconds=ratio, ratio_seconds_test=ratio_t, ratio_steps=ratio_s, ratio_test=tc / tp)
                 print(f"  ratio current/previous: seconds to validation target {ratio:.3f}   seconds to test "
-                      f"{args.test_target} {ratio_t:.3f}   final test {metric} {tc / tp:.3f}")
+                      f"{args.test_target} {ratio_t:.3f}   steps to validation target {ratio_s:.3f} (load-independent)"
+                      f"   final test {metric} {tc / tp:.3f}")
             summary["runs"] = runs
             results[f"{dataset}/{name}"] = summary
             print(flush=True)
