@@ -45,8 +45,9 @@ def previous_overrides(agent_name: str, dataset: str, protocol: str) -> dict[str
 
 # training length of the current scheme where the preset is too short to show the curve (none yet)
 CURRENT: dict[str, dict[str, Any]] = {}
-LOOP: dict[str, dict[str, Any]] = {"sqn": {}, "lpi": {}, "sasrec": {}}
-"""Extra ``train_loop`` arguments per scheme-agent (e.g. ``keep_freed_memory``)."""
+LOOP: dict[str, Any] = {"keep_freed_memory": True}
+"""``train_loop`` arguments of every run (both schemes): keeping freed memory saves 16% of a
+full-catalogue step at 70,852 items, ~6% of a sasrec step on ML-100K, and costs ~2% peak RSS there."""
 
 
 def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             runs: dict[str, list[dict[str, Any]]] = {scheme: [] for scheme in args.schemes}
             for seed in args.seeds:  # schemes interleaved, so a change in machine load hits both
                 for scheme in args.schemes:
-                    r = run_one(name, dataset, split, seed, schemes[scheme], args.eval_every, LOOP.get(name, {}))
+                    r = run_one(name, dataset, split, seed, schemes[scheme], args.eval_every, LOOP)
                     runs[scheme].append(r)
                     print(f"{dataset} {name} {scheme} seed {seed}: {r['steps']} steps, {r['train_seconds']:.1f} s "
                           f"training ({r['wall_seconds']:.1f} s wall), best valid {r['metric']} {r['best_valid']:.4f}, "
