@@ -123,7 +123,8 @@ class LPICBConfig(LPIConfig):
 # SASRec's leave-one-out encoder, but: a plain linear head (the Q head needs it), and one target per
 # replay row, since the weights of Eq. 6-9 are per (state, action): no all-positions training, so
 # 3 epochs instead of SASRec's single all-positions epoch (as the Q-learning agents' LOO preset)
-_LOO = {**SASREC_PRESETS["loo"], "tied_output": False, "all_positions": False, "epochs": 3}
+_LOO = {**SASREC_PRESETS["loo"], "tied_output": False, "all_positions": False, "sampling": "per_event", "epochs": 3,
+        "eval_every": 250}
 PRESETS: dict[str, dict[str, Any]] = {
     "loo": _LOO,
     "session": {},  # the defaults are the LPI paper's session (MDP) setting

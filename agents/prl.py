@@ -82,7 +82,8 @@ class PRLConfig(TorchAgentConfig):
 PRESETS: dict[str, dict[str, Any]] = {
     # leave-one-out: the sasrec baseline's encoder settings, one target per replay row (as the
     # Q-learning agents' loo preset), so comparisons on a loo dataset share them
-    **{ds: {**{k: v for k, v in SASREC_PRESETS[ds].items() if k not in ("tied_output", "all_positions")}, "epochs": 3}
+    **{ds: {**{k: v for k, v in SASREC_PRESETS[ds].items() if k not in ("tied_output", "all_positions", "sampling")},
+            "epochs": 3, "eval_every": 250}
        for ds in ("loo", "ml-1m", "netflix", "steam")},
     "session": {},  # the defaults are the PRL paper's session (RC15) values
     "retailrocket": {"lr": 0.005},  # PRL paper §4.1.4

@@ -171,7 +171,9 @@ def _loo_like_sasrec(dataset: str = "loo") -> dict[str, Any]:
     # 3 epochs (~2,300 steps of 128 on ML-100k) instead of SASRec's single all-positions epoch
     base.pop("tied_output", None)
     base.pop("all_positions", None)
+    base.pop("sampling", None)
     base["epochs"] = 3
+    base["eval_every"] = 250
     return base
 
 

@@ -16,8 +16,10 @@ optimizers)``. Randomness must come from ``self.rng`` (numpy) and the global tor
 both are seeded by the loop and saved in checkpoints, which makes a resumed run bit-identical.
 
 :func:`train_loop` samples mini-batches uniformly with replacement (as the SQN/SAC code: an
-epoch = ``ceil(N / batch_size)`` steps), validates every ``eval_every`` steps with
-:func:`recgym.evaluate.evaluate`, keeps the best weights by ``selection_metric``, records curves,
+epoch = ``ceil(N / batch_size)`` steps), or, for an agent whose :meth:`TorchAgent.epoch_rows`
+names rows, visits those rows once per epoch in a random order (:class:`EpochSampler`);
+validates every ``eval_every`` steps with :func:`recgym.evaluate.evaluate`, keeps the best weights
+by ``selection_metric``, records curves (and the time spent in training steps at each point),
 writes an atomic resumable checkpoint after every validation, stops on a non-finite loss, and
 restores the best weights at the end.
 """
@@ -101,6 +103,7 @@ class TorchAgent(Agent):
             m.to(self.device)
         self.set_training(False)
         self.curves: list[dict[str, float]] = []
+        self.curve_seconds: list[float] = []
         self.best_step: int | None = None
         self.best_metric: float | None = None
         self.selection_metric: str | None = None
@@ -122,6 +125,13 @@ class TorchAgent(Agent):
     def make_transitions(self, train: SessionLog) -> Transitions:
         """The replay rows the loop samples from (override to filter / re-discount)."""
         return train.transitions(self.state_len, discount=getattr(self.config, "discount", 1.0))
+
+    def epoch_rows(self, transitions: Transitions) -> np.ndarray | None:
+        """Rows to visit once per epoch, in a fresh random order each epoch, or ``None`` (the
+        default) for uniform sampling with replacement over all rows. Agents that read several
+        targets from one row (all-positions training) return the rows that cover each target once
+        (:meth:`recgym.data.Transitions.chunk_rows`)."""
+        return None
 
     # ------------------------------------------------------------ the step
     def update(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
@@ -189,6 +199,10 @@ class _LoopState:
     best_value: float = -math.inf
     best_step: int = 0
     best_weights: dict[str, Any] | None = None
+    train_seconds: float = 0.0
+    """Seconds spent in sampling and update steps (validation and checkpoints excluded)."""
+    curve_seconds: list[float] = field(default_factory=list)
+    """``train_seconds`` at each curve point (kept apart from the curves, which are deterministic)."""
 
 
 def data_checksum(log: SessionLog) -> str:
@@ -226,7 +240,8 @@ def save_checkpoint(path: str | Path, agent: TorchAgent, st: _LoopState, total_s
         "weights": agent.state_dict(),
         "optimizers": {k: o.state_dict() for k, o in agent.optimizers().items()},
         "best_weights": st.best_weights if st.best_weights is not None else {},
-        "best_json": json.dumps({"value": st.best_value if math.isfinite(st.best_value) else None, "step": st.best_step}),
+        "best_json": json.dumps({"value": st.best_value if math.isfinite(st.best_value) else None, "step": st.best_step,
+                                 "train_seconds": st.train_seconds, "curve_seconds": st.curve_seconds}),
         "curves_json": json.dumps(st.curves),
         "numpy_rng_json": json.dumps(agent.rng.bit_generator.state),  # 128-bit ints: JSON keeps them exact
         "torch_rng": torch.get_rng_state(),
@@ -292,6 +307,8 @@ def load_checkpoint(path: str | Path, agent: TorchAgent, data: str | None = None
         curves=json.loads(payload["curves_json"]),
         best_value=-math.inf if best["value"] is None else float(best["value"]),
         best_step=int(best["step"]),
+        train_seconds=float(best.get("train_seconds", 0.0)),
+        curve_seconds=[float(x) for x in best.get("curve_seconds", [])],
         best_weights=payload["best_weights"] or None,
     )
 
@@ -308,39 +325,83 @@ class TrainResult:
     curves: list[dict[str, float]]
     seconds: float
     resumed_from: int | None = None
+    curve_seconds: list[float] = field(default_factory=list)
+    """Seconds of training steps (validation excluded) up to each curve point."""
 
 
-_ALLOCATOR_TUNED = False
+class EpochSampler:
+    """Mini-batches that visit ``rows`` once per epoch, each epoch in its own random order.
 
-
-def keep_freed_memory() -> bool:
-    """Ask glibc's malloc to keep freed memory instead of returning it to the OS (once per process).
-
-    Full-catalogue steps allocate several ``[batch, n_items]`` tensors (72 MB each at 70,852 items,
-    batch 256). glibc serves such blocks with ``mmap`` and unmaps them on free, so every step pays
-    the page faults of touching fresh memory again: about a quarter of a Q-learning step on the
-    CPU (``python -m benchmarks train``). ``mallopt(M_MMAP_MAX=0)`` plus a high trim threshold keeps
-    them in the heap for reuse. Memory is then not returned to the OS until the process ends.
-    No-op (``False``) off glibc or with ``RECGYM_KEEP_FREED_MEMORY=0``.
+    Step ``s`` takes positions ``s·B .. s·B + B - 1`` of the concatenated epoch permutations (a
+    batch may straddle two epochs, so every batch has ``B`` rows). Epoch ``e``'s order comes from
+    ``default_rng([seed, e])``, so a batch depends on ``(seed, step)`` only and a resumed run draws
+    the same batches.
     """
-    global _ALLOCATOR_TUNED
-    if _ALLOCATOR_TUNED:
-        return True
-    import os
+
+    def __init__(self, transitions: Transitions, rows: np.ndarray, batch_size: int, seed: int) -> None:
+        if len(rows) == 0:
+            raise ValueError("EpochSampler: no rows to sample")
+        self.tr, self.rows, self.batch_size, self.seed = transitions, np.asarray(rows, dtype=np.int64), batch_size, seed
+        self._orders: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if epoch not in self._orders:
+            self._orders = {e: o for e, o in self._orders.items() if e >= epoch - 1}
+            self._orders[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.rows)
+        return self._orders[epoch]
+
+    def indices(self, step: int) -> np.ndarray:
+        pos = step * self.batch_size + np.arange(self.batch_size)
+        epoch, offset = np.divmod(pos, len(self.rows))
+        return np.concatenate([self._order(int(e))[offset[epoch == e]] for e in np.unique(epoch)])
+
+    def batch(self, step: int, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+        return self.tr.batch(self.indices(step), device)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc <malloc.h>
+_GLIBC_DEFAULTS = {_M_TRIM_THRESHOLD: 128 * 1024, _M_MMAP_MAX: 65536}
+
+
+def _mallopt(settings: dict[int, int]) -> bool:
     import sys
 
-    if os.environ.get("RECGYM_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):
         return False
     try:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_max = -1, -4  # glibc <malloc.h>
-        ok = libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 2**31 - 1) == 1
+        return all(libc.mallopt(k, v) == 1 for k, v in settings.items())
     except (OSError, AttributeError):
         return False
-    _ALLOCATOR_TUNED = ok
+
+
+def keep_freed_memory(on: bool = True) -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse (``on``), or restore its defaults and give
+    the kept memory back to the OS (``on=False``). Process-wide; returns ``False`` off glibc.
+
+    Full-catalogue steps allocate several ``[batch, n_items]`` tensors (72 MB each at 70,852 items,
+    batch 256). glibc serves such blocks with ``mmap`` and unmaps them on free, so every step pays
+    the page faults of touching fresh memory again: about a quarter of a Q-learning step on the
+    CPU (``python -m benchmarks train``). ``mallopt(M_MMAP_MAX=0)`` plus a high trim threshold keeps
+    them in the heap; the price is a higher peak RSS while it is on. :func:`train_loop` turns it on
+    only when asked (``keep_freed_memory=True``) and off again when it returns.
+    """
+    if on:
+        return _mallopt({_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: 2**31 - 1})
+    ok = _mallopt(_GLIBC_DEFAULTS)
+    if ok:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     return ok
+
+
+_keep_freed_memory = keep_freed_memory  # train_loop's argument of the same name shadows it
 
 
 def train_loop(
@@ -356,6 +417,7 @@ def train_loop(
     progress: bool = True,
     eval_kwargs: dict[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
+    keep_freed_memory: bool = False,
 ) -> TrainResult:
     """Train ``agent`` on ``train`` (see the module docstring).
 
@@ -364,17 +426,32 @@ def train_loop(
     :param checkpoint_path: resumable checkpoint written after every validation.
     :param resume: continue from ``checkpoint_path`` if it exists (else start fresh).
     :param eval_kwargs: extra arguments of :func:`recgym.evaluate.evaluate`.
+    :param keep_freed_memory: keep freed memory in glibc's heap while training (see
+        :func:`keep_freed_memory`): faster full-catalogue steps for a higher peak RSS; restored on return.
     :raises NonFiniteLossError: on a NaN/inf loss, naming the step; the agent then holds the best
         weights so far and ``checkpoint_path`` keeps the last good checkpoint.
     """
-    cfg = agent.config
     log = log or (lambda msg: print(msg, flush=True))
-    keep_freed_memory()
+    tuned = _keep_freed_memory(True) if keep_freed_memory else False
+    try:
+        return _train(agent, train, valid, protocol, epochs, steps, checkpoint_path, resume, progress, eval_kwargs, log)
+    finally:
+        if tuned:
+            _keep_freed_memory(False)
+
+
+
+def _train(agent: TorchAgent, train: SessionLog, valid: SessionLog | None, protocol: str, epochs: float | None,
+           steps: int | None, checkpoint_path: str | Path | None, resume: bool, progress: bool,
+           eval_kwargs: dict[str, Any] | None, log: Callable[[str], None]) -> TrainResult:
+    cfg = agent.config
     t0 = time.perf_counter()
     tr = agent.make_transitions(train)
     if len(tr) == 0:
         raise ValueError(f"train_loop: the training log {train.name!r} has no events")
-    steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
+    rows = agent.epoch_rows(tr)
+    sampler = EpochSampler(tr, rows, cfg.batch_size, agent.seed) if rows is not None else None
+    steps_per_epoch = math.ceil((len(tr) if sampler is None else len(sampler)) / cfg.batch_size)
     steps = steps if steps is not None else cfg.steps
     epochs = epochs if epochs is not None else cfg.epochs
     total = int(steps) if steps is not None else max(1, round(float(epochs) * steps_per_epoch))
@@ -415,7 +492,11 @@ def train_loop(
     loss_sum, loss_n = 0.0, 0
     try:
         while st.step < total:
-            batch = tr.sample(cfg.batch_size, agent.rng, agent.device)
+            tic = time.perf_counter()
+            if sampler is None:
+                batch = tr.sample(cfg.batch_size, agent.rng, agent.device)
+            else:
+                batch = sampler.batch(st.step, agent.device)
             try:
                 info = agent.update(batch, st.step)
             except FloatingPointError as e:  # a non-finite loss, or a loss that refused NaN inputs
@@ -423,6 +504,7 @@ def train_loop(
             if not math.isfinite(info.get("loss", 0.0)):
                 raise NonFiniteLossError(_nan_message(agent, st, f"loss is {info['loss']}", checkpoint_path))
             st.step += 1
+            st.train_seconds += time.perf_counter() - tic
             loss_sum += info.get("loss", 0.0)
             loss_n += 1
             if bar is not None:
@@ -441,6 +523,7 @@ def train_loop(
                     log(f"step {st.step}/{total}  loss {point['loss']:.4f}  {metric} {point[metric]:.4f}"
                         f"  (best {st.best_value:.4f} @ {st.best_step})")
                 st.curves.append(point)
+                st.curve_seconds.append(st.train_seconds)
                 if checkpoint_path is not None:
                     save_checkpoint(checkpoint_path, agent, st, total, checksum)
     except NonFiniteLossError:
@@ -451,7 +534,7 @@ def train_loop(
             bar.close()
     _finish(agent, st, metric)
     return TrainResult(st.step, agent.best_step, agent.best_metric, metric, st.curves,
-                       time.perf_counter() - t0, resumed_from)
+                       time.perf_counter() - t0, resumed_from, st.curve_seconds)
 
 
 def _finish(agent: TorchAgent, st: _LoopState, metric: str | None) -> None:
@@ -460,6 +543,7 @@ def _finish(agent: TorchAgent, st: _LoopState, metric: str | None) -> None:
         agent.load_state_dict(st.best_weights)
     agent.set_training(False)
     agent.curves = st.curves
+    agent.curve_seconds = st.curve_seconds
     agent.selection_metric = metric
     agent.best_step = st.best_step if st.best_weights is not None else st.step
     agent.best_metric = st.best_value if math.isfinite(st.best_value) else None
@@ -473,5 +557,5 @@ def _nan_message(agent: TorchAgent, st: _LoopState, err: Any, path: str | Path |
     return f"{agent.name}: training stopped at step {step}: non-finite loss ({err}); {where}{best}"
 
 
-__all__ = ["NonFiniteLossError", "TorchAgent", "TorchAgentConfig", "TrainResult", "data_checksum", "load_checkpoint",
-           "resolve_selection_metric", "save_checkpoint", "train_loop"]
+__all__ = ["EpochSampler", "NonFiniteLossError", "TorchAgent", "TorchAgentConfig", "TrainResult", "data_checksum",
+           "keep_freed_memory", "load_checkpoint", "resolve_selection_metric", "save_checkpoint", "train_loop"]

@@ -71,7 +71,7 @@ def profile_step(name: str = "ccql", n_items: int = 70_852, batch: int = 256, di
 
     from recgym.agents.training import keep_freed_memory
 
-    keep_freed_memory()
+    keep_freed_memory(True)  # as train_loop(keep_freed_memory=True)
     agent, b = _agent_and_batch(name, n_items, batch, dim, 10, "sasrec")
     for i in range(3):
         agent.update(b, i)
@@ -148,7 +148,7 @@ def bench_train(n_items: int = 70_852, batch: int = 256, dim: int = 64, agents: 
     (target: ratio ≤ 2), then (``ml100k``) sqn's steps/s on ml-100k (:func:`ml100k_steps_per_second`)."""
     from recgym.agents.training import keep_freed_memory
 
-    keep_freed_memory()  # as the training loop does; the matmul bound gets the same allocator
+    keep_freed_memory(True)  # as train_loop(keep_freed_memory=True); the matmul bound gets the same allocator
     passes = {"sqn": 1, "sac": 1, "snqn": 2, "sa2c": 2, "co": 1, "ccql": 2}
     out: dict[str, dict[str, float]] = {}
     print_fn(f"train step, batch {batch}, d {dim}, {n_items:,} items, {torch.get_num_threads()} threads")

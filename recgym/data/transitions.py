@@ -82,6 +82,32 @@ class Transitions:
             discount=discount,
         )
 
+    def chunk_rows(self) -> np.ndarray:
+        """Rows that give every event exactly once as a target of all-positions training, sorted.
+
+        All-positions training (SASRec) reads row ``e`` as ``state_len`` targets: with
+        ``L = state_len_max``, row ``e`` of a session predicts events ``max(e - L + 1, 1) .. e`` from
+        their prefixes inside the row's window, and row ``0`` predicts event 0 from the empty
+        history. Consecutive rows of a session therefore repeat up to ``L - 1`` targets. The rows
+        ``e = n - 1, n - 1 - L, n - 1 - 2L, ... (>= 1)`` of each session of ``n`` events, plus row
+        ``0``, cut the session into disjoint chunks of ``L`` targets: the same targets, each once.
+
+        Returns:
+            int64 ``[M]`` row indices, ``M = Σ_sessions (ceil((n - 1) / L) + 1)`` (1 for ``n = 1``).
+        """
+        L = self.state_len_max
+        to_end = self.steps_to_end
+        return np.flatnonzero((self.t == 0) | ((to_end % L == 0) & (self.t >= 1)))
+
+    @property
+    def steps_to_end(self) -> np.ndarray:
+        """int64 [N]: the session's events after this row's (0 on its last event)."""
+        if len(self) == 0:
+            return np.zeros(0, dtype=np.int64)
+        last_t = np.zeros(int(self.session.max()) + 1, dtype=np.int64)
+        np.maximum.at(last_t, self.session, self.t)
+        return last_t[self.session] - self.t
+
     def batch(self, idx: np.ndarray, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
         """Rows ``idx`` as a dict of torch tensors (ids as int64, rewards float32, done float32)."""
         out: dict[str, torch.Tensor] = {}
