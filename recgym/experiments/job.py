@@ -301,6 +301,11 @@ def job_lock(job_dir: Path) -> Iterator[None]:
         fh.close()
 
 
+KEEP_FREED_MEMORY_MIN_ITEMS = 10_000
+"""Catalogues from this size train with ``keep_freed_memory`` (full-catalogue buffers stay in the
+heap): measured 16% faster sqn steps at 70,852 items for +5% peak RSS, no gain on ML-100K."""
+
+
 # ---------------------------------------------------------------------------- build
 def file_protocol(spec: JobSpec) -> str:
     """The protocol of a ``data_file`` job: ``spec.protocol``, else ``"session"`` when a session
@@ -725,7 +730,8 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
     if isinstance(agent, TorchAgent):
         try:
             agent.fit(split.train, split.valid, protocol=split.protocol, checkpoint_path=ckpt,
-                      resume=resume, progress=spec.progress, eval_kwargs=eval_kwargs, log=log)
+                      resume=resume, progress=spec.progress, eval_kwargs=eval_kwargs, log=log,
+                      keep_freed_memory=split.n_items >= KEEP_FREED_MEMORY_MIN_ITEMS)
         except NonFiniteLossError as e:
             if not spec.keep_diverged:
                 raise DivergedError(str(e)) from e
