@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 
 from recgym.errors import RecgymError, cli
+from recgym.experiments.report import write_json
 
 
 def _median_seconds(fn: Callable[[], Any], device: torch.device, min_seconds: float, warmup: int = 2) -> float:
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, value in rows:
         print(f"{label:<{width}}  {value}")
     if args.json is not None:
-        args.json.write_text(json.dumps(dict(rows), indent=1))
+        write_json(args.json, dict(rows), indent=1)
     return 0
 
 
