@@ -1,7 +1,7 @@
 """GPU timings of the three workloads that size recgym's studies, printed as one table.
 
 * ``sasrec``: one training epoch of SASRec on ML-100K (the ``ml-100k`` preset: leave-one-out,
-  all positions, 50 items, batch 128), validation off. Reads ML-100K from ``RECGYM_DATA_DIR``;
+  all positions, 50 items, batch 128), validation off. Reads ML-100K from the data folder (``RECGYM_DATA_DIR``);
   without it, a stand-in log of the same shape (943 sessions of ML-100K's lengths, uniform random
   ids over 1,682 items; the table says which).
 * ``qstep``: one ``update`` of ``sqn`` and ``ccql`` (batch 256, d 64, SASRec encoder, 70,852 items:
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -54,7 +53,7 @@ def _ml100k_split():
     from recgym.data import SessionLog, load, split_leave_one_out
 
     try:
-        return split_leave_one_out(load("ml-100k", os.environ.get("RECGYM_DATA_DIR"))), "ML-100K"
+        return split_leave_one_out(load("ml-100k")), "ML-100K"
     except (FileNotFoundError, RecgymError, ValueError):
         rng = np.random.default_rng(0)
         lengths = np.maximum(20, rng.lognormal(np.log(70), 0.9, 943).astype(np.int64))  # mean ~ 106, min 20
