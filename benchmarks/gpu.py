@@ -1,7 +1,7 @@
 """GPU timings of the three workloads that size recgym's studies, printed as one table.
 
 * ``sasrec``: one training epoch of SASRec on ML-100K (the ``ml-100k`` preset: leave-one-out,
-  all positions, 50 items, batch 128), validation off. Reads ML-100K from ``RECGYM_DATA_DIR``;
+  all positions, 50 items, batch 128), validation off. Reads ML-100K from the data folder (``RECGYM_DATA_DIR``);
   without it, a stand-in log of the same shape (943 sessions of ML-100K's lengths, uniform random
   ids over 1,682 items; the table says which).
 * ``qstep``: one ``update`` of ``sqn`` and ``ccql`` (batch 256, d 64, SASRec encoder, 70,852 items:
@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +30,7 @@ import numpy as np
 import torch
 
 from recgym.errors import RecgymError, cli
+from recgym.experiments.report import write_json
 
 
 def _median_seconds(fn: Callable[[], Any], device: torch.device, min_seconds: float, warmup: int = 2) -> float:
@@ -54,7 +53,7 @@ def _ml100k_split():
     from recgym.data import SessionLog, load, split_leave_one_out
 
     try:
-        return split_leave_one_out(load("ml-100k", os.environ.get("RECGYM_DATA_DIR"))), "ML-100K"
+        return split_leave_one_out(load("ml-100k")), "ML-100K"
     except (FileNotFoundError, RecgymError, ValueError):
         rng = np.random.default_rng(0)
         lengths = np.maximum(20, rng.lognormal(np.log(70), 0.9, 943).astype(np.int64))  # mean ~ 106, min 20
@@ -153,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, value in rows:
         print(f"{label:<{width}}  {value}")
     if args.json is not None:
-        args.json.write_text(json.dumps(dict(rows), indent=1))
+        write_json(args.json, dict(rows), indent=1)
     return 0
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import shutil
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 
 from recgym.errors import cli
-from recgym.experiments.report import atomic_write
+from recgym.experiments.report import write_json
 
 
 def _table(title: str, rows: list[tuple[str, str]]) -> None:
@@ -246,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     results = {name: SECTIONS[name](args) for name in args.sections}
     if args.json:
-        atomic_write(args.json, json.dumps(results, indent=2))
+        write_json(args.json, results)
     return 0
 
 

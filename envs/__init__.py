@@ -19,4 +19,4 @@ def __getattr__(name: str):
         import importlib
 
         return getattr(importlib.import_module(lazy[name]), name)
-    raise AttributeError(f"module 'envs' has no attribute {name!r}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

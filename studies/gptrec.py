@@ -33,7 +33,7 @@ import numpy as np
 
 from recgym.errors import BadInputError, cli
 from recgym.experiments import map_units
-from recgym.experiments.report import atomic_write, md_table, paired_tests, pyplot, save_figure, summary
+from recgym.experiments.report import atomic_write, md_table, paired_tests, pyplot, save_figure, summary, write_json
 
 TINY = dict(state_len=20, hidden=32, n_blocks=1, n_heads=2)
 QUICK = dict(
@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def keep(seed: int, result: dict[str, Any]) -> None:  # a finished seed is kept on disk at once
         done[seed] = result
-        atomic_write(args.out / f"seed{seed}.json", json.dumps(result, indent=1, default=str))
+        write_json(args.out / f"seed{seed}.json", result, indent=1)
         print(f"[{time.perf_counter() - t0:6.0f}s] seed {seed} done", flush=True)
 
     todo = list(seeds)
@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                "per_seed": per_seed, "summary": summary, "seconds": time.perf_counter() - t0,
                "reused_seeds": [s for s in seeds if s not in todo], "merged": [str(m) for m in args.merge],
                "torch": torch.__version__}
-    atomic_write(args.out / "results.json", json.dumps(payload, indent=1, default=str))
+    write_json(args.out / "results.json", payload, indent=1)
     print(table)
     print(f"done in {time.perf_counter() - t0:.0f}s -> {args.out}")
     return 0

@@ -26,7 +26,6 @@ a round; the policies are context-free, so ``π(a|x, k) = π(a|k)``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from recgym import ope
+from recgym.data import resolve_data_dir
 from recgym.data.sources.obd import load_obd_frame
 from recgym.errors import BadInputError, cli
 from recgym.experiments.report import write_json
@@ -129,14 +129,12 @@ def study(data_dir: str | Path, campaign: str = "all", shrink: float = 50.0, cli
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--campaign", default="all", choices=("all", "men", "women"))
-    p.add_argument("--data-dir", default=os.environ.get("RECGYM_DATA_DIR"), help="folder holding obd/")
+    p.add_argument("--data-dir", default=None, help="folder holding obd/ (default: $RECGYM_DATA_DIR or ~/.cache/recgym)")
     p.add_argument("--shrink", type=float, default=50.0, help="pseudo-impressions of the slot rate in q̂")
     p.add_argument("--clip", type=float, default=None, help="clip importance weights at this value")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
-    if not args.data_dir:
-        raise BadInputError("--data-dir (or RECGYM_DATA_DIR) must name the folder that holds obd/")
-    res = study(args.data_dir, args.campaign, args.shrink, args.clip)
+    res = study(resolve_data_dir(args.data_dir), args.campaign, args.shrink, args.clip)
     for run in res["runs"]:
         tr = run["truth"]
         print(f"\n{run['target']} ({run['pi']}) from {run['behaviour']} logs  (campaign {args.campaign}); "

@@ -32,7 +32,7 @@ from recgym.errors import EXIT_JOBS_FAILED, BadInputError, cli
 from recgym.experiments import JobSpec, run_jobs
 from recgym.experiments.job import finished_results
 from recgym.experiments.cli import command_line, split_list
-from recgym.experiments.report import atomic_write, md_table, paired_tests, pyplot, save_figure, summary, write_json
+from recgym.experiments.report import atomic_write, fmt_cell, md_table, paired_tests, pyplot, save_figure, summary, write_json
 
 AGENTS = ("sasrec", "sqn", "sac", "snqn", "sa2c", "co", "ccql")
 BASE = "sasrec"
@@ -137,8 +137,7 @@ def _fmt(cell: Any, digits: int = 4) -> str:
     if cell is None or (isinstance(cell, dict) and cell.get("mean") is None):
         return "–"
     if isinstance(cell, dict):
-        v, s = cell["mean"], cell["std"]
-        return f"{v:.{digits}f} ± {s:.{digits}f}" if cell["n"] > 1 else f"{v:.{digits}f}"
+        return fmt_cell(cell, digits)
     if isinstance(cell, float):
         return f"{cell:.{digits}g}" if abs(cell) < 1e-3 and cell != 0 else f"{cell:.{digits}f}"
     return str(cell)

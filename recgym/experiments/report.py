@@ -557,7 +557,7 @@ def plot_report(rep: dict[str, Any], out: Path) -> list[Path]:
     criteria has values) and ``divergence.png`` (when some agent has JS to μ̂); no empty figure."""
     plt = pyplot()
     written: list[Path] = []
-    agents, metric = rep["agents"], rep["metric"]
+    agents = rep["agents"]
     if _has_curves(rep):
         written.append(_plot_curves(plt, rep, out))
     if rep["rank_correlations"]:
