@@ -3,13 +3,14 @@
 A Steck-style weighted MF (:mod:`recgym.sim.mf`) is fitted on the training part of a rating log
 (all users' sequences but their last two items). Where an episode starts (``contexts``):
 
-* ``"ratings"``: one held-out context of the rating log per user (or session): the last
-  ``state_len`` (200) ratings before the held-out item (the LPI paper's setting);
-* ``"logged"``: the states of the logged sessions of the validation split, the decision points
+* ``"logged"`` (default): the states of the logged sessions of the validation split, the decision points
   the logged metrics score (:func:`recgym.envs.common.logged_contexts`); the history is the
   session's items so far and the session's user picks the imputer's row. On Synthetic the logged
   sessions are the World's session log (the data the agents train on), the rating log only fits
-  the imputer; elsewhere both are the one log.
+  the imputer; elsewhere both are the one log;
+* ``"ratings"``: one held-out context of the rating log per user (or session): the last
+  ``state_len`` (200) ratings before the held-out item (the LPI paper's setting, kept by
+  ``recgym/NetflixIAR-v0``).
 
 The action is an item; the reward is the imputed rating ``r̂(user, item)`` mapped with the
 source's reward scheme (iAR). ``info`` has ``imputed_reward``, ``observed_reward`` (the logged
@@ -42,8 +43,9 @@ from recgym.sim.mf import MFConfig, WeightedMF, _log_rows, rating_to_reward
 _MF_CACHE: dict[tuple, WeightedMF] = {}
 CONTEXTS = ("ratings", "logged")
 """Where an episode starts: the rating log's held-out contexts, or the logged validation sessions' states."""
-DEFAULT_CONTEXTS = "ratings"
-"""``MFUserEnv``'s default ``contexts`` (``docs/results/simulation.md`` measures both)."""
+DEFAULT_CONTEXTS = "logged"
+"""``MFUserEnv``'s default ``contexts``: on 10 fresh Synthetic worlds it ranked agents closer to their
+true values than the rating log's contexts and logged NDCG@10 (``docs/results/simulation.md``)."""
 
 
 def _world_split(seed: int, params: dict[str, Any]) -> tuple[Split, Any]:
@@ -64,7 +66,7 @@ class MFUserEnv(gym.Env):
             log; extra ``**params`` go to ``World``, plus ``ratings_per_user``; with logged contexts
             also ``n_sessions`` (5000) of the World's session log, split 80/10/10 with ``seed``, and
             ``world_seed``, the World's seed (default ``seed``), as :func:`recgym.data.load_split` names them).
-        contexts: ``"ratings"`` or ``"logged"`` (see above); ``report()["logged_contexts"]`` says which.
+        contexts: ``"logged"`` (default) or ``"ratings"`` (see above); ``report()["logged_contexts"]`` says which.
         split: the part whose contexts are served: ``"valid"`` or ``"test"`` (``"train"`` also works);
             default ``"valid"`` with logged contexts, which refuse ``"test"`` (the test sessions are
             the logged metrics' own), ``"test"`` with rating contexts.

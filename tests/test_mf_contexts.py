@@ -112,3 +112,14 @@ def test_synthetic_logged_contexts_are_the_job_split_validation_sessions():
     _, r, _, _, info = env.step(int(env.targets[5]))
     assert r == pytest.approx(float(rating_to_reward(env.mf.predict([info["user"]], [env.targets[5]]), "rating")[0]))
     assert 0.2 <= info["true_reward"] <= 1.0
+
+
+def test_default_contexts_are_logged_and_the_lpi_netflix_id_keeps_its_paper_setting():
+    import gymnasium as gym
+
+    import recgym  # noqa: F401  (registers the ids)
+    from recgym.envs.mf_user import DEFAULT_CONTEXTS
+
+    assert DEFAULT_CONTEXTS == "logged" and MFUserEnv(data=tiny_split(), mf_config=MF).contexts == "logged"
+    assert gym.spec("recgym/NetflixIAR-v0").kwargs["contexts"] == "ratings"
+    assert "contexts" not in gym.spec("recgym/MFUser-ML100K-v0").kwargs
