@@ -121,8 +121,9 @@ def test_sim_env_kwargs_build_the_job_data():
     from recgym.experiments.job import sim_env_kwargs
 
     spec = JobSpec(agent="pop", seed=3, data_params={"n_sessions": 300, "n_items": 50, "world_seed": 7})
-    # the MF user env builds the World itself: world seed and World fields, no loader-only params
-    assert sim_env_kwargs(spec, SIM) == {"seed": 7, "n_items": 50, "split": "test"}
+    # the MF user env builds the World itself (its rating log fits the imputer) and starts episodes
+    # from the job's validation sessions (split None: the env's own, the job's split seed)
+    assert sim_env_kwargs(spec, SIM) == {"seed": 3, "world_seed": 7, "n_sessions": 300, "n_items": 50, "split": None}
     # a replay env loads the job's log: every loader param, the job's split seed, its test part
     kw = sim_env_kwargs(spec, "recgym/Replay-Synthetic-v0")
     assert kw == {"n_sessions": 300, "n_items": 50, "world_seed": 7, "download": False, "seed": 3, "split": "test"}
