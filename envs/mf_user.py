@@ -63,9 +63,10 @@ class MFUserEnv(gym.Env):
 
     Args:
         source: ``"netflix"``, ``"ml-100k"``, ``"ml-1m"`` or ``"synthetic"`` (the World's MNAR rating
-            log; extra ``**params`` go to ``World``, plus ``ratings_per_user``; with logged contexts
-            also ``n_sessions`` (5000) of the World's session log, split 80/10/10 with ``seed``, and
-            ``world_seed``, the World's seed (default ``seed``), as :func:`recgym.data.load_split` names them).
+            log; extra ``**params`` go to ``World``, plus ``ratings_per_user``, ``world_seed`` (the
+            World's and the imputer's seed; default ``seed``) and, for logged contexts, ``n_sessions``
+            (5000) of the World's session log, split 80/10/10 with ``seed``, as
+            :func:`recgym.data.load_split` names them).
         contexts: ``"logged"`` (default) or ``"ratings"`` (see above); ``report()["logged_contexts"]`` says which.
         split: the part whose contexts are served: ``"valid"`` or ``"test"`` (``"train"`` also works);
             default ``"valid"`` with logged contexts, which refuse ``"test"`` (the test sessions are

@@ -15,7 +15,7 @@ from scipy.stats import spearmanr, ttest_rel
 from recgym.errors import BadInputError, BusyError
 from recgym.evaluate import evaluate_in_env
 from recgym.experiments import CompareConfig, JobSpec, aggregate, make_jobs, run_job
-from recgym.experiments.job import make_sim_env
+from recgym.experiments.job import load_job_split, make_sim_env
 from recgym.experiments.report import report_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,7 +168,7 @@ def test_evaluate_in_env_equals_the_env_rewards_of_the_greedy_item(tmp_path):
     got = evaluate_in_env(_Constant(u.n_items, 7), env)
     assert got["iar@1"] == pytest.approx(u.imputed_reward(u.users, np.full(len(u.users), 7)).mean())
     assert got["hit@1"] == pytest.approx(np.mean(u.targets == 7))
-    assert got["n_contexts"] == u.n_contexts == 100
+    assert got["n_contexts"] == u.n_contexts == load_job_split(spec).valid.n_events  # every validation event
     # the env's own step returns the same reward for a context (batched == stepped)
     obs, info = env.reset(options={"context": 5})
     _, r, term, _, step_info = env.step(7)
