@@ -29,9 +29,9 @@ Per criterion and world: Spearman's and Kendall's ρ with the truth over the age
 agent is the truly best one, and the regret of following it (best true value minus that of its
 pick). Worlds 0–4 are *development* (imputer variants were chosen on them), 5–9 *held out*
 (reported, never tuned on), 10–19 the *confirmation* set of the logged contexts (their decision rule
-was written down before they were evaluated; ``confirmation`` in ``results.json``). Writes ``jobs/`` (the harness jobs), ``eval/world<k>.json``
-(every criterion value, cached: a rerun only computes what is missing), ``results.json``,
-``tables.md`` and ``fidelity.png`` into ``--out``.
+was written down before they were evaluated; ``confirmation`` in ``results.json``). Writes ``jobs/``
+(the harness jobs), ``eval/world<k>.json`` (every criterion value, cached: a rerun only computes
+what is missing), ``results.json``, ``tables.md`` and ``fidelity.png`` into ``--out``.
 """
 
 from __future__ import annotations

@@ -84,6 +84,17 @@ def test_quick_study_end_to_end_and_resumes(study, tmp_path, capsys):
     assert set(ev["agents"]) == set(study.AGENTS)  # the zoo, no oracle or random
     assert not res["failed_jobs"]
     assert (tmp_path / "fidelity.png").stat().st_size > 0 and "held-out" in (tmp_path / "tables.md").read_text()
+    # the study's simulator criterion is what the harness's env reports for the same trained agent
+    from recgym.envs.mf_user import MFUserEnv
+    from recgym.evaluate import evaluate_in_env
+    from recgym.experiments.job import load_trained_agent
+
+    job = next(j for j in study.jobs_of_world(0, study.QUICK, tmp_path) if j.agent == "mc")
+    env = MFUserEnv(**MFUserEnv.job_kwargs(dataset="synthetic", seed=job.seed, data_params=job.data_params,
+                                           data_dir=None, download=False), ratings_per_user=ev["knobs"]["ratings_per_user"])
+    got = evaluate_in_env(load_trained_agent(job.job_dir(), "mc"), env)["iar@1"]
+    assert res["simulator"] == "iar@1 [steck, logged]"
+    assert got == pytest.approx(ev["imputers"]["steck"]["agents"]["mc"]["iar@1 logged"], rel=1e-9)
     capsys.readouterr()
     # a rerun trains nothing and recomputes nothing already cached; a new imputer is only added
     assert study.main(["--quick", "--out", str(tmp_path), "--imputers", "steck,ips-obs"]) == 0
