@@ -132,6 +132,25 @@ def contexts_of(log: SessionLog, L: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return hist, lengths, log.items[ends - 1].astype(np.int64), keep
 
 
+def logged_contexts(log: SessionLog, L: int, protocol: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The decision points the logged metrics score (:mod:`recgym.evaluate`): every event of every
+    session under the ``"session"`` protocol, the last event of each session under ``"loo"``. An
+    event's history is its session's items before it (the last ``L``; empty for a first event).
+
+    Returns ``(histories int64 [N, L] right-padded with n_items, lengths int64 [N], targets int64 [N],
+    event index [N])``.
+    """
+    if protocol not in ("session", "loo"):
+        raise ValueError(f"protocol must be 'session' or 'loo', got {protocol!r}")
+    if protocol == "loo":
+        events = log.offsets[1:][log.lengths >= 1] - 1
+    else:
+        events = np.arange(log.n_events, dtype=np.int64)
+    starts = log.offsets[:-1][log.session_of_event[events]]
+    hist, lengths = last_items(log.items, starts, events, L, log.n_items)
+    return hist, lengths, log.items[events].astype(np.int64), events
+
+
 def check_action(action: Any, n: int, name: str) -> int:
     """An item id in ``[0, n)`` (numpy scalars / 0-d / 1-element arrays accepted) or ``ValueError``."""
     a = np.asarray(action)

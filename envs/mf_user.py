@@ -1,11 +1,21 @@
 """The MF user simulator (LPI's semi-synthetic Netflix setting): imputed rewards for any item.
 
 A Steck-style weighted MF (:mod:`recgym.sim.mf`) is fitted on the training part of a rating log
-(all users' sequences but their last two items). Each episode serves one held-out context: the
-user's last ``state_len`` (200) ratings before the held-out item. The action is an item; the
-reward is the imputed rating ``r̂(user, item)`` mapped with the source's reward scheme (iAR). ``info``
-has ``imputed_reward``, ``observed_reward`` (the logged reward when the action equals the logged
-next item, else 0: AR), ``logged_item`` and, on the Synthetic world, ``true_reward``.
+(all users' sequences but their last two items). Where an episode starts (``contexts``):
+
+* ``"logged"`` (default): the states of the logged sessions of the validation split, the decision points
+  the logged metrics score (:func:`recgym.envs.common.logged_contexts`); the history is the
+  session's items so far and the session's user picks the imputer's row. On Synthetic the logged
+  sessions are the World's session log (the data the agents train on), the rating log only fits
+  the imputer; elsewhere both are the one log;
+* ``"ratings"``: one held-out context of the rating log per user (or session): the last
+  ``state_len`` (200) ratings before the held-out item (the LPI paper's setting, kept by
+  ``recgym/NetflixIAR-v0``).
+
+The action is an item; the reward is the imputed rating ``r̂(user, item)`` mapped with the
+source's reward scheme (iAR). ``info`` has ``imputed_reward``, ``observed_reward`` (the logged
+reward when the action equals the logged next item, else 0: AR), ``logged_item`` and, on the
+Synthetic world, ``true_reward``.
 
 ``horizon=1`` is the contextual bandit of the LPI paper; ``horizon>1`` appends each consumed item
 to the history (the logged next item only exists at the first step; later ``logged_item = -1``).
@@ -16,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +34,18 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from recgym.envs.common import check_action, check_num_envs, contexts_of, count_box, id_box, load_env_split
+from recgym.envs.common import (check_action, check_num_envs, contexts_of, count_box, id_box, load_env_split,
+                                logged_contexts)
 from recgym.data import Split, split_leave_one_out
+from recgym.errors import BadInputError
 from recgym.sim.mf import MFConfig, WeightedMF, _log_rows, rating_to_reward
 
 _MF_CACHE: dict[tuple, WeightedMF] = {}
+CONTEXTS = ("ratings", "logged")
+"""Where an episode starts: the rating log's held-out contexts, or the logged validation sessions' states."""
+DEFAULT_CONTEXTS = "logged"
+"""``MFUserEnv``'s default ``contexts``: on 10 fresh Synthetic worlds it ranked agents closer to their
+true values than the rating log's contexts and logged NDCG@10 (``docs/results/simulation.md``)."""
 
 
 def _world_split(seed: int, params: dict[str, Any]) -> tuple[Split, Any]:
@@ -45,8 +63,14 @@ class MFUserEnv(gym.Env):
 
     Args:
         source: ``"netflix"``, ``"ml-100k"``, ``"ml-1m"`` or ``"synthetic"`` (the World's MNAR rating
-            log; extra ``**params`` go to ``World``, plus ``ratings_per_user``).
-        split: ``"valid"`` or ``"test"`` contexts (``"train"`` also works: its leave-one-out contexts).
+            log; extra ``**params`` go to ``World``, plus ``ratings_per_user``, ``world_seed`` (the
+            World's and the imputer's seed; default ``seed``) and, for logged contexts, ``n_sessions``
+            (5000) of the World's session log, split 80/10/10 with ``seed``, as
+            :func:`recgym.data.load_split` names them).
+        contexts: ``"logged"`` (default) or ``"ratings"`` (see above); ``report()["logged_contexts"]`` says which.
+        split: the part whose contexts are served: ``"valid"`` or ``"test"`` (``"train"`` also works);
+            default ``"valid"`` with logged contexts, which refuse ``"test"`` (the test sessions are
+            the logged metrics' own), ``"test"`` with rating contexts.
         horizon: steps per episode (1 = contextual bandit).
         state_len: history window (200, as LPI).
         reward: ``"imputed"`` (iAR) or ``"true"`` (Synthetic only: the World's expected reward).
@@ -71,8 +95,9 @@ class MFUserEnv(gym.Env):
                    data_file: dict[str, Any] | None = None) -> dict[str, Any]:
         """Keyword arguments that build this env on a harness job's data (``recgym.experiments``).
 
-        Synthetic: the World of the logged data (the loader's ``world_seed`` -> ``seed``, ``World``
-        fields passed through, ``n_sessions`` and ``ratings`` dropped: the env serves the World's rating log). Other sources: the loader parameters and one
+        Synthetic: the World of the logged data (``world_seed``, ``n_sessions`` and the ``World``
+        fields passed through, ``ratings`` dropped: the imputer is fitted on the World's rating log;
+        the job's ``seed`` splits the session log as the job's split). Other sources: the loader parameters and one
         fixed imputer (``seed=0``: the same yardstick for every agent and seed). ``cache_dir``: the
         fitted imputer is kept there (``mf_path``), so every job reuses one fit. ``data_file``: your own
         file (``{"data": path, "columns": ..., "sep": ...}``), fitted on its leave-one-out training part."""
@@ -87,27 +112,33 @@ class MFUserEnv(gym.Env):
             # leave-one-out: one imputer for every seed; session: the job's own sessions are held out
             kw["seed"] = seed if kw.get("protocol") == "session" else 0
             stamp = file_stamp(Path(data_file["data"]))  # an edited file is another imputer
-        elif dataset == "synthetic":
-            kw = {"seed": int(data_params.get("world_seed", 0)),
-                  **{k: v for k, v in data_params.items() if k not in ("n_sessions", "world_seed", "ratings")}}
+        elif dataset == "synthetic":  # the job's World; its session log split with the job's seed
+            kw = {"seed": seed, "world_seed": int(data_params.get("world_seed", 0)),
+                  **{k: v for k, v in data_params.items() if k not in ("world_seed", "ratings")}}
         else:
             kw = dict(data_params)
             if data_dir is not None:
                 kw["data_dir"] = data_dir
             kw.update(download=download, seed=0)
-        kw["split"] = "test"
+        kw["split"] = None  # the env's own: validation sessions (logged contexts) or the held-out ratings
         if cache_dir is not None:
             env_id = f"recgym/{cls.__name__}-{dataset}"
             tag = hashlib.sha1(json.dumps([env_id, kw] + ([stamp] if stamp else []), sort_keys=True, default=str).encode()).hexdigest()[:12]
             kw["mf_path"] = str(Path(cache_dir) / f"{env_id.replace('/', '_')}-{tag}.npz")
         return kw
 
-    def __init__(self, source: str = "synthetic", split: str = "test", horizon: int = 1, state_len: int = 200,
+    def __init__(self, source: str = "synthetic", split: str | None = None, horizon: int = 1, state_len: int = 200,
                  reward: str = "imputed", mf_config: MFConfig | dict | None = None, mf_path: str | None = None,
                  order: str = "random", data: Any = None, data_dir: Any = None, download: bool = False,
-                 seed: int = 0, protocol: str = "loo", **params: Any) -> None:
+                 seed: int = 0, protocol: str = "loo", contexts: str = DEFAULT_CONTEXTS, **params: Any) -> None:
+        if contexts not in CONTEXTS:
+            raise BadInputError(f"MFUserEnv: contexts must be one of {CONTEXTS}, got {contexts!r}")
+        split = split if split is not None else ("valid" if contexts == "logged" else "test")
         if split not in ("train", "valid", "test"):
-            raise ValueError(f"split must be 'train', 'valid' or 'test', got {split!r}")
+            raise BadInputError(f"MFUserEnv: split must be 'train', 'valid' or 'test', got {split!r}")
+        if contexts == "logged" and split == "test":
+            raise BadInputError("MFUserEnv: contexts='logged' starts episodes from the validation (or training) "
+                                "sessions, never the test sessions the logged metrics score; use split='valid'")
         if reward not in ("imputed", "true"):
             raise ValueError(f"reward must be 'imputed' or 'true', got {reward!r}")
         if order not in ("random", "sequential"):
@@ -115,13 +146,22 @@ class MFUserEnv(gym.Env):
         if horizon < 1 or state_len < 1:
             raise ValueError(f"horizon and state_len must be >= 1, got {horizon}, {state_len}")
         self.world = None
+        mf_seed = seed
         if source == "synthetic" and data is None:
-            sp, self.world = _world_split(seed, dict(params))
+            params = dict(params)
+            mf_seed = int(params.pop("world_seed", seed))
+            n_sessions = params.pop("n_sessions", 5000)
+            sp, self.world = _world_split(mf_seed, dict(params))
+            logged = None
+            if contexts == "logged":  # the World's session log, split as load_split splits it
+                params.pop("ratings_per_user", None)
+                logged = load_env_split("synthetic", seed=seed, world_seed=mf_seed, n_sessions=n_sessions, **params)
         else:
             if protocol not in ("loo", "session"):
                 raise ValueError(f"protocol must be 'loo' or 'session', got {protocol!r}")
             sp = load_env_split(source, data=data, data_dir=data_dir, download=download, protocol=protocol, seed=seed,
                                 **params)
+            logged = sp
             if "world" in sp.train.meta:
                 from recgym.sim.world import World
 
@@ -129,21 +169,40 @@ class MFUserEnv(gym.Env):
         if reward == "true" and self.world is None:
             raise ValueError("reward='true' needs the Synthetic world (its log carries meta['world'])")
         self.split_data, self.reward_kind, self.order = sp, reward, order
+        self.contexts, self.split = contexts, split
         self.horizon, self.L = int(horizon), int(state_len)
         train = sp.train
         self.n_items = train.n_items
         self.scheme = "rating" if train.ratings is not None else "identity"
-        self.mf = self._imputer(train, sp, mf_config, mf_path, seed)
+        self.mf = self._imputer(train, sp, mf_config, mf_path, mf_seed)
 
-        log = getattr(sp, split)
-        self.hist, self.hlen, self.targets, sess = contexts_of(log, self.L)
-        self.target_rewards = log.rewards[log.offsets[sess + 1] - 1].astype(np.float64)
-        self.users = log.users[sess] if log.users is not None else sess
+        if contexts == "logged":
+            log = getattr(logged, split)
+            if log.users is None:
+                raise BadInputError(f"MFUserEnv: contexts='logged' needs the user of every session; {log.name!r} has none")
+            if log.n_events == 0:
+                raise BadInputError(f"MFUserEnv: {log.name!r} has no {split} session to start episodes from "
+                                    "(contexts='logged')")
+            if log.n_items != self.n_items:
+                raise BadInputError(f"MFUserEnv: the {split} sessions have n_items={log.n_items}, the imputer {self.n_items}")
+            self.hist, self.hlen, self.targets, ev = logged_contexts(log, self.L, logged.protocol)
+            self.users = log.users[log.session_of_event[ev]]
+            self.target_rewards = log.rewards[ev].astype(np.float64)
+        else:
+            log = getattr(sp, split)
+            self.hist, self.hlen, self.targets, sess = contexts_of(log, self.L)
+            self.target_rewards = log.rewards[log.offsets[sess + 1] - 1].astype(np.float64)
+            self.users = log.users[sess] if log.users is not None else sess
         if len(self.targets) == 0:
             raise ValueError(f"MFUserEnv: no {split} context in {log.name!r}")
         if self.users.max() >= self.mf.n_users:
             raise ValueError(f"MFUserEnv: {split} has users unseen by the imputer (max id {self.users.max()})")
         self.n_contexts = len(self.targets)
+        self.cold_share = float(np.mean(~np.isin(self.users, _log_rows(train))))
+        if contexts == "logged" and self.cold_share > 0.5:
+            warnings.warn(f"MFUserEnv: {self.cold_share:.0%} of the {split} contexts' users have no rating in the "
+                          "imputer's training data (their imputed reward ignores who they are); a leave-one-out "
+                          "split (protocol='loo') keeps every user's early ratings in training", stacklevel=2)
 
         self.observation_space = spaces.Dict({"history": id_box(self.n_items, (self.L,)), "length": count_box(self.L)})
         self.action_space = spaces.Discrete(self.n_items)
@@ -178,11 +237,13 @@ class MFUserEnv(gym.Env):
         return rating_to_reward(self.mf.predict(users, items), self.scheme)
 
     def report(self, k: int = 10, max_users: int = 5000) -> dict[str, float]:
-        """How far the simulator leans: held-out RMSE of the imputed rating on the test targets,
-        mean imputed rating of the observed vs the unobserved cells
+        """How far the simulator leans: held-out RMSE of the imputed rating on the rating log's test
+        targets, mean imputed rating of the observed vs the unobserved cells
         (:meth:`WeightedMF.imputation_report`) and the popularity lean of the imputed top-``k`` items
         of up to ``max_users`` test users, evenly spaced (:meth:`WeightedMF.top_item_popularity`,
-        popularity = training count)."""
+        popularity = training count). Where the episodes start: ``logged_contexts`` (1 = the logged
+        sessions' states, 0 = the rating log's held-out contexts), ``n_contexts`` and
+        ``cold_user_share`` (share of contexts whose user has no rating in the imputer's training data)."""
         test = self.split_data.test
         h, l, t, sess = contexts_of(test, 1)
         users = test.users[sess] if test.users is not None else sess
@@ -190,8 +251,9 @@ class MFUserEnv(gym.Env):
         popularity = np.bincount(self.split_data.train.items, minlength=self.n_items)
         uniq = np.unique(users)
         sample = uniq[np.linspace(0, len(uniq) - 1, min(max_users, len(uniq))).astype(np.int64)]
-        return {"rmse_heldout": self.mf.rmse(users, t, vals), **self.mf.imputation_report(),
-                **self.mf.top_item_popularity(sample, popularity, k)}
+        return {"logged_contexts": float(self.contexts == "logged"), "n_contexts": float(self.n_contexts),
+                "cold_user_share": self.cold_share, "rmse_heldout": self.mf.rmse(users, t, vals),
+                **self.mf.imputation_report(), **self.mf.top_item_popularity(sample, popularity, k)}
 
     # ------------------------------------------------------------------ gym API
     def _obs(self) -> dict[str, np.ndarray]:

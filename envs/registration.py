@@ -14,6 +14,7 @@ REPLAY = {"Synthetic": "synthetic", "ML100K": "ml-100k", "YooChoose100K": "yooch
           "RetailRocket": "retailrocket", "RC15": "rc15"}
 SLATE = {"ML1M": "ml-1m", "ML100K": "ml-100k", "Steam": "steam", "Synthetic": "synthetic"}
 MF_USER = {"NetflixIAR": "netflix", "MFUser-ML100K": "ml-100k", "MFUser-Synthetic": "synthetic"}
+MF_USER_KWARGS = {"NetflixIAR": {"contexts": "ratings"}}  # the LPI paper's held-out rating contexts
 # generic ids on your own data: gym.make("recgym/Replay-v0", data=log | split | "file.csv", columns=...)
 GENERIC = {"Replay": ("recgym.envs.replay:ReplayEnv", "recgym.envs.replay:ReplayVectorEnv"),
            "MFUser": ("recgym.envs.mf_user:MFUserEnv", "recgym.envs.mf_user:MFUserVectorEnv"),
@@ -33,7 +34,8 @@ def env_ids() -> dict[str, dict]:
                                                    kwargs={"source": src})
     for name, src in MF_USER.items():
         out[f"recgym/{name}-v0"] = dict(entry_point="recgym.envs.mf_user:MFUserEnv",
-                                        vector_entry_point="recgym.envs.mf_user:MFUserVectorEnv", kwargs={"source": src})
+                                        vector_entry_point="recgym.envs.mf_user:MFUserVectorEnv",
+                                        kwargs={"source": src, **MF_USER_KWARGS.get(name, {})})
     for name, (entry, vector) in GENERIC.items():
         out[f"recgym/{name}-v0"] = dict(entry_point=entry, kwargs={"source": None},
                                         **({"vector_entry_point": vector} if vector else {}))

@@ -10,7 +10,8 @@
 it on the env's training split; ``--agent PATH`` loads a saved recgym agent (``.pt``) or an SB3
 checkpoint (``.zip``: PPO, MaskablePPO or DQN). ``--data-file`` builds the env on your own file
 (default env: the MF user simulator ``recgym/MFUser-v0`` fitted on the file's training part).
-The env serves ``--split`` contexts (default ``test``, as ``scripts/compare.py``). A recgym agent
+The env serves ``--split`` contexts (default as ``scripts/compare.py``: the MF user simulator's own,
+its validation sessions' states; the test part in the other envs). A recgym agent
 is evaluated by ``recgym.evaluate.evaluate_in_env``, the evaluation ``compare.py`` reports: in an
 MF user env every held-out context at once (``iar@1``, ``ar@1``, ``hit@1``, on Synthetic
 ``true@1``), in other envs ``--episodes`` episodes of its greedy, mask-respecting action
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--agent", required=True, help="registry name, module:Class, or a checkpoint path")
     ap.add_argument("--env", default=None,
                     help="a recgym env id, e.g. recgym/SlateNextK-Synthetic-v0 (default with --data-file: recgym/MFUser-v0)")
-    ap.add_argument("--split", choices=("train", "valid", "test"), default="test", help="contexts served (default test)")
+    ap.add_argument("--split", choices=("train", "valid", "test"), default=None,
+                    help="contexts served (default: the MF user simulator's own, its validation sessions; else test)")
     ap.add_argument("--episodes", type=int, default=200, help="episodes in envs that are not MF user simulators")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--env-kwargs", default="{}", help="JSON dict of further env kwargs")
@@ -131,7 +133,14 @@ def main(argv: list[str] | None = None) -> int:
             get_agent_class(args.agent)
         except ValueError as e:
             raise BadInputError(f"--agent: {e}") from None
-    kw: dict[str, Any] = {"split": args.split, **data["data_params"]}
+    from gymnasium.envs.registration import load_env_creator
+
+    from recgym.envs.mf_user import MFUserEnv
+
+    entry = gym.registry[env_id].entry_point
+    own = isinstance(entry, str) and issubclass(load_env_creator(entry), MFUserEnv) or entry is MFUserEnv
+    split = args.split or (None if own else "test")
+    kw: dict[str, Any] = {**({"split": split} if split else {}), **data["data_params"]}
     if data.get("data_file"):
         kw.update(data=data["data_file"], columns=data["columns"], sep=data["sep"])
         if data["reward_scheme"] is not None:
@@ -159,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics = evaluate_in_env(policy, env, args.episodes, args.seed)
     else:
         metrics = run_episodes(env, lambda obs: act(policy, obs, env), args.episodes, args.seed)
-    out = {"env": env_id, "agent": args.agent, "split": args.split, **metrics}
+    out = {"env": env_id, "agent": args.agent, "split": getattr(env.unwrapped, "split", split), **metrics}
     if rc is not None:
         out["resolved_config"] = rc
     if data.get("data_file"):

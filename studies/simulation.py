@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Simulator fidelity: which offline criterion ranks agents like their true value?
 
-    python -m studies.simulation --quick --out runs/simulation_quick        # < 60 s, 3 tiny worlds
-    python -m studies.simulation --out docs/results/simulation --jobs 2     # 10 worlds, the page
+    python -m studies.simulation --quick --out runs/simulation_quick             # < 60 s, 3 tiny worlds
+    python -m studies.simulation --out runs/simulation --jobs 2 --world-ids 0-19 # 20 worlds, the page
 
-Over ``--worlds`` Synthetic worlds whose knobs are drawn at random from the ranges in ``KNOBS``
+Over the Synthetic worlds ``--world-ids`` whose knobs are drawn at random from the ranges in ``KNOBS``
 (popularity bias of the items and of the logger, quality–popularity correlation, the rating
 selection bias on utility and on popularity, session length, purchase offset, catalogue size), the
 zoo (``AGENTS``: pop, mc, sasrec, sqn, ccql, lpi, prl) is trained once per world through the
@@ -15,9 +15,11 @@ models (``model.pt``):
 
 * logged ``ndcg@10`` / ``hr@10`` on the test sessions (purchases, the reward that counts);
 * the MF simulator's ``iar@1`` (mean imputed reward of the greedy item on the held-out contexts of
-  the World's MNAR rating log, as :class:`recgym.envs.mf_user.MFUserEnv`) and its multi-step
-  ``return@5`` (five greedy steps, each item appended to the history), for each imputer in
-  ``IMPUTERS`` (``steck`` = the weighted MF as shipped before this study);
+  the World's MNAR rating log, as :class:`recgym.envs.mf_user.MFUserEnv` with
+  ``contexts="ratings"``) and its multi-step ``return@5`` (five greedy steps, each item appended to
+  the history), for each imputer in ``IMPUTERS`` (``steck`` = the weighted MF as shipped before this
+  study); the same on the logged validation sessions' states (``MFUserEnv(contexts="logged")``, the
+  env's own contexts): ``iar@1 [<imputer>, logged]``, ``return@5 [<imputer>, logged]``;
 * off-policy estimates of the greedy policy on the test log with the World's true propensities
   (:mod:`recgym.ope`): ``ips``, ``snips`` and, with the imputer as reward model (its imputed reward
   mapped to the log's reward scale by a least-squares line fitted on the training events), ``dm``
@@ -25,10 +27,11 @@ models (``model.pt``):
 
 Per criterion and world: Spearman's and Kendall's ρ with the truth over the agents, whether its top
 agent is the truly best one, and the regret of following it (best true value minus that of its
-pick). Worlds ``0..n/2-1`` are *development* (imputer variants were chosen on them), the rest are
-*held out* (reported, never tuned on). Writes ``jobs/`` (the harness jobs), ``eval/world<k>.json``
-(every criterion value, cached: a rerun only computes what is missing), ``results.json``,
-``tables.md`` and ``fidelity.png`` into ``--out``.
+pick). Worlds 0–4 are *development* (imputer variants were chosen on them), 5–9 *held out*
+(reported, never tuned on), 10–19 the *confirmation* set of the logged contexts (their decision rule
+was written down before they were evaluated; ``confirmation`` in ``results.json``). Writes ``jobs/``
+(the harness jobs), ``eval/world<k>.json`` (every criterion value, cached: a rerun only computes
+what is missing), ``results.json``, ``tables.md`` and ``fidelity.png`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -84,7 +87,33 @@ an item already in the user's history earns reward 0, as a re-consumption; defau
 its imputed rating, which for a rated item is fitted to that observed rating). ``steck`` = today's."""
 LOGGED = ("ndcg@10_purchase", "hr@10_purchase")
 OPE_FIXED = ("ips", "snips")
-PER_IMPUTER = ("iar@1", "return@5", "dm", "dr")
+PER_IMPUTER = ("iar@1", "return@5", "dm", "dr", "iar@1 logged", "return@5 logged")
+GROUPS = {"development": range(0, 5), "held-out": range(5, 10), "confirmation": range(10, 20)}
+"""World ids of each group (a world outside them counts in "all" only)."""
+
+
+def criterion(kind: str, imputer: str) -> str:
+    """The column name of a per-imputer criterion: ``iar@1 [steck]``, ``iar@1 [steck, logged]``."""
+    base, _, ctx = kind.partition(" ")
+    return f"{base} [{imputer}{', ' + ctx if ctx else ''}]"
+
+
+def simulator_criterion(imputer: str = "steck") -> str:
+    """The criterion of ``MFUserEnv``'s default simulator: iAR@1 on its default contexts."""
+    from recgym.envs.mf_user import DEFAULT_CONTEXTS
+
+    return criterion("iar@1" + (" logged" if DEFAULT_CONTEXTS == "logged" else ""), imputer)
+
+
+def parse_worlds(spec: str) -> list[int]:
+    """``"0-9"``, ``"10-19"``, ``"0,5,10"`` or a mix -> sorted distinct world ids (or ``ValueError``)."""
+    out: set[int] = set()
+    for part in (x.strip() for x in spec.split(",")):
+        lo, dash, hi = part.partition("-")
+        if not lo.isdigit() or (dash and not hi.isdigit()) or (dash and int(hi) < int(lo)):
+            raise ValueError(f"--world-ids: {part!r} is not a world id or an increasing range like 10-19")
+        out.update(range(int(lo), int(hi if dash else lo) + 1))
+    return sorted(out)
 
 
 def world_knobs(w: int, P: dict) -> dict[str, Any]:
@@ -145,6 +174,20 @@ def repeated(hist: np.ndarray, lengths: np.ndarray, acts: np.ndarray) -> np.ndar
     return out
 
 
+def estimates(log: Any, pi: np.ndarray, q_hat: np.ndarray | None = None) -> dict[str, float]:
+    """IPS and SNIPS (plus DM and DR with ``q_hat``) of the target ``pi [n_events, n_items]`` on ``log``
+    with its true propensities; SNIPS is NaN when π puts no mass on any logged item (tiny worlds)."""
+    from recgym import ope
+
+    r, mu, a = log.rewards.astype(np.float64), log.propensities.astype(np.float64), log.items.astype(np.int64)
+    w = pi[np.arange(len(a)), a] / mu
+    out = {"ips": ope.ips(r, mu, pi, a)["estimate"],
+           "snips": ope.snips(r, mu, pi, a)["estimate"] if w.sum() > 0 else float("nan")}
+    if q_hat is not None:
+        out.update(dm=ope.dm(pi, q_hat)["estimate"], dr=ope.dr(r, mu, pi, q_hat, a)["estimate"])
+    return out
+
+
 def fit_imputer(rsp: Any, n_users: int, overrides: dict[str, Any], seed: int) -> Any:
     """The simulator's imputer (``MFUserEnv``'s default config for a rating log, plus ``overrides``)."""
     from recgym.sim.mf import MFConfig, WeightedMF, _log_rows
@@ -160,7 +203,7 @@ def evaluate_world(w: int, P: dict, out: Path, imputers: tuple[str, ...]) -> dic
 
     from recgym import ope
     from recgym.envs.common import contexts_of
-    from recgym.envs.mf_user import _world_split
+    from recgym.envs.mf_user import MFUserEnv, _world_split
     from recgym.experiments.job import load_job_split, load_trained_agent, read_results
     from recgym.experiments.report import write_json
     from recgym.sim.mf import rating_to_reward
@@ -171,7 +214,8 @@ def evaluate_world(w: int, P: dict, out: Path, imputers: tuple[str, ...]) -> dic
     cache = json.loads(path.read_text()) if path.exists() else {}
     jobs = [j for j in jobs_of_world(w, P, out) if read_results(j.job_dir()) is not None]  # failed jobs: left out
     trained = {j.agent for j in jobs}
-    todo = [v for v in imputers if set(cache.get("imputers", {}).get(v, {}).get("agents", {})) != trained]
+    todo = [v for v in imputers if set(cache.get("imputers", {}).get(v, {}).get("agents", {})) != trained
+            or any(set(PER_IMPUTER) - set(r) for r in cache["imputers"][v]["agents"].values())]
     if set(cache.get("agents", {})) == trained and not todo:
         return cache
     split = load_job_split(jobs[0])
@@ -183,18 +227,23 @@ def evaluate_world(w: int, P: dict, out: Path, imputers: tuple[str, ...]) -> dic
     s_users = np.repeat(split.test.users, split.test.lengths)  # the user of every test event
     tr_users = np.repeat(split.train.users, split.train.lengths)
     n_items = split.n_items
+    # the simulator's logged contexts: the env's own (validation sessions of the job's split)
+    env = MFUserEnv(**MFUserEnv.job_kwargs(dataset="synthetic", seed=jobs[0].seed, data_params=jobs[0].data_params,
+                                           data_dir=None, download=False),
+                    contexts="logged", ratings_per_user=knobs["ratings_per_user"])
+    l_hist, l_hlen, l_users = env.hist, env.hlen, env.users
 
-    acts, pis = {}, {}
+    acts, l_acts, pis = {}, {}, {}
     if "agents" not in cache:
         cache = {"world": w, "knobs": knobs, "agents": {}, "imputers": {}}
     for j in jobs:
         res = read_results(j.job_dir())
         agent = load_trained_agent(j.job_dir(), j.agent)
         acts[j.agent] = rollout(agent, hist, hlen, n_items, HORIZON)
+        l_acts[j.agent] = rollout(agent, l_hist, l_hlen, n_items, HORIZON)
         pis[j.agent] = ope.target_probs(agent, split.test, "greedy")
         if j.agent not in cache["agents"]:
-            est = ope.estimate_all(split.test.rewards.astype(np.float64), split.test.propensities.astype(np.float64),
-                                   pis[j.agent], split.test.items.astype(np.int64))
+            est = estimates(split.test, pis[j.agent])
             h = np.concatenate([hist, np.full((len(hist), HORIZON), n_items, dtype=np.int64)], axis=1)
             n = hlen.copy()
             true_ret = np.zeros(len(hist))
@@ -204,7 +253,7 @@ def evaluate_world(w: int, P: dict, out: Path, imputers: tuple[str, ...]) -> dic
                 n = n + 1
             cache["agents"][j.agent] = {
                 "truth": res["true_value"], **{k: res["test"].get(k) for k in LOGGED},
-                **{k: est[k]["estimate"] for k in OPE_FIXED}, "true_return@5": float(true_ret.mean()),
+                **{k: est[k] for k in OPE_FIXED}, "true_return@5": float(true_ret.mean()),
                 "train_s": res["timing_s"]["train"]}
     for v in todo:
         opts = dict(IMPUTERS[v])
@@ -221,12 +270,14 @@ def evaluate_world(w: int, P: dict, out: Path, imputers: tuple[str, ...]) -> dic
         row = {}
         for a, act in acts.items():
             r = rating_to_reward(mf.predict(r_users[:, None], act), "rating")  # [B, H]
+            rl = rating_to_reward(mf.predict(l_users[:, None], l_acts[a]), "rating")
             if no_repeat:
                 r[repeated(hist, hlen, act)] = 0.0
-            est = ope.estimate_all(split.test.rewards.astype(np.float64), split.test.propensities.astype(np.float64),
-                                   pis[a], split.test.items.astype(np.int64), q_hat=q_hat)
+                rl[repeated(l_hist, l_hlen, l_acts[a])] = 0.0
+            est = estimates(split.test, pis[a], q_hat)
             row[a] = {"iar@1": float(r[:, 0].mean()), "return@5": float(r.sum(1).mean()),
-                      "dm": est["dm"]["estimate"], "dr": est["dr"]["estimate"]}
+                      "dm": est["dm"], "dr": est["dr"],
+                      "iar@1 logged": float(rl[:, 0].mean()), "return@5 logged": float(rl.sum(1).mean())}
         cache["imputers"][v] = {"agents": row, "report": {k: float(x) for k, x in mf.imputation_report().items()}}
     write_json(path, cache)
     return cache
@@ -240,7 +291,7 @@ def criteria_values(ev: dict[str, Any], imputers: tuple[str, ...]) -> tuple[list
     crit = {k: np.array([ev["agents"][a][k] for a in names], dtype=float) for k in (*LOGGED, *OPE_FIXED)}
     for v in imputers:
         for k in PER_IMPUTER:
-            crit[f"{k} [{v}]"] = np.array([ev["imputers"][v]["agents"][a][k] for a in names], dtype=float)
+            crit[criterion(k, v)] = np.array([ev["imputers"][v]["agents"][a][k] for a in names], dtype=float)
     crit["true_return@5 (reference)"] = np.array([ev["agents"][a]["true_return@5"] for a in names], dtype=float)
     return names, crit, truth
 
@@ -258,7 +309,11 @@ def fidelity(values: np.ndarray, truth: np.ndarray) -> dict[str, float]:
             "best": float(truth[pick] >= truth.max() - 1e-12), "regret": float(truth.max() - truth[pick])}
 
 
-def aggregate(evals: list[dict[str, Any]], imputers: tuple[str, ...], n_dev: int) -> dict[str, Any]:
+def group_of(w: int) -> str | None:
+    return next((g for g, ids in GROUPS.items() if w in ids), None)
+
+
+def aggregate(evals: list[dict[str, Any]], imputers: tuple[str, ...]) -> dict[str, Any]:
     from recgym.experiments.report import summary
 
     per_world: dict[str, dict[int, dict[str, float]]] = {}
@@ -266,16 +321,19 @@ def aggregate(evals: list[dict[str, Any]], imputers: tuple[str, ...], n_dev: int
         _, crit, truth = criteria_values(ev, imputers)
         for k, v in crit.items():
             per_world.setdefault(k, {})[ev["world"]] = fidelity(v, truth)
-    groups = {"all": lambda w: True, "development": lambda w: w < n_dev, "held-out": lambda w: w >= n_dev}
+    worlds = [ev["world"] for ev in evals]
+    groups = {g: [w for w in worlds if group_of(w) == g] for g in GROUPS}
+    groups = {"all": worlds, **{g: ws for g, ws in groups.items() if ws}}
     table: dict[str, dict[str, dict[str, Any]]] = {}
-    for g, keep in groups.items():
-        table[g] = {k: {m: summary([r[m] for w, r in rows.items() if keep(w)])
-                        for m in ("spearman", "kendall", "best", "regret")} for k, rows in per_world.items()}
-    return {"per_world": per_world, "table": table}
+    for g, ws in groups.items():
+        table[g] = {k: {m: summary([rows[w][m] for w in ws]) for m in ("spearman", "kendall", "best", "regret")}
+                    for k, rows in per_world.items()}
+    return {"per_world": per_world, "groups": groups, "table": table}
 
 
 def paired_vs(per_world: dict, a: str, b: str, worlds: list[int]) -> dict[str, Any]:
-    """Paired comparison of the per-world Spearman ρ of criteria ``a`` and ``b`` (Wilcoxon signed rank)."""
+    """Paired comparison of the per-world Spearman ρ of criteria ``a`` and ``b`` (Wilcoxon signed rank)
+    over the ``worlds`` where both are defined."""
     from scipy.stats import wilcoxon
 
     x = np.array([per_world[a][w]["spearman"] for w in worlds])
@@ -285,6 +343,28 @@ def paired_vs(per_world: dict, a: str, b: str, worlds: list[int]) -> dict[str, A
     p = float(wilcoxon(d).pvalue) if np.any(d != 0) and ok.sum() > 1 else None
     return {"mean_diff": float(d.mean()) if len(d) else float("nan"), "wins": int(np.sum(d > 0)),
             "losses": int(np.sum(d < 0)), "p_wilcoxon": p, "n": int(ok.sum())}
+
+
+def paired_family(per_world: dict, pairs: list[tuple[str, str]], worlds: list[int]) -> dict[str, dict[str, Any]]:
+    """:func:`paired_vs` of each ``(a, b)`` over ``worlds``, Holm-adjusted across the family (``p_holm``)."""
+    from recgym.experiments.report import holm
+
+    tests = {f"{a} vs {b}": paired_vs(per_world, a, b, worlds) for a, b in pairs}
+    adjusted = holm({k: t["p_wilcoxon"] for k, t in tests.items()})
+    for k, t in tests.items():
+        t["p_holm"] = adjusted[k]
+    return tests
+
+
+def confirmation(per_world: dict, worlds: list[int], candidate: str, rivals: tuple[str, ...]) -> dict[str, Any]:
+    """The pre-registered rule of ``docs/results/simulation.md``: ``candidate`` wins when its mean
+    Spearman ρ is higher than each rival's, means over the ``worlds`` where every one of them is defined."""
+    keys = (candidate, *rivals)
+    ok = [w for w in worlds if all(np.isfinite(per_world[k][w]["spearman"]) for k in keys)]
+    means = {k: float(np.mean([per_world[k][w]["spearman"] for w in ok])) if ok else float("nan") for k in keys}
+    holds = bool(ok) and all(means[candidate] > means[r] for r in rivals)
+    return {"worlds": ok, "candidate": candidate, "means": means, "holds": holds,
+            "tests": paired_family(per_world, [(candidate, r) for r in rivals], ok)}
 
 
 def _p(p: float | None) -> str:
@@ -298,11 +378,20 @@ def _cell(c: dict[str, Any], digits: int = 2) -> str:
     return f"{c['mean']:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
 
 
-def tables_markdown(agg: dict[str, Any], evals: list[dict[str, Any]], default: str, n_dev: int) -> str:
+def tests_markdown(title: str, tests: dict[str, dict[str, Any]]) -> list[str]:
+    return [f"### {title}", ""] + [
+        f"- {k}: mean difference {t['mean_diff']:+.3f}, {t['wins']} wins / {t['losses']} losses of {t['n']}, "
+        f"p = {_p(t['p_wilcoxon'])} (Holm {_p(t['p_holm'])})" for k, t in tests.items()] + [""]
+
+
+def tables_markdown(agg: dict[str, Any], evals: list[dict[str, Any]]) -> str:
     lines = []
-    for g in ("held-out", "development", "all"):
+    for g in ("confirmation", "held-out", "development", "all"):
+        if g not in agg["table"]:
+            continue
         t = agg["table"][g]
-        lines += [f"### {g} worlds (n = {t[LOGGED[0]]['spearman']['n']})", "",
+        ws = agg["groups"][g]
+        lines += [f"### {g} worlds (n = {len(ws)}: {ws[0]}–{ws[-1]})", "",
                   "| criterion | Spearman ρ | Kendall τ | picks the best | regret |", "|---|---|---|---|---|"]
         for k, c in t.items():
             lines.append(f"| {k} | {_cell(c['spearman'])} | {_cell(c['kendall'])} | {_cell(c['best'])} | "
@@ -312,7 +401,8 @@ def tables_markdown(agg: dict[str, Any], evals: list[dict[str, Any]], default: s
               "|" + "---|" * (len(evals[0]["knobs"]) + 2)]
     for ev in evals:
         tr = [a["truth"] for a in ev["agents"].values()]
-        lines.append(f"| {ev['world']}{' (dev)' if ev['world'] < n_dev else ''} | "
+        g = group_of(ev["world"])
+        lines.append(f"| {ev['world']}{f' ({g})' if g else ''} | "
                      + " | ".join(str(v) for v in ev["knobs"].values()) + f" | {min(tr):.3f}–{max(tr):.3f} |")
     lines += ["", "### True values per world (rows) and agent", "", "| world | " + " | ".join(AGENTS) + " |",
               "|" + "---|" * (len(AGENTS) + 1)]
@@ -322,83 +412,99 @@ def tables_markdown(agg: dict[str, Any], evals: list[dict[str, Any]], default: s
     return "\n".join(lines) + "\n"
 
 
-def plot(agg: dict[str, Any], out: Path, n_dev: int, imputers: tuple[str, ...], default: str) -> Path:
+def plot(agg: dict[str, Any], out: Path, imputers: tuple[str, ...], default: str) -> Path:
     from recgym.experiments.report import pyplot, save_figure
 
     plt = pyplot()
-    keys = [*LOGGED, *OPE_FIXED, *(f"{k} [{v}]" for v in dict.fromkeys(("steck", default)) for k in PER_IMPUTER)]
+    keys = [*LOGGED, *OPE_FIXED, *(criterion(k, v) for v in dict.fromkeys(("steck", default)) for k in PER_IMPUTER)]
     keys = [k for k in keys if k in agg["per_world"]]
-    fig, ax = plt.subplots(figsize=(9, 4.2))
+    colors = {"development": "tab:blue", "held-out": "tab:orange", "confirmation": "tab:green", None: "tab:grey"}
+    offset = {"development": -0.2, "held-out": 0.0, "confirmation": 0.2, None: 0.0}
+    fig, ax = plt.subplots(figsize=(10, 4.4))
     for j, k in enumerate(keys):
         rows = agg["per_world"][k]
         for w, r in rows.items():
-            ax.scatter(j + (0.12 if w >= n_dev else -0.12), r["spearman"], s=14,
-                       color="tab:orange" if w >= n_dev else "tab:blue", alpha=0.7)
+            ax.scatter(j + offset[group_of(w)], r["spearman"], s=12, color=colors[group_of(w)], alpha=0.7)
         m = np.nanmean([r["spearman"] for r in rows.values()])
         ax.hlines(m, j - 0.3, j + 0.3, color="k")
     ax.set_xticks(range(len(keys)))
     ax.set_xticklabels(keys, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("Spearman ρ with the true value")
     ax.axhline(0, color="grey", lw=0.5)
-    ax.set_title("Ranking fidelity per world (blue: development, orange: held out; bar: mean)")
+    ax.set_title("Ranking fidelity per world (blue: development, orange: held out, green: confirmation; "
+                 "bar: mean)", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, out / "fidelity.png")
+
+
+CANDIDATE = "iar@1 [steck, logged]"
+"""The pre-registered candidate default simulator: Steck's imputer on the logged validation sessions."""
+RIVALS = ("iar@1 [steck]", "ndcg@10_purchase")
+"""What it must beat on the confirmation worlds: the simulator before it, and logged NDCG@10."""
 
 
 @cli("studies.simulation")
 def main(argv: list[str] | None = None) -> int:
     from recgym.experiments import map_units, run_jobs
     from recgym.experiments.cli import command_line
-    from recgym.experiments.report import atomic_write, holm, write_json
+    from recgym.experiments.report import atomic_write, write_json
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/simulation")
-    p.add_argument("--worlds", type=int, default=10)
+    p.add_argument("--world-ids", default=None,
+                   help="worlds to run, e.g. 0-9 (default; --quick: 0,5,10), 10-19 or 0-19 (ranges and commas)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (each single-threaded)")
     p.add_argument("--quick", action="store_true", help="3 tiny worlds, a few steps (a smoke test)")
     p.add_argument("--imputers", default=",".join(IMPUTERS), help="imputer variants to evaluate")
     p.add_argument("--default", default="steck", help="the imputer reported as the simulator's default")
     args = p.parse_args(argv)
     P = QUICK if args.quick else FULL
-    n_worlds = 3 if args.quick and args.worlds == 10 else args.worlds
+    try:
+        worlds = parse_worlds(args.world_ids or ("0,5,10" if args.quick else "0-9"))
+    except ValueError as e:
+        p.error(str(e))
     imputers = tuple(v for v in args.imputers.split(",") if v)
     unknown = [v for v in (*imputers, args.default) if v not in IMPUTERS]
     if unknown:
         p.error(f"unknown imputer(s) {unknown}; choose from {list(IMPUTERS)}")
-    imputers = tuple(dict.fromkeys((*imputers, args.default)))
+    imputers = tuple(dict.fromkeys(("steck", *imputers, args.default)))  # steck: the rule's rival
     out = Path(args.out)
     t0 = time.perf_counter()
-    jobs = [j for w in range(n_worlds) for j in jobs_of_world(w, P, out)]
+    jobs = [j for w in worlds for j in jobs_of_world(w, P, out)]
     statuses = run_jobs(jobs, workers=args.jobs, log=print)
     failed = [s for s in statuses if s["status"] not in ("done", "reused")]
     for s in failed:
         print(f"failed: {s['dir']}: {s['error']}", file=sys.stderr)
     t_train = time.perf_counter() - t0
-    evals = map_units(functools.partial(evaluate_world, P=P, out=out, imputers=imputers), range(n_worlds),
+    evals = map_units(functools.partial(evaluate_world, P=P, out=out, imputers=imputers), worlds,
                       workers=args.jobs, log=lambda w, r: print(f"world {w}: evaluated", flush=True))
-    n_dev = n_worlds // 2
-    agg = aggregate(evals, imputers, n_dev)
-    held = list(range(n_dev, n_worlds))
-    tests = {f"iar@1 [{v}] vs iar@1 [steck]": paired_vs(agg["per_world"], f"iar@1 [{v}]", "iar@1 [steck]", held)
-             for v in imputers if v != "steck"}
-    tests.update({f"iar@1 [{v}] vs {LOGGED[0]}": paired_vs(agg["per_world"], f"iar@1 [{v}]", LOGGED[0], held)
-                  for v in dict.fromkeys(("steck", args.default))})
-    adjusted = holm({k: t["p_wilcoxon"] for k, t in tests.items()})
-    for k, t in tests.items():
-        t["p_holm"] = adjusted[k]
+    agg = aggregate(evals, imputers)
+    pw, groups = agg["per_world"], agg["groups"]
+    held = groups.get("held-out", [])
+    held_pairs = [(criterion("iar@1", v), "iar@1 [steck]") for v in imputers if v != "steck"]
+    held_pairs += [(criterion("iar@1", v), LOGGED[0]) for v in dict.fromkeys(("steck", args.default))]
+    tests = {"held-out": paired_family(pw, held_pairs, held)}
+    confirm = {g: confirmation(pw, groups[g], CANDIDATE, RIVALS) for g in ("confirmation", "all") if g in groups}
     wall = time.perf_counter() - t0
     res = {"command": command_line("studies.simulation", argv), "settings": {k: v for k, v in P.items()},
            "knob_ranges": {k: list(v) for k, v in KNOBS.items()}, "imputers": {v: IMPUTERS[v] for v in imputers},
-           "default": args.default, "n_development": n_dev, "agents": list(AGENTS), "horizon": HORIZON,
+           "default": args.default, "simulator": simulator_criterion(args.default), "world_groups": {
+               g: [r.start, r.stop - 1] for g, r in GROUPS.items()}, "agents": list(AGENTS), "horizon": HORIZON,
            "failed_jobs": failed, "wall_s": {"train": round(t_train, 1), "total": round(wall, 1)},
-           "held_out_tests": tests, **agg}
+           "held_out_tests": tests["held-out"], "confirmation": confirm, **agg}
     write_json(out / "results.json", res)
-    md = tables_markdown(agg, evals, args.default, n_dev)
-    md += "\n### Held-out paired tests of the per-world Spearman ρ (Wilcoxon signed rank)\n\n"
-    md += "\n".join(f"- {k}: mean difference {t['mean_diff']:+.3f}, {t['wins']} wins / {t['losses']} losses "
-                    f"of {t['n']}, p = {_p(t['p_wilcoxon'])} (Holm {_p(t['p_holm'])})" for k, t in tests.items()) + "\n"
+    md = tables_markdown(agg, evals)
+    for g, c in confirm.items():
+        verdict = "holds" if c["holds"] else "does not hold"
+        md += (f"\n### Pre-registered rule on the {g} worlds ({len(c['worlds'])} with every ρ defined): "
+               f"{verdict}\n\n" + "".join(f"- mean Spearman ρ of {k}: {m:.3f}\n" for k, m in c["means"].items()) + "\n")
+        md += "\n".join(tests_markdown(f"{g} worlds: paired tests of the per-world Spearman ρ (Wilcoxon signed rank, "
+                                        "Holm over the two)", c["tests"]))
+    if held:
+        md += "\n" + "\n".join(tests_markdown("Held-out paired tests of the per-world Spearman ρ (Wilcoxon signed "
+                                               "rank, Holm over the family)", tests["held-out"]))
     atomic_write(out / "tables.md", md)
-    plot(agg, out, n_dev, imputers, args.default)
+    plot(agg, out, imputers, args.default)
     print(md)
     print(f"wrote {out / 'results.json'}, {out / 'tables.md'}, {out / 'fidelity.png'} ({wall:.0f}s)")
     return 0

@@ -15,7 +15,7 @@ from scipy.stats import spearmanr, ttest_rel
 from recgym.errors import BadInputError, BusyError
 from recgym.evaluate import evaluate_in_env
 from recgym.experiments import CompareConfig, JobSpec, aggregate, make_jobs, run_job
-from recgym.experiments.job import make_sim_env
+from recgym.experiments.job import load_job_split, make_sim_env
 from recgym.experiments.report import report_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,8 +121,9 @@ def test_sim_env_kwargs_build_the_job_data():
     from recgym.experiments.job import sim_env_kwargs
 
     spec = JobSpec(agent="pop", seed=3, data_params={"n_sessions": 300, "n_items": 50, "world_seed": 7})
-    # the MF user env builds the World itself: world seed and World fields, no loader-only params
-    assert sim_env_kwargs(spec, SIM) == {"seed": 7, "n_items": 50, "split": "test"}
+    # the MF user env builds the World itself (its rating log fits the imputer) and starts episodes
+    # from the job's validation sessions (split None: the env's own, the job's split seed)
+    assert sim_env_kwargs(spec, SIM) == {"seed": 3, "world_seed": 7, "n_sessions": 300, "n_items": 50, "split": None}
     # a replay env loads the job's log: every loader param, the job's split seed, its test part
     kw = sim_env_kwargs(spec, "recgym/Replay-Synthetic-v0")
     assert kw == {"n_sessions": 300, "n_items": 50, "world_seed": 7, "download": False, "seed": 3, "split": "test"}
@@ -167,7 +168,7 @@ def test_evaluate_in_env_equals_the_env_rewards_of_the_greedy_item(tmp_path):
     got = evaluate_in_env(_Constant(u.n_items, 7), env)
     assert got["iar@1"] == pytest.approx(u.imputed_reward(u.users, np.full(len(u.users), 7)).mean())
     assert got["hit@1"] == pytest.approx(np.mean(u.targets == 7))
-    assert got["n_contexts"] == u.n_contexts == 100
+    assert got["n_contexts"] == u.n_contexts == load_job_split(spec).valid.n_events  # every validation event
     # the env's own step returns the same reward for a context (batched == stepped)
     obs, info = env.reset(options={"context": 5})
     _, r, term, _, step_info = env.step(7)

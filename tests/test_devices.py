@@ -155,7 +155,7 @@ def _act_in_envs(agent: Agent, split) -> list[int]:
     out = []
     envs = [ReplayEnv(data=split, split="test", state_len=8, order="sequential"),
             SlateNextKEnv(data=split, split="test", state_len=8, slate_size=3),
-            MFUserEnv(data=split, split="test", state_len=8, horizon=2)]
+            MFUserEnv(data=split, state_len=8, horizon=2)]
     for env in envs:
         obs, _ = env.reset(seed=0)
         for _ in range(3):

@@ -71,11 +71,12 @@ def pandas_pop_session(raw: pd.DataFrame, seed: int) -> dict[str, float]:
     counts = raw[raw["session_id"].isin(ids[perm[:n_train]])]["item"].value_counts()
     counts = counts.reindex(raw["item"].unique(), fill_value=0)
     test = raw[raw["session_id"].isin(ids[perm[n_train + n_valid:]])]
+    valid = raw[raw["session_id"].isin(ids[perm[n_train:n_train + n_valid]])]
     c = counts.to_numpy()
     r = np.array([int((c >= counts[i]).sum()) - 1 for i in test["item"]])
     buy = test["event"].isin(["cart", "purchase"]).to_numpy()
     return {"hr@20": np.mean(r < 20), "ndcg@20": np.mean(_ndcg(r, 20)), "hr@20_purchase": np.mean((r < 20)[buy]),
-            "n_events": len(test), "n_test_sessions": test["session_id"].nunique()}
+            "n_events": len(test), "n_test_sessions": test["session_id"].nunique(), "n_valid_events": len(valid)}
 
 
 def _sha(path: Path) -> str:
@@ -120,7 +121,7 @@ def test_every_entry_point_on_a_movielens_latest_style_csv(files, tmp_path, caps
 
     assert sim_main(["--agent", "pop", "--data-file", str(ml), "--columns", ML_COLS]) == 0
     got = json.loads(capsys.readouterr().out)
-    assert got["env"] == FILE_SIM and got["split"] == "test"
+    assert got["env"] == FILE_SIM and got["split"] == "valid"
     # the same simulator and the same evaluation as compare's job: the same numbers
     for k in ("iar@1", "ar@1", "hit@1", "n_contexts"):
         assert got[k] == pytest.approx(job["sim"][FILE_SIM][k]), k
@@ -147,9 +148,10 @@ def test_every_entry_point_on_a_semicolon_session_log(files, tmp_path, capsys):
                          "--out", str(cmp)]) == 0
     rep = json.loads((cmp / "report.json").read_text())
     assert rep["table"]["pop"]["ndcg@20"]["mean"] == pytest.approx(want["ndcg@20"])
-    # the simulator holds out the job's own test sessions (never a session the agent trained on)
+    # the simulator starts from every event of the job's own validation sessions (never a session
+    # the agent trained on, never a test session)
     job = json.loads((cmp / "jobs" / "pop" / "seed3" / "results.json").read_text())
-    assert job["sim"][FILE_SIM]["n_contexts"] == want["n_test_sessions"]
+    assert job["sim"][FILE_SIM]["n_contexts"] == want["n_valid_events"]
     capsys.readouterr()
     assert sim_main(["--agent", "pop", "--env", "recgym/SlateNextK-v0", "--episodes", "5", "--data-file", str(views),
                      "--columns", SESSION_COLS]) == 0

@@ -585,7 +585,7 @@ def sim_env_kwargs(spec: JobSpec, env_id: str, mf_dir: Path | None = None) -> di
         data_params["last_n_events"] = spec.last_n_events
     kw = make_kwargs(dataset=spec.dataset, seed=spec.seed, data_params=data_params, data_dir=spec.data_dir,
                      download=spec.download, cache_dir=None if mf_dir is None else Path(mf_dir), data_file=data_file)
-    kw["split"] = "test"  # held-out contexts, never the ones the agent trained on
+    kw.setdefault("split", "test")  # held-out contexts, never the ones the agent trained on (or the env's own)
     return kw
 
 
