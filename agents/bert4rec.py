@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recgym.agents.nets.dropout import Dropout
 from recgym.agents.nets.gpt import GPTBlock, attention_mask
 from recgym.agents.training import TorchAgent, TorchAgentConfig
 from recgym.data import SessionLog
@@ -40,7 +41,7 @@ class BERT4RecNet(nn.Module):
         self.position_embeddings = nn.Embedding(max_len + 1, hidden)
         nn.init.normal_(self.token_embeddings.weight, std=0.02)
         nn.init.normal_(self.position_embeddings.weight, std=0.02)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.blocks = nn.ModuleList(GPTBlock(hidden, n_heads, dropout) for _ in range(n_blocks))
         self.final_norm = nn.LayerNorm(hidden)
 

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recgym.agents.nets import build_encoder
+from recgym.agents.nets.dropout import Dropout
 from recgym.agents.training import TorchAgent, TorchAgentConfig
 from recgym.agents.sasrec import PRESETS as SASREC_PRESETS
 from recgym.data import SessionLog, Transitions
@@ -103,13 +104,13 @@ class PromptNet(nn.Module):
         self.e_r = nn.Parameter(torch.randn(d) * 0.1)  # Eq. 9 reward embedding e_r
         self.steps = nn.Embedding(max_step + 1, d)  # H_T, the step embeddings h_t
         nn.init.normal_(self.steps.weight, std=0.1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         if block == "attention":  # Eq. 12 projections
             self.w_q = nn.Linear(d, d, bias=False)
             self.w_k = nn.Linear(d, d, bias=False)
             self.w_v = nn.Linear(d, d, bias=False)
         elif block == "mlp":
-            self.mlp = nn.Sequential(nn.Linear(3 * d, d), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d, d))
+            self.mlp = nn.Sequential(nn.Linear(3 * d, d), nn.ReLU(), Dropout(dropout), nn.Linear(d, d))
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, n_items)  # Eq. 14: W_i, b
 

@@ -241,7 +241,8 @@ class QLearningAgent(TorchAgent):
             opt = self.opt2_q1 if first else self.opt2_q2
         else:
             opt = self.opt_q1 if first else self.opt_q2
-        loss, info = self.compute_loss(batch, main, target, phase2)
+        with self.autocast():
+            loss, info = self.compute_loss(batch, main, target, phase2)
         self.optimize(loss, [opt])
         return {"loss": float(loss.detach()), **info}
 

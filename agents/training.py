@@ -26,6 +26,7 @@ restores the best weights at the end.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -71,6 +72,14 @@ class TorchAgentConfig(AgentConfig):
     max_grad_norm: float | None = None
     """Clip the global gradient norm (``None`` = no clipping, as the papers)."""
     device: str = "cpu"
+    autocast_dtype: str | None = None
+    """``"bfloat16"``: compute the training loss under ``torch.autocast`` (matmuls in bfloat16: AMX
+    on recent Xeons, tensor cores on GPUs; softmax, cross-entropy and reductions stay float32, as
+    do the weights, gradients and optimizer state). ``None``: float32 throughout. Evaluation is
+    float32 either way."""
+
+
+AUTOCAST_DTYPES = (None, "bfloat16")
 
 
 class NonFiniteLossError(DivergedError):
@@ -96,6 +105,9 @@ class TorchAgent(Agent):
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise BadInputError(f"{self.name}: device={self.config.device!r} but torch sees no CUDA device "
                                 "(torch.cuda.is_available() is False)")
+        if self.config.autocast_dtype not in AUTOCAST_DTYPES:
+            raise BadInputError(f"{self.name}: autocast_dtype must be one of {AUTOCAST_DTYPES}, "
+                                f"got {self.config.autocast_dtype!r}")
         torch.manual_seed(self.seed)  # identical initial weights for a given seed
         self.rng = np.random.default_rng(self.seed)
         self.build()
@@ -134,9 +146,17 @@ class TorchAgent(Agent):
         return None
 
     # ------------------------------------------------------------ the step
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The context the training loss is computed in: ``torch.autocast`` with
+        ``config.autocast_dtype``, or nothing (``None``). The backward runs outside it."""
+        if self.config.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=getattr(torch, self.config.autocast_dtype))
+
     def update(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
         """One optimisation step; returns floats to log (``"loss"`` at least)."""
-        loss, info = self.loss(batch)
+        with self.autocast():
+            loss, info = self.loss(batch)
         return {"loss": self.optimize(loss), **info}
 
     def optimize(self, loss: torch.Tensor, optimizers: list[torch.optim.Optimizer] | None = None) -> float:

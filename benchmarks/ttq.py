@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--schemes", nargs="+", default=["current", "previous"], choices=["current", "previous"])
     ap.add_argument("--previous", nargs="*", default=None, help="key=value overrides of the previous scheme")
+    ap.add_argument("--current", nargs="*", default=[], help="key=value overrides of the current scheme")
     ap.add_argument("--set", nargs="*", default=[], help="key=value overrides of both schemes")
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--target", type=float, default=None)
@@ -140,7 +141,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for name in args.agents:
             prev = (_parse_overrides(args.previous) if args.previous is not None
                     else previous_overrides(name, dataset, split.protocol))
-            schemes = {"current": {**CURRENT.get(name, {}), **both}, "previous": {**prev, **both}}
+            schemes = {"current": {**CURRENT.get(name, {}), **_parse_overrides(args.current), **both},
+                       "previous": {**prev, **both}}
             runs: dict[str, list[dict[str, Any]]] = {scheme: [] for scheme in args.schemes}
             for seed in args.seeds:  # schemes interleaved, so a change in machine load hits both
                 for scheme in args.schemes:

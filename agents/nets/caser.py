@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recgym.agents.nets.dropout import Dropout
 from recgym.agents.nets.gru import check_states, valid_mask
 
 
@@ -40,7 +41,7 @@ class CaserEncoder(nn.Module):
         self.width = max(state_len, max(self.heights))  # time axis seen by the convolutions
         self.horizontal = nn.ModuleList(nn.Conv2d(1, n_horizontal, (h, hidden)) for h in self.heights)
         self.vertical = nn.Conv2d(1, n_vertical, (self.width, 1))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.out_dim = n_horizontal * len(self.heights) + n_vertical * hidden
 
     def forward(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recgym.agents.nets.attention import attention
+from recgym.agents.nets.dropout import Dropout
+
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -97,7 +100,7 @@ def history_exclusion(history: torch.Tensor, n_items: int) -> torch.Tensor:
 # blocks
 # ---------------------------------------------------------------------------------------------
 class SelfAttention(nn.Module):
-    """Multi-head self-attention (``scaled_dot_product_attention``) that can read/write a KV cache."""
+    """Multi-head self-attention (:func:`recgym.agents.nets.attention.attention`) that can read/write a KV cache."""
 
     def __init__(self, hidden: int, n_heads: int, dropout: float) -> None:
         super().__init__()
@@ -119,7 +122,7 @@ class SelfAttention(nn.Module):
             ck[:, :, start : start + T] = k
             cv[:, :, start : start + T] = v
             k, v = ck[:, :, : start + T], cv[:, :, : start + T]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        y = attention(q, k, v, mask, self.dropout, self.training)
         return self.proj(y.transpose(1, 2).reshape(B, T, H))
 
 
@@ -132,7 +135,7 @@ class GPTBlock(nn.Module):
         self.attn = SelfAttention(hidden, n_heads, dropout)
         self.ln2 = nn.LayerNorm(hidden)
         self.mlp = nn.Sequential(nn.Linear(hidden, 4 * hidden), nn.GELU(approximate="tanh"), nn.Linear(4 * hidden, hidden))
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None,
                 start: int = 0) -> torch.Tensor:
@@ -162,7 +165,7 @@ class GPTDecoder(nn.Module):
         self.pad_id, self.sep_id = self.n_items, self.n_items + 1
         self.token_embeddings = nn.Embedding(self.n_items + 2, hidden)
         self.position_embeddings = nn.Embedding(self.max_history + 1 + self.max_generate, hidden)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.blocks = nn.ModuleList(GPTBlock(hidden, n_heads, dropout) for _ in range(n_blocks))
         self.final_norm = nn.LayerNorm(hidden)
         self.apply(self._init)

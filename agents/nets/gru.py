@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recgym.agents.nets.dropout import Dropout
+
 
 def check_states(name: str, states: torch.Tensor, lengths: torch.Tensor, n_items: int) -> None:
     """Raise ``ValueError`` naming the argument when ``states``/``lengths`` are malformed."""
@@ -55,7 +57,7 @@ class GRUEncoder(nn.Module):
             self.item_embeddings.weight[n_items].zero_()
         self.gru = nn.GRU(hidden, hidden, batch_first=True)
         self.empty = nn.Parameter(torch.zeros(hidden))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.out_dim = hidden
 
     def forward(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -100,6 +100,9 @@ def linear_cross_entropy(
                          f"and {tuple(weight.shape)}")
     if targets.shape != (h.shape[0],):
         raise ValueError(f"linear_cross_entropy: targets must be [B={h.shape[0]}], got {tuple(targets.shape)}")
+    if torch.is_autocast_enabled(h.device.type):  # the buffer holds probabilities: float32, as F.cross_entropy
+        with torch.autocast(h.device.type, enabled=False):
+            return _LinearCrossEntropy.apply(h.float(), weight, bias, targets)
     return _LinearCrossEntropy.apply(h, weight, bias, targets)
 
 

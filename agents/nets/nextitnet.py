@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recgym.agents.nets.dropout import Dropout
 from recgym.agents.nets.gru import check_states, last_valid, valid_mask
 
 
@@ -58,7 +59,7 @@ class NextItNetEncoder(nn.Module):
             self.item_embeddings.weight[n_items].zero_()
         self.blocks = nn.Sequential(*[ResidualBlock(hidden, kernel, d) for d in dilations])
         self.empty = nn.Parameter(torch.zeros(hidden))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.out_dim = hidden
 
     def forward(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -16,12 +16,14 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from recgym.agents.nets.attention import attention
+from recgym.agents.nets.dropout import Dropout
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention with a key padding mask (``torch`` SDPA)."""
+    """Multi-head causal self-attention with a key padding mask (:func:`recgym.agents.nets.attention.attention`)."""
 
     def __init__(self, hidden: int, n_heads: int, dropout: float) -> None:
         super().__init__()
@@ -36,7 +38,7 @@ class CausalSelfAttention(nn.Module):
         """``x`` [B, L, H]; ``allowed`` bool [B, 1, L, L] (True = query may attend to key)."""
         B, L, H = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.n_heads, H // self.n_heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0)
+        y = attention(q, k, v, allowed, self.dropout, self.training)
         return self.out(y.transpose(1, 2).reshape(B, L, H))
 
 
@@ -48,8 +50,8 @@ class SASRecBlock(nn.Module):
         self.ln1 = nn.LayerNorm(hidden)
         self.attn = CausalSelfAttention(hidden, n_heads, dropout)
         self.ln2 = nn.LayerNorm(hidden)
-        self.ffn = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, hidden))
-        self.drop = nn.Dropout(dropout)
+        self.ffn = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), Dropout(dropout), nn.Linear(hidden, hidden))
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         x = x + self.drop(self.attn(self.ln1(x), allowed))
@@ -82,7 +84,7 @@ class SASRecEncoder(nn.Module):
         self.position_embeddings = nn.Embedding(state_len, hidden)
         nn.init.normal_(self.item_embeddings.weight, std=0.01)  # SQN code: N(0, 0.01) item embeddings
         nn.init.normal_(self.position_embeddings.weight, std=0.01)
-        self.emb_dropout = nn.Dropout(dropout)
+        self.emb_dropout = Dropout(dropout)
         self.blocks = nn.ModuleList(SASRecBlock(hidden, n_heads, dropout) for _ in range(n_blocks))
         self.final_norm = nn.LayerNorm(hidden)
 
