@@ -140,3 +140,71 @@ def test_cloze_mask_by_hand():
     out = cloze_mask(seq, pad, 0.2, Fixed())
     assert out["tokens"].tolist() == [[pad, pad + 1, 2, 3], [4, 5, 6, pad + 1]]  # padding never masked
     assert out["labels"].tolist() == [[-100, 1, -100, -100], [-100, -100, -100, 7]]
+
+
+# ---------------------------------------------------------------- μ̂ of the LPI family
+def test_mu_hat_config_gets_all_positions_per_user_and_its_epochs():
+    from recgym.agents.lpi import LPIAgent, _mu_config
+
+    arch = dict(state_len=L, hidden=8, n_blocks=1, n_heads=1, epochs=3)
+    plain = LPIAgent(N, **arch)
+    mu = plain._mu.config
+    assert (mu.all_positions, mu.sampling, mu.epochs) == (False, "per_event", 3)  # the session default
+    agent = LPIAgent(N, mu_sampling="per_user", mu_epochs=7, **arch)
+    mu = _mu_config(agent.config)
+    assert (mu.all_positions, mu.sampling, mu.epochs, mu.tied_output) == (True, "per_user", 7, False)
+    assert agent._mu.config == mu
+    assert {k: getattr(mu, k) for k in arch if k != "epochs"} == {k: v for k, v in arch.items() if k != "epochs"}
+    # LPI itself keeps one target per replay row
+    assert (agent.config.all_positions, agent.config.sampling, agent.config.epochs) == (False, "per_event", 3)
+    tr = agent.make_transitions(_unique_log())
+    assert agent.epoch_rows(tr) is None and np.array_equal(agent._mu.epoch_rows(tr), tr.chunk_rows())
+
+
+def test_lpi_loo_presets_train_mu_hat_as_the_sasrec_preset():
+    from recgym.agents.registry import make_agent
+
+    for name in ("lpi", "ips", "lmu"):
+        agent = make_agent(name, N, dataset="ml-100k", protocol="loo")
+        sas = make_agent("sasrec", N, dataset="ml-100k", protocol="loo").config
+        mu = agent._mu.config
+        assert (mu.all_positions, mu.sampling, mu.epochs) == (sas.all_positions, sas.sampling, sas.epochs) == (
+            True, "per_user", sas.epochs)
+        assert (agent.config.all_positions, agent.config.sampling) == (False, "per_event")
+    session = make_agent("lpi", N, dataset="retailrocket", protocol="session")._mu.config
+    assert (session.all_positions, session.sampling) == (False, "per_event")  # as the session sasrec
+
+
+def test_lpi_still_refuses_all_positions_and_per_user_rows():
+    from recgym.agents.lpi import LPIAgent
+
+    with pytest.raises(ValueError, match="all_positions"):
+        LPIAgent(N, all_positions=True, mu_sampling="per_user")
+    with pytest.raises(ValueError, match="mu_sampling"):
+        LPIAgent(N, sampling="per_user")
+    with pytest.raises(ValueError, match="mu_sampling"):
+        LPIAgent(N, mu_sampling="per_session")
+    with pytest.raises(ValueError, match="mu_epochs"):
+        LPIAgent(N, mu_epochs=0)
+
+
+def test_lpi_fit_trains_mu_hat_on_all_positions_of_the_chunks():
+    from recgym.agents.lpi import LPIAgent
+
+    log = _unique_log()
+    n_rows = len(log.transitions(L).chunk_rows())
+    agent = LPIAgent(N, state_len=L, hidden=8, n_blocks=1, n_heads=1, batch_size=n_rows, steps=1, mu_sampling="per_user")
+    seen: list[int] = []
+    orig = torch.nn.functional.cross_entropy
+
+    def spy(logits, targets, *a, **kw):
+        seen.extend(targets.tolist())
+        return orig(logits, targets, *a, **kw)
+
+    torch.nn.functional.cross_entropy = spy
+    try:
+        agent.fit_logging_policy(log, None, progress=False, log=lambda m: None)
+    finally:
+        torch.nn.functional.cross_entropy = orig
+    assert sorted(seen) == list(range(N))  # one step over all chunk rows: every event once as a target
+    assert agent.logging_policy is not None
