@@ -10,9 +10,10 @@ loss, BERT4Rec paper §3.6)::
 
 Windows (``sampling``): ``"per_user"`` cuts every sequence into disjoint windows of ``state_len``
 items counted back from its end, so an epoch visits each item once as a candidate target, with
-fresh masks each epoch (the paper trains on the users' sequences, truncated to ``N`` items, masked
-anew in each iteration); ``"random_window"`` draws users uniformly with replacement and a random end
-point per window, so a long history contributes one ``state_len`` slice per draw.
+fresh masks each epoch; ``"random_window"`` (the default) draws users uniformly with replacement and
+a random end point per window, so a long history contributes one ``state_len`` slice per draw. The
+paper (§3.6) trains on the users' sequences of at most ``N`` items with random masks and fixes
+neither; see ``BERT4RecConfig.sampling`` for the choice of default.
 
 Inference: ``[history, MASK]`` and the logits read at the mask. Blocks are the GPT-2 pre-norm
 blocks of :mod:`recgym.agents.nets.gpt` with a bidirectional mask; position ids count back from the end
@@ -136,7 +137,12 @@ class BERT4RecConfig(TorchAgentConfig):
     """Training windows (module docstring): ``"random_window"`` (a random user with replacement and
     a random end point per row; an epoch = ``ceil(n_users / batch_size)`` steps) or ``"per_user"``
     (each epoch visits every user's disjoint ``state_len`` windows once, in a random order fixed
-    by (seed, epoch); an epoch = ``ceil(n_windows / batch_size)`` steps)."""
+    by (seed, epoch); an epoch = ``ceil(n_windows / batch_size)`` steps: on ML-100K at
+    ``state_len`` 50, 2,427 windows for 943 users, so the same ``epochs`` is 2.6 times the steps).
+    ``"random_window"`` is the default: it is not redundant the way per-event all-positions rows
+    are (one window per draw, not ``state_len`` shifted copies of each target), and on ML-100K
+    ``"per_user"`` reached a fixed validation NDCG@10 in no fewer steps (``python -m benchmarks.ttq
+    --agents bert4rec --current sampling=per_user --previous sampling=random_window``)."""
 
 
 class BERT4RecAgent(TorchAgent):
