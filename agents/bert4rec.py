@@ -12,8 +12,9 @@ Windows (``sampling``): ``"per_user"`` cuts every sequence into disjoint windows
 items counted back from its end, so an epoch visits each item once as a candidate target, with
 fresh masks each epoch; ``"random_window"`` (the default) draws users uniformly with replacement and
 a random end point per window, so a long history contributes one ``state_len`` slice per draw. The
-paper (§3.6) trains on the users' sequences of at most ``N`` items with random masks and fixes
-neither; see ``BERT4RecConfig.sampling`` for the choice of default.
+paper truncates a sequence to its last ``N`` items (§3.4) and masks it at random (§3.6): the
+per-user window ending at ``n``, or a random window whose end point is ``n``; both schemes also
+train on older items. ``BERT4RecConfig.sampling`` gives the choice of default.
 
 Inference: ``[history, MASK]`` and the logits read at the mask. Blocks are the GPT-2 pre-norm
 blocks of :mod:`recgym.agents.nets.gpt` with a bidirectional mask; position ids count back from the end
