@@ -8,6 +8,12 @@ of every training sequence the teacher's top-``K`` list (history items excluded)
 
     L_LM = − Σ_i log π(ĝ_i | h, ĝ_<i)
 
+The rows are sampled uniformly with replacement; per-user sampling (``sasrec`` / ``bert4rec``
+``sampling="per_user"``) has nothing to remove here: a row's ``K`` targets are the teacher's list
+for that row's own prefix and occur in no other row (a longer prefix is scored against its own
+list, not read at every position), and the history's position ids count back from the separator,
+so rows of one user do not share hidden states either.
+
 Generation (Eq. 4) is greedy Next-K with the history's items and the items already generated
 masked; special tokens (padding, separator) are outside the output layer, so never generated.
 

@@ -2,8 +2,9 @@
 under the current training scheme and the previous one, in one run (so both see the same machine).
 
 For each dataset, agent and seed, the agent is built with its dataset preset and trained by the
-shared loop twice: once as configured now (``current``) and once with the previous scheme's
-overrides (``previous``, below; ``--previous key=value`` replaces them). Validation runs every
+shared loop twice: once as configured now (``current``; ``--current key=value`` adds overrides, e.g.
+an opt-in scheme) and once with the previous scheme's overrides (``previous``, below;
+``--previous key=value`` replaces them). Validation runs every
 ``--eval-every`` steps; its time is not counted (the loop's ``curve_seconds``). The target
 is ``--target`` or, by default, ``--target-frac`` × the lower of the two schemes' mean best
 validation score, so both schemes reach it on average. Reported per scheme: mean ± sample std
@@ -40,7 +41,10 @@ def previous_overrides(agent_name: str, dataset: str, protocol: str) -> dict[str
     from recgym.agents.registry import agent_preset, get_agent_class
 
     preset = agent_preset(get_agent_class(agent_name), dataset, protocol)
-    return dict(PER_EVENT) if preset.get("sampling") == "per_user" else {}
+    out = dict(PER_EVENT) if preset.get("sampling") == "per_user" else {}
+    if preset.get("mu_sampling") == "per_user":  # the LPI family's μ̂: one target per row, the agent's epochs
+        out.update(mu_sampling="per_event", mu_epochs=None)
+    return out
 
 
 # training length of the current scheme where the preset is too short to show the curve (none yet)
@@ -50,11 +54,11 @@ LOOP: dict[str, Any] = {"keep_freed_memory": True}
 full-catalogue step at 70,852 items, ~6% of a sasrec step on ML-100K, and costs ~2% peak RSS there."""
 
 
-def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
+def _parse_overrides(pairs: list[str], flag: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for p in pairs:
         if "=" not in p:
-            raise SystemExit(f"--previous {p!r}: expected key=value")
+            raise SystemExit(f"{flag} {p!r}: expected key=value")
         k, v = p.split("=", 1)
         try:
             out[k] = json.loads(v)
@@ -116,7 +120,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--schemes", nargs="+", default=["current", "previous"], choices=["current", "previous"])
     ap.add_argument("--previous", nargs="*", default=None, help="key=value overrides of the previous scheme")
-    ap.add_argument("--current", nargs="*", default=[], help="key=value overrides of the current scheme")
+    ap.add_argument("--current", nargs="*", default=[],
+                    help="key=value overrides of the current scheme (an opt-in one, e.g. bert4rec sampling=per_user)")
     ap.add_argument("--set", nargs="*", default=[], help="key=value overrides of both schemes")
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--target", type=float, default=None)
@@ -130,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from recgym.data import load_split
 
     torch.set_num_threads(1)
-    both = _parse_overrides(args.set)
+    both = _parse_overrides(args.set, "--set")
     results: dict[str, Any] = {}
     for dataset in args.datasets:
         try:
@@ -139,9 +144,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"{dataset}: skipped, no data ({str(e).splitlines()[0]}); set RECGYM_DATA_DIR", flush=True)
             continue
         for name in args.agents:
-            prev = (_parse_overrides(args.previous) if args.previous is not None
+            prev = (_parse_overrides(args.previous, "--previous") if args.previous is not None
                     else previous_overrides(name, dataset, split.protocol))
-            schemes = {"current": {**CURRENT.get(name, {}), **_parse_overrides(args.current), **both},
+            schemes = {"current": {**CURRENT.get(name, {}), **_parse_overrides(args.current, "--current"), **both},
                        "previous": {**prev, **both}}
             runs: dict[str, list[dict[str, Any]]] = {scheme: [] for scheme in args.schemes}
             for seed in args.seeds:  # schemes interleaved, so a change in machine load hits both

@@ -271,14 +271,15 @@ def test_sasrec_loss_is_catalogue_cross_entropy_by_hand(all_positions):
 
 def test_bert4rec_loss_is_masked_item_cross_entropy_by_hand():
     """Cloze loss (BERT4Rec paper): the mean over masked positions of −log softmax(E h_p)[x_p];
-    the batch sampler masks items with [MASK] and labels exactly those positions."""
-    from recgym.agents.bert4rec import BERT4RecAgent
+    cloze_mask masks items with [MASK] and labels exactly those positions."""
+    from recgym.agents.bert4rec import BERT4RecAgent, cloze_mask
 
     n = 12
     torch.manual_seed(0)
     agent = BERT4RecAgent(n, state_len=6, hidden=8, n_blocks=1, n_heads=2, dropout=0.0, mask_prob=0.4)
     log = _log([[0, 1, 2, 3, 4], [5, 6, 7], [8, 9, 10, 11, 0, 1, 2]], n)
-    batch = agent.make_transitions(log).sample(5, np.random.default_rng(3))
+    rng = np.random.default_rng(3)
+    batch = cloze_mask(agent.make_transitions(log).sample(5, rng)["seq"], n, 0.4, rng)
     tokens, labels = batch["tokens"], batch["labels"]
     masked = labels != -100
     assert masked.any(1).all() and (tokens[masked] == n + 1).all() and (tokens[~masked] != n + 1).all()

@@ -262,13 +262,14 @@ def test_ppo_raises_the_training_reward_and_keeps_the_best_checkpoint(split, stu
 
 
 def test_bert4rec_and_rerankers(split):
-    from recgym.agents.bert4rec import BERT4RecAgent
+    from recgym.agents.bert4rec import BERT4RecAgent, cloze_mask
     from recgym.agents.rerank import MMRAgent, PopRerankAgent
     from recgym.evaluate import evaluate_loo, loo_ranks
 
     b = BERT4RecAgent(N_ITEMS, state_len=16, hidden=32, n_blocks=1, n_heads=2, batch_size=32, steps=80, eval_every=40)
     b.fit(split.train, split.valid, progress=False, log=lambda m: None)
-    batch = b.make_transitions(split.train).sample(8, np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    batch = cloze_mask(b.make_transitions(split.train).sample(8, rng)["seq"], N_ITEMS, b.config.mask_prob, rng)
     assert ((batch["labels"] != -100).sum(1) >= 1).all()
     assert (batch["tokens"][batch["labels"] != -100] == N_ITEMS + 1).all()
     pop = split.train.popularity()
