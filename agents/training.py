@@ -22,6 +22,15 @@ validates every ``eval_every`` steps with :func:`recgym.evaluate.evaluate`, keep
 by ``selection_metric``, records curves (and the time spent in training steps at each point),
 writes an atomic resumable checkpoint after every validation, stops on a non-finite loss, and
 restores the best weights at the end.
+
+Early stopping (``patience = p``): the run stops after ``p`` consecutive validations without a
+*strict* improvement of ``selection_metric`` over the best so far (a tie does not count); ``epochs``
+/ ``steps`` are then the cap. The count is the number of validations recorded after the best one,
+read from the curves, so a resumed run stops at the same step as an uninterrupted one, and a run
+stopped by patience can be continued with a larger ``patience`` or cap (both may change on resume).
+:attr:`TrainResult.stop_reason` (also ``agent.stop_reason``) says why the run ended:
+``"patience"``, ``"cap"`` (the full length was trained: with patience, the run may not have
+converged) or ``"no_validation"``.
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ from recgym.data import SessionLog, Transitions
 from recgym.errors import BadInputError, DivergedError
 
 CHECKPOINT_FORMAT = 2
-_RESUMABLE_CHANGES = ("epochs", "steps", "eval_every", "device")
+_RESUMABLE_CHANGES = ("epochs", "steps", "eval_every", "device", "patience")
 """Config fields that may change between a run and its resumption (extend / shorten training)."""
 
 
@@ -65,6 +74,9 @@ class TorchAgentConfig(AgentConfig):
     """Training length in steps; overrides ``epochs`` when set."""
     eval_every: int | None = None
     """Steps between validations (and checkpoints); ``None`` = once per epoch."""
+    patience: int | None = None
+    """Early stopping: stop after this many consecutive validations without a strict improvement
+    of ``selection_metric`` (``epochs`` / ``steps`` are then the cap); ``None`` = train the full length."""
     selection_metric: str = "auto"
     """Validation metric that picks the best checkpoint (higher is better); ``"auto"`` =
     ``ndcg@20`` on the session protocol, ``ndcg@10`` on leave-one-out."""
@@ -107,6 +119,10 @@ class TorchAgent(Agent):
         self.best_step: int | None = None
         self.best_metric: float | None = None
         self.selection_metric: str | None = None
+        self.stop_reason: str | None = None
+        """Why the last :func:`train_loop` ended: ``"patience"``, ``"cap"`` or ``"no_validation"``."""
+        self.cap_steps: int | None = None
+        """The last :func:`train_loop`'s training length in steps (the cap under ``patience``)."""
 
     # ------------------------------------------------------------ to write
     def build(self) -> None:
@@ -327,6 +343,19 @@ class TrainResult:
     resumed_from: int | None = None
     curve_seconds: list[float] = field(default_factory=list)
     """Seconds of training steps (validation excluded) up to each curve point."""
+    stop_reason: str = "cap"
+    """``"patience"`` (``patience`` validations without improvement), ``"cap"`` (the full length
+    ``epochs`` / ``steps`` was trained) or ``"no_validation"`` (no ``valid`` log: nothing to stop on)."""
+    cap_steps: int = 0
+    """The training length in steps (the cap when ``patience`` is set)."""
+
+
+def validations_since_best(curves: list[dict[str, float]], best_step: int | None) -> int:
+    """Validations recorded after the best one (all of them when none was best, e.g. a NaN metric):
+    the early-stopping count of :func:`train_loop`."""
+    if best_step is None:
+        return len(curves)
+    return sum(1 for c in curves if c["step"] > best_step)
 
 
 class EpochSampler:
@@ -422,7 +451,9 @@ def train_loop(
     """Train ``agent`` on ``train`` (see the module docstring).
 
     :param protocol: evaluation protocol of ``valid`` (``"session"`` or ``"loo"``).
-    :param epochs, steps: override the config's training length (``steps`` wins).
+    :param epochs, steps: override the config's training length (``steps`` wins); with the config's
+        ``patience`` set, the cap: training stops earlier after ``patience`` consecutive validations
+        without a strict improvement of ``selection_metric`` (see the module docstring).
     :param checkpoint_path: resumable checkpoint written after every validation.
     :param resume: continue from ``checkpoint_path`` if it exists (else start fresh).
     :param eval_kwargs: extra arguments of :func:`recgym.evaluate.evaluate`.
@@ -457,6 +488,9 @@ def _train(agent: TorchAgent, train: SessionLog, valid: SessionLog | None, proto
     total = int(steps) if steps is not None else max(1, round(float(epochs) * steps_per_epoch))
     eval_every = int(cfg.eval_every or steps_per_epoch)
     metric = resolve_selection_metric(cfg.selection_metric, protocol) if valid is not None else None
+    patience = cfg.patience if valid is not None else None
+    if patience is not None and patience < 1:
+        raise BadInputError(f"{agent.name}: hyper-parameter patience must be a positive integer or None, got {patience!r}")
 
     st = _LoopState()
     resumed_from = None
@@ -488,10 +522,14 @@ def _train(agent: TorchAgent, train: SessionLog, valid: SessionLog | None, proto
         bar = tqdm(total=total, initial=st.step, disable=not progress, desc=agent.name, leave=False)
     except ImportError:  # pragma: no cover - tqdm is a dependency
         bar = None
+    def out_of_patience() -> bool:
+        return patience is not None and validations_since_best(
+            st.curves, st.best_step if st.best_weights is not None else None) >= patience
+
     agent.set_training(True)
     loss_sum, loss_n = 0.0, 0
     try:
-        while st.step < total:
+        while st.step < total and not out_of_patience():
             tic = time.perf_counter()
             if sampler is None:
                 batch = tr.sample(cfg.batch_size, agent.rng, agent.device)
@@ -532,9 +570,14 @@ def _train(agent: TorchAgent, train: SessionLog, valid: SessionLog | None, proto
     finally:
         if bar is not None:
             bar.close()
+    stop_reason = "no_validation" if valid is None else "patience" if out_of_patience() else "cap"
+    if stop_reason == "patience":
+        log(f"early stop at step {st.step}: {patience} validation(s) without improving {metric} "
+            f"(best {st.best_value:.4f} @ {st.best_step})")
     _finish(agent, st, metric)
+    agent.stop_reason, agent.cap_steps = stop_reason, total
     return TrainResult(st.step, agent.best_step, agent.best_metric, metric, st.curves,
-                       time.perf_counter() - t0, resumed_from, st.curve_seconds)
+                       time.perf_counter() - t0, resumed_from, st.curve_seconds, stop_reason, total)
 
 
 def _finish(agent: TorchAgent, st: _LoopState, metric: str | None) -> None:
@@ -558,4 +601,5 @@ def _nan_message(agent: TorchAgent, st: _LoopState, err: Any, path: str | Path |
 
 
 __all__ = ["EpochSampler", "NonFiniteLossError", "TorchAgent", "TorchAgentConfig", "TrainResult", "data_checksum",
-           "keep_freed_memory", "load_checkpoint", "resolve_selection_metric", "save_checkpoint", "train_loop"]
+           "keep_freed_memory", "load_checkpoint", "resolve_selection_metric", "save_checkpoint", "train_loop",
+           "validations_since_best"]
