@@ -350,6 +350,24 @@ class TrainResult:
     """The training length in steps (the cap when ``patience`` is set)."""
 
 
+def patience_stop(curves: list[dict[str, Any]], metric: str, patience: int | None) -> int | None:
+    """The step at which early stopping with ``patience`` stops a run with these validation
+    ``curves`` (the rule of :func:`train_loop`, replayed: strict improvement over the best so far, a
+    NaN / missing value never improves), or ``None`` when it would not stop within them."""
+    if patience is None:
+        return None
+    best, since = -math.inf, 0
+    for c in curves:
+        v = c.get(metric)
+        if v is not None and v > best:
+            best, since = v, 0
+        else:
+            since += 1
+        if since >= patience:
+            return int(c["step"])
+    return None
+
+
 def validations_since_best(curves: list[dict[str, float]], best_step: int | None) -> int:
     """Validations recorded after the best one (all of them when none was best, e.g. a NaN metric):
     the early-stopping count of :func:`train_loop`."""
@@ -498,6 +516,14 @@ def _train(agent: TorchAgent, train: SessionLog, valid: SessionLog | None, proto
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
         st = load_checkpoint(checkpoint_path, agent, checksum)
         resumed_from = st.step
+        # a continuation under another cap / patience must be what a fresh run with them would do
+        if st.step > total:
+            raise BadInputError(f"{checkpoint_path}: cannot resume, the checkpoint is at step {st.step}, past this "
+                                f"run's cap of {total} steps")
+        stop = patience_stop(st.curves, metric, patience) if metric is not None else None
+        if stop is not None and stop < st.step:
+            raise BadInputError(f"{checkpoint_path}: cannot resume with patience={patience}: that run would have "
+                                f"stopped at step {stop}, the checkpoint is at step {st.step} (train from scratch)")
         log(f"resumed from {checkpoint_path} at step {st.step}/{total}")
     else:
         # fresh start: the run depends on the seed only, not on what ran before fit()
@@ -601,5 +627,5 @@ def _nan_message(agent: TorchAgent, st: _LoopState, err: Any, path: str | Path |
 
 
 __all__ = ["EpochSampler", "NonFiniteLossError", "TorchAgent", "TorchAgentConfig", "TrainResult", "data_checksum",
-           "keep_freed_memory", "load_checkpoint", "resolve_selection_metric", "save_checkpoint", "train_loop",
-           "validations_since_best"]
+           "keep_freed_memory", "load_checkpoint", "patience_stop", "resolve_selection_metric", "save_checkpoint",
+           "train_loop", "validations_since_best"]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import recgym.evaluate
-from recgym.agents.training import TorchAgent, load_checkpoint, train_loop, validations_since_best
+from recgym.agents.training import TorchAgent, load_checkpoint, patience_stop, train_loop, validations_since_best
 from recgym.data import SessionLog
 from recgym.errors import BadInputError
 
@@ -170,3 +170,22 @@ def test_a_stopped_run_resumes_as_stopped_and_continues_with_more_patience(log, 
 def test_validations_since_best():
     curves = [{"step": float(s)} for s in (10, 20, 30, 40)]
     assert [validations_since_best(curves, b) for b in (10, 20, 40, None)] == [3, 2, 0, 4]
+
+
+def test_a_continuation_must_be_what_a_fresh_run_would_do(log, tmp_path):
+    script = [0.1, 0.3, 0.2, 0.2, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8]
+    ck = tmp_path / "ck.pt"
+    _run(_agent(script, patience=None, steps=8), log, checkpoint_path=ck)  # a fixed-length run: 8 steps
+    with pytest.raises(BadInputError, match=r"ck\.pt: cannot resume, the checkpoint is at step 8, past this run's cap of 6"):
+        _run(_agent(script, patience=None, steps=6), log, checkpoint_path=ck, resume=True)
+    with pytest.raises(BadInputError, match=r"cannot resume with patience=2: that run would have stopped at step 4, "
+                                            r"the checkpoint is at step 8"):
+        _run(_agent(script, patience=2, steps=10), log, checkpoint_path=ck, resume=True)
+    more = _run(_agent(script, patience=4, steps=10), log, checkpoint_path=ck, resume=True)  # 4 would not have stopped
+    fresh = _run(_agent(script, patience=4, steps=10), log)
+    assert (more.steps, more.stop_reason, more.curves) == (fresh.steps, fresh.stop_reason, fresh.curves)
+
+
+def test_patience_stop_replays_the_rule():
+    curves = [{"step": float(s), "m": v} for s, v in zip(range(1, 8), [0.1, 0.3, 0.3, None, 0.2, 0.5, 0.4])]
+    assert [patience_stop(curves, "m", p) for p in (None, 1, 2, 3, 4)] == [None, 3, 4, 5, None]
