@@ -28,6 +28,9 @@ Early stopping (``patience = p``): the run stops after ``p`` consecutive validat
 / ``steps`` are then the cap. The count is the number of validations recorded after the best one,
 read from the curves, so a resumed run stops at the same step as an uninterrupted one, and a run
 stopped by patience can be continued with a larger ``patience`` or cap (both may change on resume).
+Validations at or before step ``patience_after`` do not count toward the patience (they still
+compete for the best checkpoint): an agent whose loss changes at a step (an actor switch) is not
+stopped before its second phase has been validated.
 :attr:`TrainResult.stop_reason` (also ``agent.stop_reason``) says why the run ended:
 ``"patience"``, ``"cap"`` (the full length was trained: with patience, the run may not have
 converged) or ``"no_validation"``.
@@ -53,7 +56,7 @@ from recgym.data import SessionLog, Transitions
 from recgym.errors import BadInputError, DivergedError
 
 CHECKPOINT_FORMAT = 2
-_RESUMABLE_CHANGES = ("epochs", "steps", "eval_every", "device", "patience")
+_RESUMABLE_CHANGES = ("epochs", "steps", "eval_every", "device", "patience", "patience_after")
 """Config fields that may change between a run and its resumption (extend / shorten training)."""
 
 
@@ -77,6 +80,9 @@ class TorchAgentConfig(AgentConfig):
     patience: int | None = None
     """Early stopping: stop after this many consecutive validations without a strict improvement
     of ``selection_metric`` (``epochs`` / ``steps`` are then the cap); ``None`` = train the full length."""
+    patience_after: int = 0
+    """Validations at steps ``<= patience_after`` do not count toward ``patience`` (e.g. the
+    ``switch_step`` of a two-phase agent); they still compete for the best checkpoint."""
     selection_metric: str = "auto"
     """Validation metric that picks the best checkpoint (higher is better); ``"auto"`` =
     ``ndcg@20`` on the session protocol, ``ndcg@10`` on leave-one-out."""
@@ -350,30 +356,28 @@ class TrainResult:
     """The training length in steps (the cap when ``patience`` is set)."""
 
 
-def patience_stop(curves: list[dict[str, Any]], metric: str, patience: int | None) -> int | None:
-    """The step at which early stopping with ``patience`` stops a run with these validation
-    ``curves`` (the rule of :func:`train_loop`, replayed: strict improvement over the best so far, a
-    NaN / missing value never improves), or ``None`` when it would not stop within them."""
+def patience_stop(curves: list[dict[str, Any]], metric: str, patience: int | None, after: int = 0) -> int | None:
+    """The step at which early stopping with ``patience`` (and ``patience_after = after``) stops a
+    run with these validation ``curves`` (the rule of :func:`train_loop`, replayed: strict improvement
+    over the best so far; a NaN / missing value never improves), or ``None`` when it would not stop
+    within them."""
     if patience is None:
         return None
-    best, since = -math.inf, 0
+    best, best_step = -math.inf, None
     for c in curves:
         v = c.get(metric)
         if v is not None and v > best:
-            best, since = v, 0
-        else:
-            since += 1
-        if since >= patience:
+            best, best_step = v, c["step"]
+        if validations_since_best([x for x in curves if x["step"] <= c["step"]], best_step, after) >= patience:
             return int(c["step"])
     return None
 
 
-def validations_since_best(curves: list[dict[str, float]], best_step: int | None) -> int:
-    """Validations recorded after the best one (all of them when none was best, e.g. a NaN metric):
-    the early-stopping count of :func:`train_loop`."""
-    if best_step is None:
-        return len(curves)
-    return sum(1 for c in curves if c["step"] > best_step)
+def validations_since_best(curves: list[dict[str, float]], best_step: int | None, after: int = 0) -> int:
+    """Validations recorded after the best one and after step ``after`` (all those after ``after``
+    when none was best, e.g. a NaN metric): the early-stopping count of :func:`train_loop`."""
+    start = after if best_step is None else max(best_step, after)
+    return sum(1 for c in curves if c["step"] > start)
 
 
 class EpochSampler:
@@ -520,7 +524,7 @@ def _train(agent: TorchAgent, train: SessionLog, valid: SessionLog | None, proto
         if st.step > total:
             raise BadInputError(f"{checkpoint_path}: cannot resume, the checkpoint is at step {st.step}, past this "
                                 f"run's cap of {total} steps")
-        stop = patience_stop(st.curves, metric, patience) if metric is not None else None
+        stop = patience_stop(st.curves, metric, patience, cfg.patience_after) if metric is not None else None
         if stop is not None and stop < st.step:
             raise BadInputError(f"{checkpoint_path}: cannot resume with patience={patience}: that run would have "
                                 f"stopped at step {stop}, the checkpoint is at step {st.step} (train from scratch)")
@@ -550,7 +554,7 @@ def _train(agent: TorchAgent, train: SessionLog, valid: SessionLog | None, proto
         bar = None
     def out_of_patience() -> bool:
         return patience is not None and validations_since_best(
-            st.curves, st.best_step if st.best_weights is not None else None) >= patience
+            st.curves, st.best_step if st.best_weights is not None else None, cfg.patience_after) >= patience
 
     agent.set_training(True)
     loss_sum, loss_n = 0.0, 0

@@ -189,3 +189,12 @@ def test_a_continuation_must_be_what_a_fresh_run_would_do(log, tmp_path):
 def test_patience_stop_replays_the_rule():
     curves = [{"step": float(s), "m": v} for s, v in zip(range(1, 8), [0.1, 0.3, 0.3, None, 0.2, 0.5, 0.4])]
     assert [patience_stop(curves, "m", p) for p in (None, 1, 2, 3, 4)] == [None, 3, 4, 5, None]
+
+
+def test_validations_up_to_patience_after_do_not_count(log):
+    script = [0.5, 0.4, 0.3, 0.2, 0.1, 0.1, 0.1, 0.1]
+    r = _run(_agent(script, patience=2, patience_after=4), log)  # steps 5 and 6 are the first that count
+    assert (r.steps, r.best_step, r.stop_reason) == (6, 1, "patience")
+    curves = [{"step": float(s), "m": v} for s, v in enumerate(script, 1)]
+    assert patience_stop(curves, "m", 2, after=4) == 6 and patience_stop(curves, "m", 2) == 3
+    assert validations_since_best(curves, 1, after=4) == 4
