@@ -137,3 +137,14 @@ def test_ml100k_session_split_every_rating_is_a_target(study):
     # click-purchase: purchases carry reward 1.0, clicks 0.2
     purchase = sp.test.kinds == KIND_PURCHASE
     assert np.all(sp.test.rewards[purchase] == 1.0) and np.all(sp.test.rewards[~purchase] == np.float32(0.2))
+
+
+def test_convergence_mode_overrides(study):
+    c = study.CONVERGE["ml-100k"]
+    assert study.overrides("sqn", c["cap"], False, 5, "ml-100k") == {"steps": c["cap"], "eval_every": c["eval_every"],
+                                                                     "patience": 5}
+    o = study.overrides("sac", c["cap"], False, 5, "ml-100k")  # the switch does not move with the cap
+    assert o["switch_step"] == o["patience_after"] == c["switch"] == study.overrides("sac", 2 * c["cap"], False, 5, "ml-100k")["switch_step"]
+    for ds, c in study.CONVERGE.items():
+        assert c["cap"] % c["eval_every"] == 0 and c["switch"] % c["eval_every"] == 0 and c["cap"] >= 50 * 125
+    assert study.job("synthetic", "sqn", 0, 6250, False, Path("runs"), patience=5).overrides["patience"] == 5
