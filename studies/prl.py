@@ -55,10 +55,12 @@ QUICK = dict(world=dict(n_users=150, n_items=60, n_genres=6), n_sessions=400,
 FULL = dict(world=dict(), n_sessions=5000, agent=dict(steps=600, eval_every=200))
 """A CPU budget: 600 steps of batch 256 per method (the paper trains to convergence), so the
 four-encoder table of every dataset and seed fits the 30-minute budget on 2 cores with ``--jobs 2``."""
-CONVERGE = dict(eval_every=125, cap=6250, switch=625)
-"""``--patience``: validation every 125 steps (one epoch of the 5,000-session Synthetic log at batch
-256; one epoch of ml-100k's last-50 sessions; 0.6 of yoochoose-100k's), a cap of 6,250 steps (50
-validations), SAC's switch at step 625 with the validations up to it not counted toward the patience."""
+CONVERGE = dict(eval_every=25, cap=6250, switch=250)
+"""``--patience``: validation every 25 steps (a fifth of an epoch of the 5,000-session Synthetic log
+and of ml-100k's last-50 sessions at batch 256, 0.12 of yoochoose-100k's: the measured SASRec / SQN
+runs peak within 2 epochs, a coarser cadence misses the peak), a cap of 6,250 steps (50 Synthetic
+epochs), SAC's switch at step 250 (2 epochs) with the validations up to it not counted toward the
+patience."""
 QUICK_CONVERGE = dict(eval_every=20, cap=400, switch=40)
 COLS = ("hr@10_purchase", "ndcg@10_purchase", "hr@20_purchase", "ndcg@20_purchase",
         "hr@10_click", "ndcg@10_click", "hr@20_click", "ndcg@20_click", "reward@1")
