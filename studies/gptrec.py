@@ -291,6 +291,15 @@ def plots(summary: dict[str, Any], per_seed: list[dict[str, Any]], out: Path) ->
     save_figure(fig, out / "topk_vs_nextk.png", dpi=120)
 
 
+def with_patience(cfg: dict[str, Any], patience: int) -> dict[str, Any]:
+    """``cfg`` with early stopping for the models of the shared loop (:data:`TRAINED` and the
+    student); their configured length is the cap. The PPO loop keeps its fixed length."""
+    if patience < 1:
+        raise BadInputError(f"--patience must be a positive integer, got {patience}")
+    agents = {k: ({**v, "patience": patience} if k in TRAINED else v) for k, v in cfg["agents"].items()}
+    return {**cfg, "agents": agents, "student": {**cfg["student"], "patience": patience}}
+
+
 def _seed_worker(args: dict[str, Any], cfg: dict[str, Any], seed: int) -> dict[str, Any]:
     """:func:`run_seed` in a worker process (``--jobs``), single-threaded like the main process."""
     import torch
@@ -325,10 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     cfg = dict(QUICK if args.quick else FULL)
     if args.patience is not None:
-        if args.patience < 1:
-            raise BadInputError(f"--patience must be a positive integer, got {args.patience}")
-        cfg["agents"] = {k: ({**v, "patience": args.patience} if k in TRAINED else v) for k, v in cfg["agents"].items()}
-        cfg["student"] = {**cfg["student"], "patience": args.patience}
+        cfg = with_patience(cfg, args.patience)
     for key in ("lambdas_ild", "lambdas_pop"):
         if getattr(args, key) is not None:
             cfg[key] = tuple(getattr(args, key))
