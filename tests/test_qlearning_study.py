@@ -93,11 +93,11 @@ def test_a_run_with_other_settings_is_not_reused(study, quick):
 
     same = study.job("synthetic", "sqn", 0, study.QUICK_STEPS, True, quick / "runs")
     assert run_job(same, log=lambda m: None)["config"]["steps"] == study.QUICK_STEPS  # reused
-    other = study.job("synthetic", "sqn", 0, study.QUICK_STEPS + 1, True, quick / "runs")
+    other = study.job("synthetic", "sqn", 0, study.QUICK_STEPS // 2, True, quick / "runs")
     with pytest.raises(BadInputError, match="holds a job with another spec"):
         run_job(other, log=lambda m: None)
     # the study refuses the folder (exit 5, the job named) and never reports the other run's numbers
-    assert study.main(["--quick", "--steps", str(study.QUICK_STEPS + 1), "--agents", "sqn", "--seeds", "1",
+    assert study.main(["--quick", "--steps", str(study.QUICK_STEPS // 2), "--agents", "sqn", "--seeds", "1",
                        "--out", str(quick / "other"), "--runs", str(quick / "runs")]) == 5
     assert not (quick / "other" / "qlearning.md").exists()
 
