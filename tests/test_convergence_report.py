@@ -118,3 +118,22 @@ def test_resumable_change_only_where_a_fresh_run_would_pass_through():
     assert not ok(patience=2)  # it would have stopped at step 75, the run went on to 100
     assert ok(patience=3, o_steps=400)
 
+
+
+def test_a_job_does_not_continue_on_a_changed_logging_policy(tmp_path):
+    torch.set_num_threads(1)
+    quiet = dict(log=lambda m: None)
+    mu = JobSpec(agent="sasrec", data_params=TINY_PARAMS, out=str(tmp_path / "mu"), overrides=dict(TINY_SASREC),
+                 steps=20, patience=1)
+    run_job(mu, **quiet)
+
+    def lmu(patience):
+        return JobSpec(agent="lmu", data_params=TINY_PARAMS, out=str(tmp_path / "lmu"), overrides=dict(TINY_SASREC),
+                       steps=20, patience=patience, logging_policy=str(tmp_path / "mu" / "model.pt"))
+
+    first = run_job(lmu(1), **quiet)
+    assert first["logging_policy_sha256"] and run_job(lmu(2), **quiet)["stop_reason"]  # same μ̂: continues
+    mu.patience = 3
+    run_job(mu, **quiet)  # μ̂ trains on: its model.pt changes
+    with pytest.raises(BadInputError, match="its logging policy .*model.pt changed since it trained"):
+        run_job(lmu(3), **quiet)

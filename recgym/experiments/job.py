@@ -710,6 +710,11 @@ def run_job(
         if reuse and before is not None and before != now and not extend:
             raise BadInputError(f"{out}: holds a job with another spec ({'; '.join(identity_diff(before, now))}); "
                                 "use another --out or delete the folder")
+        if extend and spec.logging_policy is not None and \
+                (read_results(out) or {}).get("logging_policy_sha256") != file_sha256(spec.logging_policy):
+            # its checkpoint was trained against another μ̂: continuing would mix two logging policies
+            raise BadInputError(f"{out}: cannot continue under new settings, its logging policy "
+                                f"{spec.logging_policy} changed since it trained; delete the folder to train it again")
         if extend:  # a longer cap / more patience: continue from the checkpoint, the old results are stale
             log(f"{out}: continues under new settings ({'; '.join(identity_diff(before, now))})")
         results = read_results(out) if reuse and not extend else None
@@ -824,6 +829,7 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
         "versions": versions(),
         "data_checksum": data_checksum(split),
         "data_file": data_file,
+        "logging_policy_sha256": file_sha256(spec.logging_policy) if spec.logging_policy else None,
         "timing_s": {"load": round(load_s, 3), "train": round(train_s, 3), "evaluate": round(eval_s, 3)},
         "curves": [clean_metrics(c) for c in curves],
     }
