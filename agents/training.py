@@ -57,7 +57,8 @@ from recgym.errors import BadInputError, DivergedError
 
 CHECKPOINT_FORMAT = 2
 _RESUMABLE_CHANGES = ("epochs", "steps", "eval_every", "device", "patience", "patience_after")
-"""Config fields that may change between a run and its resumption (extend / shorten training)."""
+"""Config fields that may change between a run and its resumption (a longer run, another early
+stopping); :func:`train_loop` refuses a continuation a fresh run with the new values would not pass through."""
 
 
 @dataclass
@@ -552,6 +553,7 @@ def _train(agent: TorchAgent, train: SessionLog, valid: SessionLog | None, proto
         bar = tqdm(total=total, initial=st.step, disable=not progress, desc=agent.name, leave=False)
     except ImportError:  # pragma: no cover - tqdm is a dependency
         bar = None
+
     def out_of_patience() -> bool:
         return patience is not None and validations_since_best(
             st.curves, st.best_step if st.best_weights is not None else None, cfg.patience_after) >= patience

@@ -117,6 +117,8 @@ def test_resumable_change_only_where_a_fresh_run_would_pass_through():
     assert not ok(steps=99) and not ok(o_steps=40) and not ok(o_lr=0.2) and not ok()  # no change: nothing to continue
     assert not ok(patience=2)  # it would have stopped at step 75, the run went on to 100
     assert ok(patience=3, o_steps=400)
+    res["config"] = {"patience_after": 75}  # validations up to step 75 do not count: 2 would not have stopped it
+    assert ok(patience=2)
 
 
 

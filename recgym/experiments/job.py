@@ -269,7 +269,8 @@ def resumable_change(before: dict[str, Any], now: dict[str, Any], results: dict[
             from recgym.agents.training import patience_stop
 
             if results is not None:
-                stop = patience_stop(results.get("curves", []), results.get("selection_metric") or "", new)
+                after = (results.get("config") or {}).get("patience_after") or 0
+                stop = patience_stop(results.get("curves", []), results.get("selection_metric") or "", new, after)
                 if stop is not None and results.get("stopped_at") is not None and stop < results["stopped_at"]:
                     return False
     return True
