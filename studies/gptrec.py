@@ -4,6 +4,7 @@
     python -m studies.gptrec --quick --out runs/gptrec_quick        # < 90 s, tiny synthetic data
     python -m studies.gptrec --dataset ml-100k --data-dir ../shared/data --seeds 0 1 2 --jobs 3 \\
         --out docs/results/gptrec                                          # CPU preset
+    python -m studies.gptrec ... --patience 5    # early-stop SASRec, BERT4Rec and the student (not PPO)
 
 Per seed, on a leave-one-out split (test = last item, history excluded from the lists):
 

@@ -4,6 +4,7 @@
     python -m studies.lpi --quick --out runs/lpi_quick          # < 90 s, tiny synthetic data
     python -m studies.lpi --datasets synthetic,ml-100k --seeds 0 1 2 --data-dir ../shared/data \\
         --out docs/results/lpi
+    python -m studies.lpi ... --patience 5     # to convergence (CONVERGE; docs/results/convergence-plan.md)
 
 (a) Contextual bandit (Table 1) on a rating log split leave-one-out, served by the MF user
     simulator (:class:`recgym.envs.mf_user.MFUserEnv`, Steck-imputed rewards): μ̂, L_μ, IPS and LPI^CB for

@@ -4,6 +4,7 @@
     python -m studies.prl --quick --out runs/prl_quick          # < 90 s, tiny synthetic data
     python -m studies.prl --datasets synthetic,ml-100k,yoochoose-100k --seeds 0 1 2 \\
         --data-dir ../shared/data --out docs/results/prl
+    python -m studies.prl ... --patience 5     # to convergence (CONVERGE; docs/results/convergence-plan.md)
 
 (a) Encoder table (Tables 2–3): for each encoder (sasrec, gru, caser, nextitnet) the encoder
     trained by plain cross-entropy (``sasrec`` agent with that encoder), SQN, SAC and PRL; purchase
