@@ -35,6 +35,11 @@ def test_run_convergence_flags_against_the_rule():
     assert fixed["flags"] == ["best at last evaluation"]
     assert run_convergence(_res(20, reason="cap", patience=None), "ndcg@20")["converged"] is True
     assert run_convergence(_res(20, reason="diverged"), "ndcg@20")["flags"] == ["diverged"]
+    sac = run_convergence({**_res(20), "config": {"patience_after": 20}}, "ndcg@20")  # best at the switch
+    assert sac["converged"] is True and sac["best_in_first_phase"] is True
+    assert run_convergence({**_res(30), "config": {"patience_after": 20}}, "ndcg@20")["best_in_first_phase"] is False
+    md = "\n".join(convergence_markdown({"sac": {"0": sac, "1": ok}}, "ndcg@20"))
+    assert "second phase never improved on it, so these runs report the first phase's model: sac (seed 0)." in md
     one_pass = run_convergence({"best_step": 0, "curves": [{"step": 0.0, "ndcg@20": 0.1}]}, "ndcg@20")
     assert one_pass["converged"] is None and one_pass["flags"] == []
 

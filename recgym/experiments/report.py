@@ -380,8 +380,11 @@ def run_convergence(res: dict[str, Any], metric: str | None) -> dict[str, Any]:
     last evaluation) and not best at its first evaluation; ``None`` for runs fitted in one pass."""
     steps = [c["step"] for c in res.get("curves", []) if metric and _finite(c.get(metric))]
     best, reason, patience = res.get("best_step"), res.get("stop_reason"), res.get("patience")
+    after = (res.get("config") or {}).get("patience_after") or 0
     out = {"best_step": best, "n_evals": len(steps), "stopped_at": res.get("stopped_at"), "stop_reason": reason,
-           "cap_steps": res.get("cap_steps"), "patience": patience}
+           "cap_steps": res.get("cap_steps"), "patience": patience,
+           # a two-phase agent whose best checkpoint is from its first phase: the second never beat it
+           "best_in_first_phase": bool(after and best is not None and best <= after)}
     if len(steps) < 2 or best is None:
         return {**out, "converged": None, "edge": None, "flags": []}  # one pass: nothing to judge
     edge = "first" if best <= min(steps) else "last" if best >= max(steps) else None
@@ -596,6 +599,12 @@ def convergence_markdown(conv: dict[str, dict[str, dict[str, Any]]], metric: str
                      f"{'**' + '; '.join(bad) + '**' if bad else 'none'} |")
     if used:
         lines += [""] + [f"* *{f}*: {CONVERGENCE_FLAGS[f]}." for f in CONVERGENCE_FLAGS if f in used]
+    first_phase = [f"{a} (seed{'s' if len(ss) > 1 else ''} {', '.join(ss)})" for a, runs in judged.items()
+                   if (ss := [s for s, r in runs.items() if r.get("best_in_first_phase")])]
+    if first_phase:
+        lines += ["", "Best checkpoint from the first phase (at or before `patience_after`, the switch step): the "
+                  "second phase never improved on it, so these runs report the first phase's model: "
+                  + "; ".join(first_phase) + "."]
     return lines
 
 
