@@ -22,6 +22,18 @@ validates every ``eval_every`` steps with :func:`recgym.evaluate.evaluate`, keep
 by ``selection_metric``, records curves (and the time spent in training steps at each point),
 writes an atomic resumable checkpoint after every validation, stops on a non-finite loss, and
 restores the best weights at the end.
+
+Early stopping (``patience = p``): the run stops after ``p`` consecutive validations without a
+*strict* improvement of ``selection_metric`` over the best so far (a tie does not count); ``epochs``
+/ ``steps`` are then the cap. The count is the number of validations recorded after the best one,
+read from the curves, so a resumed run stops at the same step as an uninterrupted one, and a run
+stopped by patience can be continued with a larger ``patience`` or cap (both may change on resume).
+Validations at or before step ``patience_after`` do not count toward the patience (they still
+compete for the best checkpoint): an agent whose loss changes at a step (an actor switch) is not
+stopped before its second phase has been validated.
+:attr:`TrainResult.stop_reason` (also ``agent.stop_reason``) says why the run ended:
+``"patience"``, ``"cap"`` (the full length was trained: with patience, the run may not have
+converged) or ``"no_validation"``.
 """
 
 from __future__ import annotations
@@ -45,8 +57,9 @@ from recgym.data import SessionLog, Transitions
 from recgym.errors import BadInputError, DivergedError
 
 CHECKPOINT_FORMAT = 2
-_RESUMABLE_CHANGES = ("epochs", "steps", "eval_every", "device")
-"""Config fields that may change between a run and its resumption (extend / shorten training)."""
+_RESUMABLE_CHANGES = ("epochs", "steps", "eval_every", "device", "patience", "patience_after")
+"""Config fields that may change between a run and its resumption (a longer run, another early
+stopping); :func:`train_loop` refuses a continuation a fresh run with the new values would not pass through."""
 
 
 @dataclass
@@ -66,6 +79,12 @@ class TorchAgentConfig(AgentConfig):
     """Training length in steps; overrides ``epochs`` when set."""
     eval_every: int | None = None
     """Steps between validations (and checkpoints); ``None`` = once per epoch."""
+    patience: int | None = None
+    """Early stopping: stop after this many consecutive validations without a strict improvement
+    of ``selection_metric`` (``epochs`` / ``steps`` are then the cap); ``None`` = train the full length."""
+    patience_after: int = 0
+    """Validations at steps ``<= patience_after`` do not count toward ``patience`` (e.g. the
+    ``switch_step`` of a two-phase agent); they still compete for the best checkpoint."""
     selection_metric: str = "auto"
     """Validation metric that picks the best checkpoint (higher is better); ``"auto"`` =
     ``ndcg@20`` on the session protocol, ``ndcg@10`` on leave-one-out."""
@@ -119,6 +138,10 @@ class TorchAgent(Agent):
         self.best_step: int | None = None
         self.best_metric: float | None = None
         self.selection_metric: str | None = None
+        self.stop_reason: str | None = None
+        """Why the last :func:`train_loop` ended: ``"patience"``, ``"cap"`` or ``"no_validation"``."""
+        self.cap_steps: int | None = None
+        """The last :func:`train_loop`'s training length in steps (the cap under ``patience``)."""
 
     # ------------------------------------------------------------ to write
     def build(self) -> None:
@@ -347,6 +370,35 @@ class TrainResult:
     resumed_from: int | None = None
     curve_seconds: list[float] = field(default_factory=list)
     """Seconds of training steps (validation excluded) up to each curve point."""
+    stop_reason: str = "cap"
+    """``"patience"`` (``patience`` validations without improvement), ``"cap"`` (the full length
+    ``epochs`` / ``steps`` was trained) or ``"no_validation"`` (no ``valid`` log: nothing to stop on)."""
+    cap_steps: int = 0
+    """The training length in steps (the cap when ``patience`` is set)."""
+
+
+def patience_stop(curves: list[dict[str, Any]], metric: str, patience: int | None, after: int = 0) -> int | None:
+    """The step at which early stopping with ``patience`` (and ``patience_after = after``) stops a
+    run with these validation ``curves`` (the rule of :func:`train_loop`, replayed: strict improvement
+    over the best so far; a NaN / missing value never improves), or ``None`` when it would not stop
+    within them."""
+    if patience is None:
+        return None
+    best, best_step = -math.inf, None
+    for c in curves:
+        v = c.get(metric)
+        if v is not None and v > best:
+            best, best_step = v, c["step"]
+        if validations_since_best([x for x in curves if x["step"] <= c["step"]], best_step, after) >= patience:
+            return int(c["step"])
+    return None
+
+
+def validations_since_best(curves: list[dict[str, float]], best_step: int | None, after: int = 0) -> int:
+    """Validations recorded after the best one and after step ``after`` (all those after ``after``
+    when none was best, e.g. a NaN metric): the early-stopping count of :func:`train_loop`."""
+    start = after if best_step is None else max(best_step, after)
+    return sum(1 for c in curves if c["step"] > start)
 
 
 class EpochSampler:
@@ -442,7 +494,9 @@ def train_loop(
     """Train ``agent`` on ``train`` (see the module docstring).
 
     :param protocol: evaluation protocol of ``valid`` (``"session"`` or ``"loo"``).
-    :param epochs, steps: override the config's training length (``steps`` wins).
+    :param epochs, steps: override the config's training length (``steps`` wins); with the config's
+        ``patience`` set, the cap: training stops earlier after ``patience`` consecutive validations
+        without a strict improvement of ``selection_metric`` (see the module docstring).
     :param checkpoint_path: resumable checkpoint written after every validation.
     :param resume: continue from ``checkpoint_path`` if it exists (else start fresh).
     :param eval_kwargs: extra arguments of :func:`recgym.evaluate.evaluate`.
@@ -477,6 +531,9 @@ def _train(agent: TorchAgent, train: SessionLog, valid: SessionLog | None, proto
     total = int(steps) if steps is not None else max(1, round(float(epochs) * steps_per_epoch))
     eval_every = int(cfg.eval_every or steps_per_epoch)
     metric = resolve_selection_metric(cfg.selection_metric, protocol) if valid is not None else None
+    patience = cfg.patience if valid is not None else None
+    if patience is not None and patience < 1:
+        raise BadInputError(f"{agent.name}: hyper-parameter patience must be a positive integer or None, got {patience!r}")
 
     st = _LoopState()
     resumed_from = None
@@ -484,6 +541,14 @@ def _train(agent: TorchAgent, train: SessionLog, valid: SessionLog | None, proto
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
         st = load_checkpoint(checkpoint_path, agent, checksum)
         resumed_from = st.step
+        # a continuation under another cap / patience must be what a fresh run with them would do
+        if st.step > total:
+            raise BadInputError(f"{checkpoint_path}: cannot resume, the checkpoint is at step {st.step}, past this "
+                                f"run's cap of {total} steps")
+        stop = patience_stop(st.curves, metric, patience, cfg.patience_after) if metric is not None else None
+        if stop is not None and stop < st.step:
+            raise BadInputError(f"{checkpoint_path}: cannot resume with patience={patience}: that run would have "
+                                f"stopped at step {stop}, the checkpoint is at step {st.step} (train from scratch)")
         log(f"resumed from {checkpoint_path} at step {st.step}/{total}")
     else:
         # fresh start: the run depends on the seed only, not on what ran before fit()
@@ -508,10 +573,15 @@ def _train(agent: TorchAgent, train: SessionLog, valid: SessionLog | None, proto
         bar = tqdm(total=total, initial=st.step, disable=not progress, desc=agent.name, leave=False)
     except ImportError:  # pragma: no cover - tqdm is a dependency
         bar = None
+
+    def out_of_patience() -> bool:
+        return patience is not None and validations_since_best(
+            st.curves, st.best_step if st.best_weights is not None else None, cfg.patience_after) >= patience
+
     agent.set_training(True)
     loss_sum, loss_n = 0.0, 0
     try:
-        while st.step < total:
+        while st.step < total and not out_of_patience():
             tic = time.perf_counter()
             if sampler is None:
                 batch = tr.sample(cfg.batch_size, agent.rng, agent.device)
@@ -552,9 +622,14 @@ def _train(agent: TorchAgent, train: SessionLog, valid: SessionLog | None, proto
     finally:
         if bar is not None:
             bar.close()
+    stop_reason = "no_validation" if valid is None else "patience" if out_of_patience() else "cap"
+    if stop_reason == "patience":
+        log(f"early stop at step {st.step}: {patience} validation(s) without improving {metric} "
+            f"(best {st.best_value:.4f} @ {st.best_step})")
     _finish(agent, st, metric)
+    agent.stop_reason, agent.cap_steps = stop_reason, total
     return TrainResult(st.step, agent.best_step, agent.best_metric, metric, st.curves,
-                       time.perf_counter() - t0, resumed_from, st.curve_seconds)
+                       time.perf_counter() - t0, resumed_from, st.curve_seconds, stop_reason, total)
 
 
 def _finish(agent: TorchAgent, st: _LoopState, metric: str | None) -> None:
@@ -578,4 +653,5 @@ def _nan_message(agent: TorchAgent, st: _LoopState, err: Any, path: str | Path |
 
 
 __all__ = ["EpochSampler", "NonFiniteLossError", "TorchAgent", "TorchAgentConfig", "TrainResult", "data_checksum",
-           "keep_freed_memory", "load_checkpoint", "resolve_selection_metric", "save_checkpoint", "train_loop"]
+           "keep_freed_memory", "load_checkpoint", "patience_stop", "resolve_selection_metric", "save_checkpoint",
+           "train_loop", "validations_since_best"]

@@ -54,7 +54,36 @@ def study_parser(doc: str, name: str, datasets: tuple[str, ...], unit: str) -> a
     p.add_argument("--runs", default=None, help=f"job folders (default runs/{name}; <out>/runs with --quick)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument("--jobs", type=int, default=1, help=f"parallel worker processes, one job ({unit}) each")
+    p.add_argument("--patience", type=int, default=None, metavar="N",
+                   help="train to convergence: every iterative agent stops after N validations without a strict "
+                        "improvement, under the study's cap and validation cadence (its CONVERGE); job folders "
+                        f"default to runs/{name}_converged")
     return p
+
+
+def converge_agent(agent_kw: dict[str, Any], patience: int | None, settings: dict[str, int],
+                   cap: int | None = None) -> dict[str, Any]:
+    """The agent overrides of a study in convergence mode: ``agent_kw`` with the study's validation
+    cadence, its cap (or ``cap``) as ``steps`` and ``patience``; ``agent_kw`` itself without ``patience``."""
+    if patience is None:
+        return dict(agent_kw)
+    out = {k: v for k, v in agent_kw.items() if k not in ("epochs", "steps", "eval_every")}
+    return {**out, "steps": cap or settings["cap"], "eval_every": settings["eval_every"], "patience": patience}
+
+
+def convergence_section(cells: dict[str, list[JobSpec]], metric: str = "the selection metric") -> list[str]:
+    """Markdown lines: per cell (``{label: [job of each seed]}``) the best and stop step of its
+    finished jobs, mean ± sample std over seeds, and the runs flagged as not converged
+    (:func:`recgym.experiments.report.convergence_markdown`); empty when no job has a curve."""
+    from recgym.experiments import finished_results
+    from recgym.experiments.report import convergence_markdown, run_convergence
+
+    conv = {}
+    for label, specs in cells.items():
+        runs = {str(s.seed): r for s in specs if (r := finished_results(s)) is not None}
+        if runs:
+            conv[label] = {seed: run_convergence(r, r.get("selection_metric")) for seed, r in runs.items()}
+    return convergence_markdown(conv, metric, label="cell")
 
 
 def study_setup(args: argparse.Namespace, name: str, known: tuple[str, ...]) -> tuple[list[str], list[int], Path]:
@@ -63,6 +92,10 @@ def study_setup(args: argparse.Namespace, name: str, known: tuple[str, ...]) -> 
     if unknown := sorted(set(datasets) - set(known)):
         raise BadInputError(f"--datasets: unknown dataset(s) {unknown}; choose from {', '.join(known)}")
     seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
+    if getattr(args, "patience", None) is not None and args.patience < 1:
+        raise BadInputError(f"--patience must be a positive integer, got {args.patience}")
+    if getattr(args, "patience", None) is not None:
+        name = f"{name}_converged"  # fixed-length runs validate on another cadence: not continued into these
     runs = Path(args.runs) if args.runs else (Path(args.out) / "runs" if args.quick else Path("runs") / name)
     return datasets, seeds, runs
 

@@ -4,6 +4,7 @@
     python -m studies.gptrec --quick --out runs/gptrec_quick        # < 90 s, tiny synthetic data
     python -m studies.gptrec --dataset ml-100k --data-dir ../shared/data --seeds 0 1 2 --jobs 3 \\
         --out docs/results/gptrec                                          # CPU preset
+    python -m studies.gptrec ... --patience 5    # early-stop SASRec, BERT4Rec and the student (not PPO)
 
 Per seed, on a leave-one-out split (test = last item, history excluded from the lists):
 
@@ -51,6 +52,8 @@ FULL = dict(  # CPU preset on ml-100k
     ppo=dict(),  # GPTRecPPOAgent.PRESETS["ml-100k"]
     lambdas_ild=(0.1, 0.25, 0.5), lambdas_pop=(2.0, 5.0, 10.0, 30.0, 60.0), weights=(0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9),
 )
+TRAINED = ("sasrec", "bert4rec")
+"""Top-K baselines trained by the shared loop (with the student: what ``--patience`` early-stops)."""
 PARTS = ("baselines", "student", "ppo-ndcg", "ppo-ild", "ppo-pcount", "rerank")
 """What a seed runs (``--parts``); any PPO part trains the student first."""
 METRICS = ("recall@1", "recall@10", "ndcg@10", "ild@10", "npcount@10")
@@ -87,6 +90,10 @@ def run_seed(args: argparse.Namespace, cfg: dict[str, Any], seed: int, log) -> d
     def record(name: str, agent: Any, t0: float, kind: str, **extra: Any) -> dict[str, float]:
         res = evaluate_loo(agent, sp.test, ks=ks, popularity=pop)
         rows[name] = {**{m: res[m] for m in METRICS}, "kind": kind, "seconds": time.perf_counter() - t0, **extra}
+        if getattr(agent, "stop_reason", None) is not None and "best_step" not in extra:  # a train_loop model
+            rows[name].update(train_best_step=agent.best_step, train_stopped_at=int(agent.curves[-1]["step"]),
+                              train_stop=agent.stop_reason, train_first_eval=int(agent.curves[0]["step"]),
+                              train_cap=agent.cap_steps, train_patience=agent.config.patience)
         ndcg_curves[f"{name} ({'Next-K' if kind.startswith('gptrec') else 'Top-K'})"] = [res[f"ndcg@{k}"] for k in ks]
         log(f"  seed {seed} {name:<24} NDCG@10 {res['ndcg@10']:.4f}  ILD@10 {res['ild@10']:.4f}  "
             f"nPCOUNT@10 {res['npcount@10']:.4f}  ({rows[name]['seconds']:.0f}s)")
@@ -197,6 +204,20 @@ def write_tables(summary: dict[str, Any], per_seed: list[dict[str, Any]], seeds:
         lines += ["", "PPO iteration kept (best validation list reward; 0 = the supervised student itself), per seed:", "",
                   "| run | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---:|" * len(seeds)]
         lines += [f"| {name} | " + " | ".join(str(b) for b in steps) + " |" for name, steps in ppo]
+    trained = [n for n, r in per_seed[0]["rows"].items() if "train_stop" in r]
+    if trained:
+        lines += ["", "Shared-loop training per seed: best validation step / step it stopped at (stop reason; cap); "
+                  "**first** = best at the first validation, **cap** = early stopping on but the full length trained:", "",
+                  "| model | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
+        for n in trained:
+            cells = []
+            for res in per_seed:
+                r = res["rows"].get(n, {})
+                flag = (" **first**" if r.get("train_best_step") == r.get("train_first_eval") else "") + (
+                    " **cap**" if r.get("train_stop") == "cap" and r.get("train_patience") else "")
+                cells.append(f"{r.get('train_best_step')} / {r.get('train_stopped_at')} ({r.get('train_stop')}; "
+                             f"{r.get('train_cap')}){flag}" if r else "-")
+            lines.append(f"| {n} | " + " | ".join(cells) + " |")
     lines += _ppo_tests(per_seed, seeds)
     text = "\n".join(lines) + "\n"
     atomic_write(path, text)
@@ -271,6 +292,15 @@ def plots(summary: dict[str, Any], per_seed: list[dict[str, Any]], out: Path) ->
     save_figure(fig, out / "topk_vs_nextk.png", dpi=120)
 
 
+def with_patience(cfg: dict[str, Any], patience: int) -> dict[str, Any]:
+    """``cfg`` with early stopping for the models of the shared loop (:data:`TRAINED` and the
+    student); their configured length is the cap. The PPO loop keeps its fixed length."""
+    if patience < 1:
+        raise BadInputError(f"--patience must be a positive integer, got {patience}")
+    agents = {k: ({**v, "patience": patience} if k in TRAINED else v) for k, v in cfg["agents"].items()}
+    return {**cfg, "agents": agents, "student": {**cfg["student"], "patience": patience}}
+
+
 def _seed_worker(args: dict[str, Any], cfg: dict[str, Any], seed: int) -> dict[str, Any]:
     """:func:`run_seed` in a worker process (``--jobs``), single-threaded like the main process."""
     import torch
@@ -294,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lambdas-pop", type=float, nargs="+", default=None, help="PPO-PCOUNT weights (default: the preset's)")
     p.add_argument("--parts", default=",".join(PARTS),
                    help=f"comma list of what each seed runs, from {','.join(PARTS)} (a PPO part trains the student)")
+    p.add_argument("--patience", type=int, default=None, metavar="N",
+                   help="early-stop sasrec, bert4rec and the GPTRec student after N validations without a strict "
+                        "improvement (their configured length is the cap); the PPO loop keeps its fixed length")
     p.add_argument("--merge", type=Path, action="append", default=[],
                    help="add the rows of another run's seed<N>.json files (same seeds) to this report; repeatable")
     args = p.parse_args(argv)
@@ -301,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     cfg = dict(QUICK if args.quick else FULL)
+    if args.patience is not None:
+        cfg = with_patience(cfg, args.patience)
     for key in ("lambdas_ild", "lambdas_pop"):
         if getattr(args, key) is not None:
             cfg[key] = tuple(getattr(args, key))

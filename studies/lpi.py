@@ -4,6 +4,7 @@
     python -m studies.lpi --quick --out runs/lpi_quick          # < 90 s, tiny synthetic data
     python -m studies.lpi --datasets synthetic,ml-100k --seeds 0 1 2 --data-dir ../shared/data \\
         --out docs/results/lpi
+    python -m studies.lpi ... --patience 5     # to convergence (CONVERGE; docs/results/convergence-plan.md)
 
 (a) Contextual bandit (Table 1) on a rating log split leave-one-out, served by the MF user
     simulator (:class:`recgym.envs.mf_user.MFUserEnv`, Steck-imputed rewards): μ̂, L_μ, IPS and LPI^CB for
@@ -39,7 +40,8 @@ from recgym.errors import BadInputError, cli
 from recgym.experiments import JobSpec, finished_results
 from recgym.experiments.cli import command_line
 from recgym.experiments.report import pyplot, rows_markdown, rows_over_seeds, save_figure
-from studies.common import paper_defaults, run_study_jobs, study_parser, study_setup, trained, write_study
+from studies.common import (converge_agent, convergence_section, paper_defaults, run_study_jobs, study_parser,
+                            study_setup, trained, write_study)
 
 QUICK = dict(
     world=dict(n_users=150, n_items=60, n_genres=6),
@@ -52,6 +54,12 @@ FULL = dict(
     world=dict(), ratings_per_user=None, n_sessions=5000, agent=dict(steps=600, eval_every=200),
     betas_cb=(0.001, 0.1, 1.0, 1000.0), betas=(0.01, 0.1, 1.0, 10.0, 100.0), lams=(0.1, 0.5, 1.0, 2.0),
 )
+CONVERGE = dict(eval_every=25, cap=6250, switch=250)
+"""``--patience``: validation every 25 steps (a fifth of an epoch of the 5,000-session Synthetic log
+at batch 256, 0.4 of ml-100k's last-20 sessions: the measured SASRec / SQN runs peak within 2
+epochs, a coarser cadence misses the peak), a cap of 6,250 steps (50 Synthetic epochs), SAC's
+switch at step 250 (2 epochs) with the validations up to it not counted toward the patience."""
+QUICK_CONVERGE = dict(eval_every=25, cap=500, switch=50)
 KS = (5, 10, 20)
 DATASETS = ("synthetic", "ml-100k", "ml-1m", "netflix")
 
@@ -109,7 +117,9 @@ def mdp_jobs(ds: str, seed: int, P: dict, runs: Path, ctx: dict[str, Any]) -> tu
     dep = dict(logging_policy=str(mu.job_dir() / "model.pt"))
     jobs = {"μ̂": mu, **{name: _spec(a, unit, data, kw, runs, a, ctx, **dep) for name, a in MDP_MU.items()}}
     jobs["SQN"] = _spec("sqn", unit, data, kw, runs, "sqn", ctx)
-    jobs["SAC"] = _spec("sac", unit, data, kw, runs, "sac", ctx, overrides={"switch_step": (kw.get("steps") or 1000) // 2})
+    switch = P.get("switch") or (kw.get("steps") or 1000) // 2  # convergence mode: a fixed step, else half the run
+    sac = {"switch_step": switch, **({"patience_after": switch} if "patience" in kw else {})}
+    jobs["SAC"] = _spec("sac", unit, data, kw, runs, "sac", ctx, overrides=sac)
     jobs["LPI^RL"] = _spec("lpi", unit, data, kw, runs, "lpi", ctx, **dep)
     settings = [("beta", b, dict(beta=b, lam=1.0)) for b in P["betas"]] + [("lam", l, dict(beta=1.0, lam=l)) for l in P["lams"]]
     sweep = [(param, v, _spec("lpi", unit, data, kw, runs, f"lpi-{param}{v:g}", ctx, overrides=hp, **dep))
@@ -265,7 +275,10 @@ def plot_by_length(path: Path, breakdown: dict[str, list[dict[str, Any]]]) -> No
 def main(argv: list[str] | None = None) -> int:
     p = study_parser(__doc__, "lpi", DATASETS, "policy x part x dataset x seed")
     args = p.parse_args(argv)
-    P = QUICK if args.quick else FULL
+    P = dict(QUICK if args.quick else FULL)
+    if args.patience is not None:
+        settings = QUICK_CONVERGE if args.quick else CONVERGE
+        P.update(agent=converge_agent(P["agent"], args.patience, settings), switch=settings["switch"])
     datasets, seeds, runs = study_setup(args, "lpi", DATASETS)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -327,6 +340,15 @@ def main(argv: list[str] | None = None) -> int:
             md += [f"\n## Figure 3 data — {ds}, session {kind} NDCG@20 by #{kind}s "
                    f"(p: paired t-test over sessions LPI^RL vs {per_seed[0][kind]['rival']}, mean over seeds)\n",
                    rows_markdown(rows_over_seeds(rows, ("bucket",)), ("bucket",), digits=3)]
+    cells: dict[str, list[JobSpec]] = {}
+    for (ds, _), js in sorted(bandit.items()):
+        for name, j in js.items():
+            cells.setdefault(f"bandit {ds} {name}", []).append(j)
+    for (ds, _), (js, sw) in sorted(mdp.items()):
+        for name, j in [*js.items(), *((f"LPI^RL {param}={v:g}", j) for param, v, j in sw)]:
+            cells.setdefault(f"mdp {ds} {name}", []).append(j)
+    if conv := convergence_section(cells, "validation ndcg@10 (bandit) / ndcg@20 (MDP)"):
+        md += ["\n## Convergence", *conv]
     if res["sweep"]:
         plot_sweep(out / "sweep.png", res["sweep"])
         md.append("\n![β/λ sweep](sweep.png)")

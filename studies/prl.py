@@ -4,6 +4,7 @@
     python -m studies.prl --quick --out runs/prl_quick          # < 90 s, tiny synthetic data
     python -m studies.prl --datasets synthetic,ml-100k,yoochoose-100k --seeds 0 1 2 \\
         --data-dir ../shared/data --out docs/results/prl
+    python -m studies.prl ... --patience 5     # to convergence (CONVERGE; docs/results/convergence-plan.md)
 
 (a) Encoder table (Tables 2–3): for each encoder (sasrec, gru, caser, nextitnet) the encoder
     trained by plain cross-entropy (``sasrec`` agent with that encoder), SQN, SAC and PRL; purchase
@@ -44,7 +45,8 @@ from recgym.errors import BadInputError, cli
 from recgym.experiments import JobSpec, finished_results
 from recgym.experiments.cli import command_line
 from recgym.experiments.report import pyplot, rows_markdown, rows_over_seeds, save_figure
-from studies.common import paper_defaults, run_study_jobs, study_parser, study_setup, trained, write_study
+from studies.common import (converge_agent, convergence_section, paper_defaults, run_study_jobs, study_parser,
+                            study_setup, trained, write_study)
 
 ENCODERS = ("sasrec", "gru", "caser", "nextitnet")
 MUS = (0.5, 1, 2, 4, 8)
@@ -54,6 +56,13 @@ QUICK = dict(world=dict(n_users=150, n_items=60, n_genres=6), n_sessions=400,
 FULL = dict(world=dict(), n_sessions=5000, agent=dict(steps=600, eval_every=200))
 """A CPU budget: 600 steps of batch 256 per method (the paper trains to convergence), so the
 four-encoder table of every dataset and seed fits the 30-minute budget on 2 cores with ``--jobs 2``."""
+CONVERGE = dict(eval_every=25, cap=6250, switch=250)
+"""``--patience``: validation every 25 steps (a fifth of an epoch of the 5,000-session Synthetic log
+and of ml-100k's last-50 sessions at batch 256, 0.12 of yoochoose-100k's: the measured SASRec / SQN
+runs peak within 2 epochs, a coarser cadence misses the peak), a cap of 6,250 steps (50 Synthetic
+epochs), SAC's switch at step 250 (2 epochs) with the validations up to it not counted toward the
+patience."""
+QUICK_CONVERGE = dict(eval_every=20, cap=400, switch=40)
 COLS = ("hr@10_purchase", "ndcg@10_purchase", "hr@20_purchase", "ndcg@20_purchase",
         "hr@10_click", "ndcg@10_click", "hr@20_click", "ndcg@20_click", "reward@1")
 DATASETS = ("synthetic", "ml-100k", "yoochoose-100k")
@@ -79,8 +88,11 @@ def data_fields(dataset: str, seed: int, P: dict) -> dict[str, Any]:
 
 
 def switch_step(dataset: str, seed: int, P: dict, data_dir: str | None) -> int:
-    """SAC's switch to the Q-weighted CE: half of the run (the run's length in steps)."""
+    """SAC's switch to the Q-weighted CE: half of the run (the run's length in steps); in convergence
+    mode the fixed step of :data:`CONVERGE`."""
     kw = P["agent"]
+    if P.get("switch"):
+        return P["switch"]
     if kw.get("steps"):
         return kw["steps"] // 2
     from recgym.experiments.job import load_job_split
@@ -97,6 +109,8 @@ def job(dataset: str, seed: int, encoder: str, method: str, P: dict, runs: Path,
     overrides = {**paper_defaults(agent, data["dataset"], data.get("protocol")), **P["agent"], "encoder": encoder}
     if method == "SAC":
         overrides["switch_step"] = switch
+        if "patience" in overrides:
+            overrides["patience_after"] = switch
     return JobSpec(agent=agent, seed=seed, out=str(runs / dataset / f"seed{seed}" / f"{encoder}-{agent}"),
                    data_dir=data_dir, overrides=overrides, test_extras=["studies.prl:reward_at_1"],
                    true_value=dataset == "synthetic", threads=threads, **data)
@@ -213,7 +227,7 @@ def plot_sweep(path: Path, sweeps: dict[str, list[list[dict[str, Any]]]]) -> Non
 def main(argv: list[str] | None = None) -> int:
     p = study_parser(__doc__, "prl", DATASETS, "method x encoder x dataset x seed")
     p.add_argument("--epochs", type=float, default=None, help="training epochs of every method (replaces the step budget)")
-    p.add_argument("--steps", type=int, default=None, help="training steps of every method (full run; default 600)")
+    p.add_argument("--steps", type=int, default=None, help="training steps of every method (full run; default 600); with --patience: the cap")
     args = p.parse_args(argv)
     P = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (QUICK if args.quick else FULL).items()}
     if args.epochs is not None and not args.quick:
@@ -221,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         P["agent"]["epochs"] = args.epochs
     if args.steps is not None and not args.quick:
         P["agent"]["steps"] = args.steps
+    if args.patience is not None:  # --steps is then the cap
+        settings = QUICK_CONVERGE if args.quick else CONVERGE
+        P["agent"] = converge_agent(P["agent"], args.patience, settings, None if args.quick else args.steps)
+        P["switch"] = settings["switch"]
     datasets, seeds, runs = study_setup(args, "prl", DATASETS)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -258,6 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     for ds, per_seed in res["sweep"].items():
         md += [f"\n## Inference prompt sweep, GRU-PRL (Figures 4–5) — {ds}\n",
                rows_markdown(rows_over_seeds(per_seed, ("param", "value")), ("param", "value"))]
+    cells: dict[str, list[JobSpec]] = {}
+    for (ds, _), jobs in units.items():
+        for (enc, m), j in jobs.items():
+            cells.setdefault(f"{ds} {enc} {m}", []).append(j)
+    if conv := convergence_section(cells, "validation ndcg@20"):
+        md += ["\n## Convergence", *conv]
     if res["sweep"]:
         plot_sweep(out / "sweep.png", res["sweep"])
         md.append("\n![μ and ε sweeps](sweep.png)")

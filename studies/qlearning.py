@@ -2,6 +2,7 @@
 
     python -m studies.qlearning --quick --out /tmp/ql_quick                 # smoke run, < 90 s
     RECGYM_DATA_DIR=../shared/data nice python -m studies.qlearning          # the study (docs/results)
+    RECGYM_DATA_DIR=../shared/data nice python -m studies.qlearning --patience 5   # to convergence
 
 Runs ``sasrec, sqn, sac, snqn, sa2c, co, ccql`` (SASRec encoder) for every seed on every dataset as
 harness jobs (:func:`recgym.experiments.run_job`, fanned out by :func:`recgym.experiments.run_jobs`):
@@ -14,6 +15,14 @@ actions, one column per agent). Session protocol on both datasets: ml-100k is
 history one session; the default leave-one-out split has far too few targets), so the agents'
 ml-100k presets (leave-one-out ones) do not apply. All agents share the SQN session setting and
 the same number of steps; the switch step of ``sac``, ``sa2c``, ``co`` and ``ccql`` is half of the run.
+
+Convergence mode (``--patience N``): every run validates 3-5 times per epoch (:data:`CONVERGE`) and
+stops after N validations without a strict improvement of validation NDCG@20, under a cap of 50
+epochs (``--steps`` sets another cap); the actor switch is at a fixed step (2 epochs) and, for the
+switched agents, validations before it do not count toward the patience (``patience_after``).
+Its runs go to ``runs/qlearning_converged`` (fixed-length runs cannot be continued into them:
+another validation cadence). The report adds each cell's best and stop step (mean ± sample std)
+and flags runs that ended at the cap or were best at their first validation.
 """
 
 from __future__ import annotations
@@ -42,6 +51,13 @@ SWITCHED = ("sac", "sa2c", "co", "ccql")
 STEPS = {"synthetic": 400, "ml-100k": 400}
 """Default training steps per run (CPU budget, see docs/results/qlearning.md)."""
 QUICK_STEPS = 80
+CONVERGE = {"synthetic": {"eval_every": 25, "cap": 6250, "switch": 250},
+            "ml-100k": {"eval_every": 100, "cap": 15600, "switch": 600}}
+"""``--patience``: validation 5 (Synthetic) / 3 (ml-100k) times per epoch (31,898 / 78,454 training
+transitions, batch 256: 125 / 307 steps per epoch; measured, SASRec and SQN peak within the first 2
+epochs at lr 0.01, so a coarser cadence misses the peak), a cap of 50 epochs no measured run came
+near, the actor switch after 2 epochs (where the Q head has trained as long as the peak of SQN)."""
+QUICK_CONVERGE = {"eval_every": 10, "cap": 400, "switch": 40}
 QUICK_DATA = dict(n_sessions=400, n_users=120, n_items=80, n_genres=6)
 """``--quick``: a tiny synthetic world."""
 TABLE = ("hr@20_purchase", "ndcg@20_purchase", "hr@20_click", "ndcg@20_click", "reward@20")
@@ -73,24 +89,36 @@ sees the same data, so differences to sasrec are paired by seed.{quick}
 ANALYSIS_BEGIN, ANALYSIS_END = "<!-- analysis:begin -->", "<!-- analysis:end -->"
 
 
-def overrides(agent: str, steps: int, quick: bool) -> dict[str, Any]:
-    """Config overrides of one job: the shared length / validation cadence / switch step."""
-    o: dict[str, Any] = {"steps": steps, "eval_every": max(1, steps // 8)}
+def converge_settings(dataset: str, quick: bool) -> dict[str, int]:
+    """Validation cadence, cap and switch step of the convergence mode (:data:`CONVERGE`)."""
+    return QUICK_CONVERGE if quick else CONVERGE[dataset]
+
+
+def overrides(agent: str, steps: int, quick: bool, patience: int | None = None, dataset: str = "synthetic") -> dict[str, Any]:
+    """Config overrides of one job: the shared length / validation cadence / switch step; with
+    ``patience``, ``steps`` is the cap and the cadence and switch come from :data:`CONVERGE`."""
+    if patience is None:
+        o: dict[str, Any] = {"steps": steps, "eval_every": max(1, steps // 8)}
+    else:
+        c = converge_settings(dataset, quick)
+        o = {"steps": steps, "eval_every": c["eval_every"], "patience": patience}
     if quick:
         o.update(hidden=16, batch_size=64)
     if agent in SWITCHED:
-        o["switch_step"] = steps // 2
+        o["switch_step"] = steps // 2 if patience is None else converge_settings(dataset, quick)["switch"]
+        if patience is not None:
+            o["patience_after"] = o["switch_step"]
     return o
 
 
 def job(dataset: str, agent: str, seed: int, steps: int, quick: bool, runs: Path, data_dir: str | None = None,
-        threads: int = 1) -> JobSpec:
+        threads: int = 1, patience: int | None = None) -> JobSpec:
     """The harness job of one (dataset, agent, seed)."""
     return JobSpec(agent=agent, dataset=dataset, seed=seed, protocol="session", out=str(runs / dataset / agent / f"seed{seed}"),
                    data_dir=data_dir, reward_scheme="click-purchase" if dataset == "ml-100k" else None,
                    data_params=dict(QUICK_DATA) if quick and dataset == "synthetic" else {},
-                   overrides=overrides(agent, steps, quick), test_extras=["studies.qlearning:neg_q_fraction"],
-                   keep_diverged=True, threads=threads)
+                   overrides=overrides(agent, steps, quick, patience, dataset),
+                   test_extras=["studies.qlearning:neg_q_fraction"], keep_diverged=True, threads=threads)
 
 
 def neg_q_fraction(agent: Any, split: Any, rows: int = 4096) -> dict[str, float | None]:
@@ -122,6 +150,7 @@ def aggregate(results: dict[tuple[str, str], list[dict[str, Any]]]) -> dict[str,
             row[f"{q}_end"] = summary([c.get(q) for c in last])
             row[f"{q}_max"] = summary([max((abs(c.get(q) or 0.0) for c in r["curves"]), default=None) for r in runs])
         row["best_step"] = summary([r["best_step"] for r in runs])
+        row["stopped_at"] = summary([r.get("stopped_at") for r in runs])
         row["train_s"] = summary([r["timing_s"]["train"] for r in runs])
         row["diverged"] = sum(r.get("diverged") is not None for r in runs)
         out[f"{ds}/{agent}"] = row
@@ -182,14 +211,17 @@ def plot(path: Path, ds: str, results: dict[tuple[str, str], list[dict[str, Any]
     fig, axes = plt.subplots(2, len(cols), figsize=(3.1 * len(cols), 5.6), squeeze=False, sharex=True)
     for j, a in enumerate(cols):
         runs = results[(ds, a)]
-        steps = np.array([c["step"] for c in runs[0]["curves"]])
+        # runs that stopped early end early: each step's band is over the runs that reached it
+        steps = np.array(sorted({c["step"] for r in runs for c in r["curves"]}))
 
         def band(ax: Any, key: str, label: str, color: str) -> None:
-            ys = [[c.get(key) for c in r["curves"]] for r in runs if len(r["curves"]) == len(steps)]
-            y = np.array([[np.nan if v is None else v for v in row] for row in ys], dtype=float)
+            at = [{c["step"]: c.get(key) for c in r["curves"]} for r in runs]
+            y = np.array([[np.nan if a.get(t) is None else a[t] for t in steps] for a in at], dtype=float)
             if y.size == 0 or np.all(np.isnan(y)):
                 return
-            m, s = np.nanmean(y, 0), np.nanstd(y, 0, ddof=1) if len(y) > 1 else np.zeros(y.shape[1])
+            n = (~np.isnan(y)).sum(0)
+            m = np.nanmean(np.where(n > 0, y, 0.0), 0)
+            s = np.where(n > 1, np.sqrt(np.nansum((y - m) ** 2, 0) / np.maximum(n - 1, 1)), 0.0)
             ax.plot(steps, m, "-", color=color, label=label, lw=1.4)
             ax.fill_between(steps, m - s, m + s, color=color, alpha=0.25, lw=0)
 
@@ -216,12 +248,42 @@ def plot(path: Path, ds: str, results: dict[tuple[str, str], list[dict[str, Any]
     save_figure(fig, path, dpi=80)
 
 
+def length_md(args: argparse.Namespace, datasets: list[str], steps: dict[str, int]) -> str:
+    if args.patience is None:
+        return ", ".join(f"{ds}: {steps[ds]} steps per run" for ds in datasets)
+    return (f"to convergence: early stopping after {args.patience} validations without a strict improvement of "
+            "validation NDCG@20, under a cap of " + ", ".join(f"{steps[ds]} steps ({ds})" for ds in datasets))
+
+
+def _eval_every(args: argparse.Namespace, ds: str, steps: dict[str, int]) -> int:
+    return overrides("sqn", steps[ds], args.quick, args.patience, ds)["eval_every"]
+
+
+def _switch(args: argparse.Namespace, ds: str, steps: dict[str, int]) -> str:
+    sw = overrides("sac", steps[ds], args.quick, args.patience, ds)["switch_step"]
+    return f"{sw}" + ("" if args.patience is None else ", validations up to it not counted toward the patience")
+
+
 def _keep_analysis(path: Path) -> str:
     """The hand-written analysis block of an existing report (kept across regenerations)."""
     if not path.exists():
         return ""
     m = re.search(re.escape(ANALYSIS_BEGIN) + r"(.*?)" + re.escape(ANALYSIS_END), path.read_text(), re.S)
     return m.group(1).strip() if m else ""
+
+
+def convergence_md(results: dict[tuple[str, str], list[dict[str, Any]]], datasets: list[str], agents: list[str]) -> str:
+    """Per dataset: each agent's best / stop step (mean ± sample std) and the flagged runs."""
+    from recgym.experiments.report import convergence_markdown, run_convergence
+
+    md: list[str] = []
+    for ds in datasets:
+        conv = {a: {str(r["seed"]): run_convergence(r, r.get("selection_metric")) for r in results[(ds, a)]}
+                for a in agents if results.get((ds, a))}
+        lines = convergence_markdown(conv, "ndcg@20")
+        if lines:
+            md += [f"\n### {ds}: convergence", *lines]
+    return "\n".join(md)
 
 
 def write_report(out: Path, results: dict[tuple[str, str], list[dict[str, Any]]], args: argparse.Namespace,
@@ -244,17 +306,17 @@ def write_report(out: Path, results: dict[tuple[str, str], list[dict[str, Any]]]
     md = [f"# The Q-learning family vs SASRec ({title})", "",
           f"Produced by `{command}`: {wall_s / 60:.1f} min of wall time (for the runs that invocation made; "
           f"finished runs are reused), {run_s / 60:.1f} min summed over the runs' train + evaluate time. "
-          f"Seeds {args.seeds}; " + ", ".join(f"{ds}: {steps[ds]} steps per run" for ds in datasets) + ".", "",
-          SETTING_MD.format(eval_every=", ".join(f"{ds}: every {max(1, steps[ds] // 8)} steps" for ds in datasets),
-                            switch=", ".join(f"{ds}: step {steps[ds] // 2}" for ds in datasets),
+          f"Seeds {args.seeds}; " + length_md(args, datasets, steps) + ".", "",
+          SETTING_MD.format(eval_every=", ".join(f"{ds}: every {_eval_every(args, ds, steps)} steps" for ds in datasets),
+                            switch=", ".join(f"{ds}: step {_switch(args, ds, steps)}" for ds in datasets),
                             quick=" **--quick: hidden 16, batch 64, a 400-session world of 80 items.**" if args.quick else ""),
-          "## Tables", tables(agg, datasets, agents), "",
+          "## Tables", tables(agg, datasets, agents), convergence_md(results, datasets, agents), "",
           "## Curves", "", *figs, "", "## Analysis", "", ANALYSIS_BEGIN, analysis, ANALYSIS_END, ""]
     if errors:
         md += ["## Failed jobs", "", *[f"- {e}" for e in errors], ""]
     atomic_write(doc, "\n".join(md))
     write_json(out / "qlearning.json", {"command": command, "wall_s": wall_s, "steps": steps, "seeds": args.seeds,
-                                        "aggregate": agg}, indent=1)
+                                        "patience": args.patience, "aggregate": agg}, indent=1)
     return doc
 
 
@@ -264,7 +326,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help=f"tiny synthetic world, 2 seeds, {QUICK_STEPS} steps (< 90 s)")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds 0..N-1 (default 5; 2 with --quick)")
     p.add_argument("--steps", type=int, default=None,
-                   help=f"training steps per run (default {STEPS}; {QUICK_STEPS} with --quick)")
+                   help=f"training steps per run (default {STEPS}; {QUICK_STEPS} with --quick); with --patience: the cap")
+    p.add_argument("--patience", type=int, default=None, metavar="N",
+                   help="train to convergence: stop after N validations (3-5 per epoch) without a strict improvement, "
+                        "under a cap of 50 epochs (see CONVERGE); runs in runs/qlearning_converged")
     p.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated subset of synthetic,ml-100k")
     p.add_argument("--agents", default=",".join(AGENTS), help="comma-separated subset of " + ",".join(AGENTS))
     p.add_argument("--out", default=None, help="report folder (default docs/results; runs/qlearning_quick with --quick)")
@@ -288,16 +353,20 @@ def main(argv: list[str] | None = None) -> int:
     if bad := sorted(set(agents) - set(AGENTS)):
         raise BadInputError(f"--agents: unknown {bad}; choose from {list(AGENTS)}")
     n_seeds = args.seeds if args.seeds is not None else (2 if args.quick else 5)
-    if n_seeds < 1 or (args.steps is not None and args.steps < 10) or args.jobs < 1:
-        raise BadInputError("--seeds must be >= 1, --steps >= 10 and --jobs >= 1")
+    if n_seeds < 1 or (args.steps is not None and args.steps < 10) or args.jobs < 1 or (args.patience or 1) < 1:
+        raise BadInputError("--seeds must be >= 1, --steps >= 10, --jobs >= 1 and --patience >= 1")
     args.seeds = list(range(n_seeds))
-    steps = {ds: args.steps or (QUICK_STEPS if args.quick else STEPS[ds]) for ds in datasets}
+    if args.patience is None:
+        steps = {ds: args.steps or (QUICK_STEPS if args.quick else STEPS[ds]) for ds in datasets}
+    else:
+        steps = {ds: args.steps or converge_settings(ds, args.quick)["cap"] for ds in datasets}
     out = Path(args.out or ("runs/qlearning_quick" if args.quick else "docs/results"))
-    runs = Path(args.runs or (out / "runs" if args.quick else "runs/qlearning"))
+    runs = Path(args.runs or (out / "runs" if args.quick else
+                              "runs/qlearning" if args.patience is None else "runs/qlearning_converged"))
     out.mkdir(parents=True, exist_ok=True)
 
     # seed-major order: an interrupted study still has every agent on every dataset for the first seeds
-    jobs = [job(ds, a, s, steps[ds], args.quick, runs, args.data_dir, args.threads)
+    jobs = [job(ds, a, s, steps[ds], args.quick, runs, args.data_dir, args.threads, args.patience)
             for s in args.seeds for ds in datasets for a in agents]
     t0 = time.perf_counter()
     errors: list[str] = []

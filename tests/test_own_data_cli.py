@@ -215,10 +215,11 @@ def test_report_ranks_convergence_and_few_agent_warning(tmp_path):
     assert rep["ranks"]["simulated"] == {"key": "sim_iar@1", "rank": {"b": 1, "a": 2, "c": 3}}
     conv = rep["convergence"]
     assert conv["a"]["0"]["converged"] is True
-    assert conv["b"]["0"] == {"best_step": 30, "n_evals": 3, "converged": False, "edge": "last"}
-    assert conv["c"]["0"]["edge"] == "first"
+    assert {k: conv["b"]["0"][k] for k in ("best_step", "n_evals", "converged", "edge", "flags")} == {
+        "best_step": 30, "n_evals": 3, "converged": False, "edge": "last", "flags": ["best at last evaluation"]}
+    assert conv["c"]["0"]["edge"] == "first" and conv["c"]["0"]["flags"] == ["best at first evaluation"]
     md = report_markdown(rep)
-    assert "| b | 30 | 3 | **not converged**: seed 0 (last) |" in md
+    assert "| b | 30 | - | 3 | - | **seed 0 (best at last evaluation)** |" in md
     assert "| c | 1 | 3 |" in md  # c's ranks: logged 1, simulated 3
     assert "| ndcg@10 vs sim_iar@1 | -1.000 | 3 ⚠ |" in md and "fewer than 5 agents" in md
     assert "**iAR@1**" in md and "**JS to μ̂**" not in md  # only the terms the table uses

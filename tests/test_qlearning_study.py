@@ -93,11 +93,11 @@ def test_a_run_with_other_settings_is_not_reused(study, quick):
 
     same = study.job("synthetic", "sqn", 0, study.QUICK_STEPS, True, quick / "runs")
     assert run_job(same, log=lambda m: None)["config"]["steps"] == study.QUICK_STEPS  # reused
-    other = study.job("synthetic", "sqn", 0, study.QUICK_STEPS + 1, True, quick / "runs")
+    other = study.job("synthetic", "sqn", 0, study.QUICK_STEPS // 2, True, quick / "runs")
     with pytest.raises(BadInputError, match="holds a job with another spec"):
         run_job(other, log=lambda m: None)
     # the study refuses the folder (exit 5, the job named) and never reports the other run's numbers
-    assert study.main(["--quick", "--steps", str(study.QUICK_STEPS + 1), "--agents", "sqn", "--seeds", "1",
+    assert study.main(["--quick", "--steps", str(study.QUICK_STEPS // 2), "--agents", "sqn", "--seeds", "1",
                        "--out", str(quick / "other"), "--runs", str(quick / "runs")]) == 5
     assert not (quick / "other" / "qlearning.md").exists()
 
@@ -137,3 +137,14 @@ def test_ml100k_session_split_every_rating_is_a_target(study):
     # click-purchase: purchases carry reward 1.0, clicks 0.2
     purchase = sp.test.kinds == KIND_PURCHASE
     assert np.all(sp.test.rewards[purchase] == 1.0) and np.all(sp.test.rewards[~purchase] == np.float32(0.2))
+
+
+def test_convergence_mode_overrides(study):
+    c = study.CONVERGE["ml-100k"]
+    assert study.overrides("sqn", c["cap"], False, 5, "ml-100k") == {"steps": c["cap"], "eval_every": c["eval_every"],
+                                                                     "patience": 5}
+    o = study.overrides("sac", c["cap"], False, 5, "ml-100k")  # the switch does not move with the cap
+    assert o["switch_step"] == o["patience_after"] == c["switch"] == study.overrides("sac", 2 * c["cap"], False, 5, "ml-100k")["switch_step"]
+    for ds, c in study.CONVERGE.items():
+        assert c["cap"] % c["eval_every"] == 0 and c["switch"] % c["eval_every"] == 0 and c["cap"] >= 50 * 125
+    assert study.job("synthetic", "sqn", 0, 6250, False, Path("runs"), patience=5).overrides["patience"] == 5

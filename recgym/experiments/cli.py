@@ -3,7 +3,7 @@
     p = argparse.ArgumentParser(...)
     add_data_args(p)                       # --dataset --data-dir --reward-scheme --data-param --download
                                            # --data-file --columns --sep --protocol
-    add_training_args(p)                   # --epochs | --steps, --set KEY=VALUE
+    add_training_args(p)                   # --epochs | --steps, --patience, --set KEY=VALUE
     args = p.parse_args(argv)
     spec = JobSpec(agent=..., **data_kwargs(args), **training_kwargs(args))
 """
@@ -43,10 +43,13 @@ def add_data_args(p: argparse.ArgumentParser, dataset: str | None = "synthetic")
 
 def add_training_args(p: argparse.ArgumentParser, set_help: str = "override a config field",
                       tensorboard: bool = True) -> None:
-    """``--epochs`` | ``--steps``, ``--set KEY=VALUE`` (repeatable) and ``--tensorboard DIR``."""
+    """``--epochs`` | ``--steps``, ``--patience N``, ``--set KEY=VALUE`` (repeatable) and ``--tensorboard DIR``."""
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=float, default=None, help="training epochs of iterative agents")
     length.add_argument("--steps", type=int, default=None, help="training steps of iterative agents (overrides --epochs)")
+    p.add_argument("--patience", type=int, default=None, metavar="N",
+                   help="early stopping of iterative agents: stop after N validations without a strict improvement "
+                        "of the selection metric; --epochs / --steps are then the cap (default: train the full length)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help=f"{set_help} (JSON value, else string); repeatable")
     if tensorboard:
@@ -98,8 +101,9 @@ def data_file_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def training_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``epochs`` / ``steps`` / ``overrides`` (/ ``tensorboard``) of parsed :func:`add_training_args` arguments."""
-    out = {"epochs": args.epochs, "steps": args.steps, "overrides": parse_overrides(args.overrides)}
+    """The ``epochs`` / ``steps`` / ``patience`` / ``overrides`` (/ ``tensorboard``) of parsed
+    :func:`add_training_args` arguments."""
+    out = {"epochs": args.epochs, "steps": args.steps, "patience": args.patience, "overrides": parse_overrides(args.overrides)}
     if getattr(args, "tensorboard", None) is not None:
         out["tensorboard"] = args.tensorboard
     return out

@@ -21,7 +21,8 @@ from typing import Any, Callable
 from recgym.errors import BadInputError
 from recgym.experiments.fanout import run_jobs
 from recgym.experiments.job import (DEFAULT_SIMS, JobSpec, identity_diff, make_output_dir, make_sim_env,
-                                    missing_evaluations, read_results, safe_name, stored_identity, validate_job)
+                                    missing_evaluations, read_results, resumable_change, safe_name, stored_identity,
+                                    validate_job)
 from recgym.experiments.report import aggregate, write_report
 
 FILE_SIM = "recgym/MFUser-v0"
@@ -51,6 +52,8 @@ class CompareConfig:
     """``--set`` values, applied to every agent whose config has the field."""
     steps: int | None = None
     epochs: float | None = None
+    patience: int | None = None
+    """Early stopping of the iterative agents (``epochs`` / ``steps`` are then the cap)."""
     download: bool = False
     protocol: str | None = None
     """``"session"`` or ``"loo"``; ``None`` = the dataset's own (a data file: ``"session"`` with a session column)."""
@@ -108,7 +111,8 @@ def make_jobs(cfg: CompareConfig) -> list[JobSpec]:
     return [JobSpec(agent=a, dataset=cfg.dataset, seed=int(s), out=str(root / safe_name(a) / f"seed{s}"),
                     protocol=cfg.protocol, data_dir=cfg.data_dir, reward_scheme=cfg.reward_scheme,
                     data_params=dict(cfg.data_params), data_file=cfg.data_file, columns=dict(cfg.columns), sep=cfg.sep,
-                    overrides=dict(cfg.overrides), epochs=cfg.epochs, steps=cfg.steps, download=cfg.download,
+                    overrides=dict(cfg.overrides), epochs=cfg.epochs, steps=cfg.steps, patience=cfg.patience,
+                    download=cfg.download,
                     sims=list(cfg.sims or []), sim_episodes=cfg.sim_episodes,
                     true_value=cfg.dataset == "synthetic" and cfg.data_file is None, tensorboard=cfg.tensorboard,
                     ignore_overrides=True)
@@ -118,15 +122,18 @@ def make_jobs(cfg: CompareConfig) -> list[JobSpec]:
 def check_jobs(cfg: CompareConfig, jobs: list[JobSpec]) -> None:
     """Validate every job (:func:`recgym.experiments.job.validate_job`) and refuse an ``out`` whose
     jobs were run with other settings (``--steps``, ``--set``, ``--data-param``, ...): their results
-    would be reused under the new command. Raises :class:`BadInputError` before anything is written."""
+    would be reused under the new command. A higher cap or another patience is fine where the jobs
+    can continue from their checkpoints (:func:`recgym.experiments.job.resumable_change`). Raises
+    :class:`BadInputError` before anything is written."""
     for j in jobs:
         validate_job(j)
     clashes: dict[str, list[str]] = {}
     for j in jobs:
         before = stored_identity(j.job_dir())
         if before is not None:
-            diff = identity_diff(before, json.loads(json.dumps(j.identity())))
-            if diff:
+            now = json.loads(json.dumps(j.identity()))
+            diff = identity_diff(before, now)
+            if diff and not resumable_change(before, now, read_results(j.job_dir())):
                 clashes.setdefault("; ".join(diff), []).append(str(j.job_dir()))
     if clashes:
         what = " | ".join(f"{d} (in {len(dirs)} job(s), e.g. {dirs[0]})" for d, dirs in clashes.items())

@@ -78,6 +78,9 @@ class JobSpec:
     """Config fields of the agent (``--set``)."""
     epochs: float | None = None
     steps: int | None = None
+    patience: int | None = None
+    """Early stopping of iterative agents (their config's ``patience``): stop after this many
+    validations without a strict improvement; ``epochs`` / ``steps`` are then the cap."""
     logging_policy: str | None = None
     """LPI family: a saved ``sasrec`` ``model.pt`` reused as μ̂."""
     download: bool = False
@@ -123,6 +126,8 @@ class JobSpec:
         if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, numbers.Real)
                                         or not math.isfinite(self.epochs) or self.epochs <= 0):
             raise BadInputError(f"--epochs must be a positive number, got {self.epochs!r}")
+        if self.patience is not None and not (integer(self.patience) and self.patience >= 1):
+            raise BadInputError(f"--patience must be a positive integer, got {self.patience!r}")
         if not (integer(self.seed) and self.seed >= 0):
             raise BadInputError(f"--seed must be a non-negative integer, got {self.seed!r}")
         if not (integer(self.sim_episodes) and self.sim_episodes >= 1):
@@ -240,6 +245,41 @@ def identity_diff(before: dict[str, Any], now: dict[str, Any], prefix: str = "")
             show = [("unset" if v is dataclasses.MISSING else json.dumps(v)) for v in (a, b)]
             out.append(f"{prefix}{k}: {show[0]} -> {show[1]}")
     return out
+
+
+def resumable_change(before: dict[str, Any], now: dict[str, Any], results: dict[str, Any] | None = None) -> bool:
+    """Whether the job of identity ``before`` may continue from its checkpoint as the job ``now``:
+    they differ only in a higher cap (``steps`` / ``epochs``, top level or ``overrides``) and/or the
+    patience, in a way a fresh run under ``now`` would pass through the same steps: more patience,
+    none, or (from none / less) a patience under which the finished run's curves (``results``, when
+    given) would not have stopped it before it ended. The training loop checks the checkpoint again."""
+    diff = identity_diff(before, now)
+    if not diff:
+        return False
+    for line in diff:
+        key = line.split(":")[0]
+        name = key.removeprefix("overrides.")
+        if name not in ("steps", "epochs", "patience") or key.count(".") > 1:
+            return False
+        old, new = _dotted(before, key), _dotted(now, key)
+        if name in ("steps", "epochs"):
+            if not (isinstance(old, (int, float)) and isinstance(new, (int, float)) and new >= old):
+                return False
+        elif new is not None and (old is None or new < old):
+            from recgym.agents.training import patience_stop
+
+            if results is not None:
+                after = (results.get("config") or {}).get("patience_after") or 0
+                stop = patience_stop(results.get("curves", []), results.get("selection_metric") or "", new, after)
+                if stop is not None and results.get("stopped_at") is not None and stop < results["stopped_at"]:
+                    return False
+    return True
+
+
+def _dotted(d: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
 
 
 def finished_results(spec: JobSpec) -> dict[str, Any] | None:
@@ -369,7 +409,7 @@ def agent_overrides(spec: JobSpec, warn: Callable[[str], None] = print) -> dict[
     overrides = dict(spec.overrides)
     if spec.ignore_overrides:
         overrides = {k: v for k, v in overrides.items() if k in fields}
-    for key, value in (("epochs", spec.epochs), ("steps", spec.steps)):
+    for key, value in (("epochs", spec.epochs), ("steps", spec.steps), ("patience", spec.patience)):
         if value is not None:
             if key in fields:
                 overrides[key] = value
@@ -667,10 +707,18 @@ def run_job(
         saved = out / JOB_SPEC
         before = stored_identity(out)
         now = json.loads(json.dumps(spec.identity()))
-        if reuse and before is not None and before != now:
+        extend = reuse and before is not None and resumable_change(before, now, read_results(out))
+        if reuse and before is not None and before != now and not extend:
             raise BadInputError(f"{out}: holds a job with another spec ({'; '.join(identity_diff(before, now))}); "
                                 "use another --out or delete the folder")
-        results = read_results(out) if reuse else None
+        if extend and spec.logging_policy is not None and \
+                (read_results(out) or {}).get("logging_policy_sha256") != file_sha256(spec.logging_policy):
+            # its checkpoint was trained against another μ̂: continuing would mix two logging policies
+            raise BadInputError(f"{out}: cannot continue under new settings, its logging policy "
+                                f"{spec.logging_policy} changed since it trained; delete the folder to train it again")
+        if extend:  # a longer cap / more patience: continue from the checkpoint, the old results are stale
+            log(f"{out}: continues under new settings ({'; '.join(identity_diff(before, now))})")
+        results = read_results(out) if reuse and not extend else None
         todo = missing_evaluations(results, spec)
         if not todo:
             log(f"{out}: finished, reused")
@@ -737,9 +785,12 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
                 raise DivergedError(str(e)) from e
             diverged = str(e)  # the best weights so far stay loaded
         curves, best_step, metric = agent.curves, agent.best_step, agent.selection_metric
+        stop_reason = "diverged" if diverged else agent.stop_reason
+        stopped_at = int(curves[-1]["step"]) if curves else None
+        cap_steps = agent.cap_steps
     else:
         agent.fit(split.train, split.valid)
-        curves, best_step = [], 0
+        curves, best_step, stop_reason, stopped_at, cap_steps = [], 0, None, None, None
         metric = resolve_selection_metric(getattr(agent.config, "selection_metric", "auto"), split.protocol)
     train_s = time.perf_counter() - t0
 
@@ -767,12 +818,19 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
         "test": test,
         "selection_metric": metric,
         "best_step": int(best_step) if best_step is not None else None,
+        # iterative agents: the last trained step, why training ended ("patience", "cap", "diverged",
+        # "no_validation") and the cap; None for agents fitted in one pass
+        "stopped_at": stopped_at,
+        "stop_reason": stop_reason,
+        "cap_steps": cap_steps,
+        "patience": getattr(agent.config, "patience", None),
         "diverged": diverged,
         "config": agent.config_dict(),
         "resolved_config": resolved,
         "versions": versions(),
         "data_checksum": data_checksum(split),
         "data_file": data_file,
+        "logging_policy_sha256": file_sha256(spec.logging_policy) if spec.logging_policy else None,
         "timing_s": {"load": round(load_s, 3), "train": round(train_s, 3), "evaluate": round(eval_s, 3)},
         "curves": [clean_metrics(c) for c in curves],
     }
@@ -792,7 +850,9 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
     write_json(out / RESULTS, results)  # last: its presence marks the job finished
 
     log(format_table(valid, test))
-    log(f"selection metric {metric}, best step {best_step}; train {train_s:.1f}s, evaluate {eval_s:.1f}s")
+    log(f"selection metric {metric}, best step {best_step}"
+        + (f", stopped at {stopped_at}/{cap_steps} ({stop_reason})" if stop_reason else "")
+        + f"; train {train_s:.1f}s, evaluate {eval_s:.1f}s")
     log(f"wrote {out / 'results.json'}, {out / 'curves.png'}, {out / 'model.pt'}")
     return results
 
@@ -838,5 +898,6 @@ def run_job_dict(spec: dict[str, Any], mf_dir: str | None = None, log_file: bool
 __all__ = ["DEFAULT_SIMS", "JobSpec", "agent_overrides", "build_agent", "clean_metrics", "data_checksum",
            "data_file_record", "file_protocol", "file_sha256", "off_policy_estimates", "format_resolved_config",
            "job_resolved_config", "read_job_file", "finished_results", "identity_diff", "load_job_split", "load_trained_agent",
-           "make_output_dir", "make_sim_env", "missing_evaluations", "parse_overrides", "read_results", "run_job", "run_job_dict",
+           "make_output_dir", "make_sim_env", "missing_evaluations", "parse_overrides", "read_results", "resumable_change",
+           "run_job", "run_job_dict",
            "safe_name", "sim_env_kwargs", "stored_identity", "validate_job", "versions"]

@@ -364,14 +364,55 @@ def _ranks(means: dict[str, float | None]) -> dict[str, int]:
     return {a: 1 + sum(v > m for v in known.values()) for a, m in known.items()}
 
 
-def _convergence(res: dict[str, Any], metric: str | None) -> dict[str, Any]:
-    """The best validation step of one run and whether it is its first or last evaluation (not converged)."""
+CONVERGENCE_FLAGS = {
+    "ended at cap": "early stopping was on but the run trained its full length (a higher cap may still improve it)",
+    "best at first evaluation": "nothing after the first validation was better (learning rate, or too late a first check)",
+    "best at last evaluation": "a fixed-length run still improving when it ended",
+    "diverged": "a non-finite loss stopped it; the best weights so far were kept",
+}
+"""The flags a run can carry in a report's convergence table, and what each means."""
+
+
+def run_convergence(res: dict[str, Any], metric: str | None) -> dict[str, Any]:
+    """How one run ended: its best validation step, the step it stopped at, why (``stop_reason``:
+    ``"patience"``, ``"cap"``, ``"diverged"``), its cap, and the flags of :data:`CONVERGENCE_FLAGS`.
+    ``converged``: stopped by patience (fixed-length runs: the best step is neither the first nor the
+    last evaluation) and not best at its first evaluation; ``None`` for runs fitted in one pass."""
     steps = [c["step"] for c in res.get("curves", []) if metric and _finite(c.get(metric))]
-    best = res.get("best_step")
+    best, reason, patience = res.get("best_step"), res.get("stop_reason"), res.get("patience")
+    after = (res.get("config") or {}).get("patience_after") or 0
+    out = {"best_step": best, "n_evals": len(steps), "stopped_at": res.get("stopped_at"), "stop_reason": reason,
+           "cap_steps": res.get("cap_steps"), "patience": patience,
+           # a two-phase agent whose best checkpoint is from its first phase: the second never beat it
+           "best_in_first_phase": bool(after and best is not None and best <= after)}
     if len(steps) < 2 or best is None:
-        return {"best_step": best, "n_evals": len(steps), "converged": None}  # one pass: nothing to judge
+        return {**out, "converged": None, "edge": None, "flags": []}  # one pass: nothing to judge
     edge = "first" if best <= min(steps) else "last" if best >= max(steps) else None
-    return {"best_step": best, "n_evals": len(steps), "converged": edge is None, "edge": edge}
+    flags = []
+    if reason == "diverged":
+        flags.append("diverged")
+    if patience is not None and reason == "cap":
+        flags.append("ended at cap")
+    if edge == "first":
+        flags.append("best at first evaluation")
+    if patience is None and edge == "last" and reason != "diverged":
+        flags.append("best at last evaluation")
+    converged = not flags and (reason == "patience" if patience is not None else edge is None)
+    return {**out, "converged": converged, "edge": edge, "flags": flags}
+
+
+def convergence_summary(conv: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Over the seeds of one cell (``{seed: run_convergence(...)}``): best step and stop step as
+    :func:`summary` (mean ± sample std, ``ddof=1``), the stop reasons counted, the flagged runs."""
+    runs = list(conv.values())
+    reasons: dict[str, int] = {}
+    for r in runs:
+        if r.get("stop_reason"):
+            reasons[r["stop_reason"]] = reasons.get(r["stop_reason"], 0) + 1
+    return {"best_step": summary([r.get("best_step") for r in runs]),
+            "stopped_at": summary([r.get("stopped_at") for r in runs]),
+            "stop_reasons": reasons,
+            "flagged": {s: r["flags"] for s, r in conv.items() if r.get("flags")}}
 
 
 def aggregate(cfg: Any, jobs: list[Any], statuses: list[dict[str, Any]] | None = None,
@@ -432,12 +473,14 @@ def aggregate(cfg: Any, jobs: list[Any], statuses: list[dict[str, Any]] | None =
         key = metric if keys is None else next((k for k in keys if k in present), None)
         if key is not None and key in present:
             ranks[name] = {"key": key, "rank": _ranks(dict(zip(cfg.agents, means(key))))}
-    convergence = {a: {str(s): _convergence(r, metric) for s, r in sorted(runs[a].items())} for a in cfg.agents}
+    convergence = {a: {str(s): run_convergence(r, metric) for s, r in sorted(runs[a].items())} for a in cfg.agents}
+    conv_summary = {a: convergence_summary(c) for a, c in convergence.items() if c}
     return {
         "dataset": cfg.dataset, "protocol": protocol, "metric": metric, "agents": cfg.agents, "seeds": cfg.seeds,
         "baseline": cfg.baseline, "sims": cfg.sims, "command": cfg.command, "data_file": data_file,
         "columns": [{"key": k, "label": lab} for k, lab in cols], "table": table, "rank_correlations": corr,
-        "ranks": ranks, "convergence": convergence, "resolved_configs": resolved, "simulators": simulators or {},
+        "ranks": ranks, "convergence": convergence, "convergence_summary": conv_summary,
+        "resolved_configs": resolved, "simulators": simulators or {},
         "curves": mean_curves, "missing": missing, "jobs": statuses or [],
         "config": {k: v for k, v in cfg.__dict__.items() if k != "command"},
     }
@@ -502,17 +545,7 @@ def report_markdown(rep: dict[str, Any]) -> str:
         if few:
             lines += ["", f"⚠ A ρ over fewer than {MIN_AGENTS_RHO} agents says little: with 3 agents a perfect ρ = ±1 "
                       "arises by chance in one random order of 6; compare more agents before trusting it."]
-    conv = rep.get("convergence") or {}
-    judged = {a: runs for a, runs in conv.items() if any(r["converged"] is not None for r in runs.values())}
-    if judged:
-        lines += ["", f"Best validation step (`{rep['metric']}`) per seed; **not converged** = the best step is the "
-                  "run's first or last evaluation (train longer, or check the learning rate):", "",
-                  "| agent | best step per seed | evaluations | converged |", "|---|---|---:|---|"]
-        for a, runs in judged.items():
-            steps = ", ".join(f"{r['best_step']}" for r in runs.values())
-            bad = [f"seed {s} ({r['edge']})" for s, r in runs.items() if r["converged"] is False]
-            n = max(r["n_evals"] for r in runs.values())
-            lines.append(f"| {a} | {steps} | {n} | {'**not converged**: ' + ', '.join(bad) if bad else 'yes'} |")
+    lines += convergence_markdown(rep.get("convergence") or {}, rep["metric"])
     sims = rep.get("simulators") or {}
     if sims:
         keys = sorted({k for d in sims.values() for k in d})
@@ -541,6 +574,38 @@ def report_markdown(rep: dict[str, Any]) -> str:
     if any("js_mu" in rep["table"][a] for a in rep["agents"]):
         lines += ["", "![JS to the logging policy](divergence.png)"]
     return "\n".join(lines) + "\n"
+
+
+def convergence_markdown(conv: dict[str, dict[str, dict[str, Any]]], metric: str, label: str = "agent") -> list[str]:
+    """The convergence table of a report (lines, empty when no run has a curve to judge): per cell the
+    best validation step and the step training stopped at (mean ± sample std over seeds, ``ddof=1``),
+    the stop reasons, and every flagged run (:data:`CONVERGENCE_FLAGS`). ``conv``: ``{cell: {seed:
+    run_convergence(...)}}``."""
+    judged = {a: runs for a, runs in conv.items() if any(r["converged"] is not None for r in runs.values())}
+    if not judged:
+        return []
+    lines = ["", f"Convergence: best validation step (`{metric}`) and the step training stopped at, mean ± sample "
+             "std over seeds (ddof=1); stop = why each run ended (patience: early stopping; cap: the full "
+             "length); **flagged** runs did not converge by the rule:", "",
+             f"| {label} | best step | stopped at | evaluations | stop | flagged |", "|---|---:|---:|---:|---|---|"]
+    used: set[str] = set()
+    for a, runs in judged.items():
+        cs = convergence_summary(runs)
+        n = max(r["n_evals"] for r in runs.values())
+        stop = ", ".join(f"{k} {v}" for k, v in sorted(cs["stop_reasons"].items())) or "-"
+        bad = [f"seed {s} ({', '.join(f)})" for s, f in cs["flagged"].items()]
+        used |= {f for fl in cs["flagged"].values() for f in fl}
+        lines.append(f"| {a} | {fmt_cell(cs['best_step'], 0)} | {fmt_cell(cs['stopped_at'], 0)} | {n} | {stop} | "
+                     f"{'**' + '; '.join(bad) + '**' if bad else 'none'} |")
+    if used:
+        lines += [""] + [f"* *{f}*: {CONVERGENCE_FLAGS[f]}." for f in CONVERGENCE_FLAGS if f in used]
+    first_phase = [f"{a} (seed{'s' if len(ss) > 1 else ''} {', '.join(ss)})" for a, runs in judged.items()
+                   if (ss := [s for s, r in runs.items() if r.get("best_in_first_phase")])]
+    if first_phase:
+        lines += ["", "Best checkpoint from the first phase (at or before `patience_after`, the switch step): the "
+                  "second phase never improved on it, so these runs report the first phase's model: "
+                  + "; ".join(first_phase) + "."]
+    return lines
 
 
 def _has_curves(rep: dict[str, Any]) -> bool:
@@ -645,7 +710,7 @@ def write_report(rep: dict[str, Any], out: str | Path) -> list[Path]:
     return [out / "report.json", out / "report.md", *files]
 
 
-__all__ = ["aggregate", "atomic_write", "flatten_results", "fmt_cell", "format_table", "holm", "md_table",
-           "paired_tests", "plot_curves", "plot_report", "pyplot", "report_markdown", "rows_markdown",
-           "rows_over_seeds", "save_figure", "summary", "summary_writer_class", "write_json", "write_report",
-           "write_tensorboard"]
+__all__ = ["CONVERGENCE_FLAGS", "aggregate", "atomic_write", "convergence_markdown", "convergence_summary",
+           "flatten_results", "fmt_cell", "format_table", "holm", "md_table", "paired_tests", "plot_curves",
+           "plot_report", "pyplot", "report_markdown", "rows_markdown", "rows_over_seeds", "run_convergence",
+           "save_figure", "summary", "summary_writer_class", "write_json", "write_report", "write_tensorboard"]

@@ -1,0 +1,72 @@
+"""The studies' convergence mode (``--patience``): every iterative job early-stops under the
+study's cap and validation cadence, the SAC switch does not move with the cap, and the runs go
+to their own folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recgym.errors import BadInputError
+from studies.common import converge_agent, study_parser, study_setup
+
+
+def test_converge_agent_replaces_the_length_by_the_cap():
+    settings = dict(eval_every=25, cap=6250, switch=250)
+    assert converge_agent({"steps": 600, "eval_every": 200, "hidden": 16}, None, settings) == \
+        {"steps": 600, "eval_every": 200, "hidden": 16}
+    assert converge_agent({"epochs": 3, "eval_every": 200, "hidden": 16}, 5, settings) == \
+        {"hidden": 16, "steps": 6250, "eval_every": 25, "patience": 5}
+    assert converge_agent({"steps": 600}, 5, settings, cap=1000)["steps"] == 1000
+
+
+def test_study_setup_puts_converged_runs_apart():
+    p = study_parser("doc", "prl", ("synthetic",), "job")
+    _, _, runs = study_setup(p.parse_args(["--patience", "5"]), "prl", ("synthetic",))
+    assert runs == Path("runs/prl_converged")
+    assert study_setup(p.parse_args([]), "prl", ("synthetic",))[2] == Path("runs/prl")
+    with pytest.raises(BadInputError, match="--patience must be a positive integer"):
+        study_setup(p.parse_args(["--patience", "0"]), "prl", ("synthetic",))
+
+
+def _check(jobs, settings, patience=5):
+    for j in jobs:
+        o = j.overrides
+        assert (o["steps"], o["eval_every"], o["patience"]) == (settings["cap"], settings["eval_every"], patience), j.out
+        if j.agent == "sac":
+            assert o["switch_step"] == o["patience_after"] == settings["switch"]
+        else:
+            assert "patience_after" not in o
+
+
+def test_lpi_convergence_jobs(tmp_path):
+    from studies import lpi
+
+    P = dict(lpi.FULL)
+    P.update(agent=converge_agent(P["agent"], 5, lpi.CONVERGE), switch=lpi.CONVERGE["switch"])
+    jobs, sweep = lpi.mdp_jobs("synthetic", 0, P, tmp_path, dict(data_dir=None, threads=1))
+    _check([*jobs.values(), *(j for _, _, j in sweep)], lpi.CONVERGE)
+    _check(lpi.bandit_jobs("synthetic", 0, P, tmp_path, dict(data_dir=None, threads=1)).values(), lpi.CONVERGE)
+    c = lpi.CONVERGE
+    assert c["cap"] % c["eval_every"] == 0 and c["switch"] % c["eval_every"] == 0
+
+
+def test_prl_convergence_jobs(tmp_path):
+    from studies import prl
+
+    P = {k: (dict(v) if isinstance(v, dict) else v) for k, v in prl.FULL.items()}
+    P["agent"] = converge_agent(P["agent"], 5, prl.CONVERGE)
+    P["switch"] = prl.CONVERGE["switch"]
+    _check(prl.jobs_of("ml-100k", 0, P, tmp_path, None, 1).values(), prl.CONVERGE)
+
+
+def test_gptrec_patience_reaches_the_shared_loop_models_only():
+    from studies import gptrec
+
+    cfg = gptrec.with_patience(gptrec.FULL, 3)
+    assert cfg["agents"]["bert4rec"]["patience"] == cfg["agents"]["sasrec"]["patience"] == cfg["student"]["patience"] == 3
+    assert "patience" not in cfg["agents"]["bpr"] and "patience" not in cfg["ppo"]
+    assert "patience" not in gptrec.FULL["student"]  # the preset itself is untouched
+    with pytest.raises(BadInputError, match="--patience must be a positive integer"):
+        gptrec.with_patience(gptrec.FULL, 0)
