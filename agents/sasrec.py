@@ -117,8 +117,12 @@ class SASRecAgent(TorchAgent):
         targets = torch.cat([states[:, 1:], states.new_full((B, 1), self.n_items)], dim=1)
         targets = targets.scatter(1, last, action[:, None])
         used = torch.arange(L, device=states.device)[None, :] <= last
-        h = self.encoder.sequence(states, lengths)[used]
-        return F.cross_entropy(self._output(h), targets[used]), {}
+        h = self.encoder.sequence(states, lengths)
+        if self.config.autocast_dtype is None:
+            return F.cross_entropy(self._output(h[used]), targets[used]), {}
+        # the same mean over the used positions, on a shape fixed by the batch: oneDNN keeps a
+        # bf16 kernel (and its buffers) per GEMM shape, and [used] changes the shape every step
+        return F.cross_entropy(self._output(h).flatten(0, 1), targets.masked_fill(~used, -100).flatten()), {}
 
     @torch.no_grad()
     def scores(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

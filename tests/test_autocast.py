@@ -64,3 +64,23 @@ def test_fused_cross_entropy_stays_float32_under_autocast():
     assert ce.dtype == torch.float32 and torch.allclose(ce, ref, atol=1e-5)
     # a bf16 state vector (from an autocast encoder) is scored in float32 as it is
     assert torch.allclose(ce_bf16_input, F.cross_entropy(F.linear(h.bfloat16().float(), w, b), y, reduction="none"), atol=1e-5)
+
+
+def test_all_positions_bf16_loss_is_the_mean_over_used_positions():
+    # under autocast the all-positions loss runs on every position with the unused ones ignored
+    # (a fixed GEMM shape); it must stay the mean over the used positions only
+    b = _batch(L=6)
+    kw = dict(seed=0, state_len=6, hidden=16, dropout=0.0, all_positions=True, tied_output=True)
+    a32, a16 = SASRecAgent(30, **kw), SASRecAgent(30, autocast_dtype="bfloat16", **kw)
+    for a in (a32, a16):  # spread the logits, so that which positions count changes the mean
+        with torch.no_grad():
+            a.encoder.item_embeddings.weight.copy_(torch.randn(31, 16, generator=torch.Generator().manual_seed(1)))
+    with a16.autocast():
+        loss16 = a16.loss(b)[0].detach()
+    loss32 = a32.loss(b)[0].detach()
+    assert abs(float(loss16) - float(loss32)) < 0.02 * float(loss32)
+    # the padded positions would add targets of the padding id: a different (or failing) mean
+    with torch.no_grad():
+        h = a32.encoder.sequence(b["state"], b["state_len"]).flatten(0, 1)
+        all_rows = F.cross_entropy(a32._output(h), b["state"].flatten().clamp_max(29))
+    assert abs(float(all_rows) - float(loss32)) > 0.1 * float(loss32)
