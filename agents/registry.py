@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
+import sys
 from typing import Any
 
 from recgym.agents.base import Agent
@@ -66,6 +68,25 @@ def _unknown_message(name: str) -> str:
     return msg + ". A custom agent can be given as 'my_module:MyAgent'."
 
 
+def _import_user_module(module_name: str) -> Any:
+    """``importlib.import_module``, also searching the current folder as ``python -m`` does: a
+    command run as ``python scripts/x.py`` has the script's folder on ``sys.path``, not the folder
+    the user runs it from, where their ``my_pkg.my_agent`` lives."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        cwd = os.getcwd()
+        top = module_name.split(".")[0]
+        if e.name != top or cwd in sys.path or "" in sys.path:
+            raise
+        sys.path.append(cwd)
+        try:
+            return importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            sys.path.remove(cwd)
+            raise e from None
+
+
 def get_agent_class(name: str) -> type[Agent]:
     """Resolve a registered name or ``"module:Class"`` to an :class:`Agent` subclass.
 
@@ -79,7 +100,7 @@ def get_agent_class(name: str) -> type[Agent]:
         target = name
     module_name, _, attr = target.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_user_module(module_name)
     except ImportError as e:
         raise ValueError(f"agent {name!r}: cannot import module {module_name!r} ({e})") from e
     cls: Any = module

@@ -288,3 +288,17 @@ def test_bert4rec_loss_is_masked_item_cross_entropy_by_hand():
         logits = agent.net(tokens)
         terms = [_ce(logits[b, p], int(labels[b, p])) for b, p in zip(*np.nonzero(masked.numpy()))]
     assert float(loss.detach()) == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+
+
+def test_custom_agent_module_is_found_in_the_current_folder(tmp_path, monkeypatch):
+    # `python scripts/compare.py --agents my_mod:MyAgent` run from the folder holding my_mod.py:
+    # the script's folder is on sys.path, the user's is not
+    from recgym.agents.registry import get_agent_class
+
+    (tmp_path / "recgym_test_cwd_agent.py").write_text(
+        "from recgym.agents.baselines import PopularityAgent\n\nclass Mine(PopularityAgent):\n    name = 'mine'\n")
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.chdir(tmp_path)
+    assert get_agent_class("recgym_test_cwd_agent:Mine").name == "mine"
+    with pytest.raises(ValueError, match="cannot import module 'no_such_module_here'"):
+        get_agent_class("no_such_module_here:X")
