@@ -106,6 +106,29 @@ def run_one(agent_name: str, dataset: str, split, seed: int, overrides: dict[str
             "steps": int(agent.curves[-1]["step"])}
 
 
+def _fit_peak_rss(agent_name: str, dataset: str, data_dir: str | None, overrides: dict[str, Any], steps: int) -> float:
+    import resource
+
+    from recgym.agents.registry import make_agent
+    from recgym.data import load_split
+
+    torch.set_num_threads(1)
+    split = load_split(dataset, data_dir)
+    agent = make_agent(agent_name, split.n_items, seed=0, dataset=dataset, protocol=split.protocol, **overrides)
+    agent.fit(split.train, split.valid, protocol=split.protocol, steps=steps, progress=False, log=lambda m: None, **LOOP)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def peak_rss_mb(agent_name: str, dataset: str, data_dir: str | None, overrides: dict[str, Any], steps: int = 200) -> float:
+    """Peak resident memory (MB) of a fresh process that loads ``dataset`` and trains ``agent_name``
+    for ``steps`` steps with validation (the loop arguments of every run here)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(_fit_peak_rss, agent_name, dataset, data_dir, overrides, steps).result()
+
+
 def _ms(x: list[float]) -> str:
     a = np.asarray(x, dtype=float)
     if not np.all(np.isfinite(a)):
@@ -130,6 +153,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="also report seconds until the best-by-validation checkpoint's test score reaches this")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--json", default=None, help="write all curves and results here")
+    ap.add_argument("--peak-rss", type=int, default=0, metavar="STEPS",
+                    help="also measure each scheme's peak RSS: a fresh process training STEPS steps")
     args = ap.parse_args(argv)
 
     from recgym.data import load_split
@@ -185,6 +210,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 print(f"  ratio current/previous: seconds to validation target {ratio:.3f}   seconds to test "
                       f"{args.test_target} {ratio_t:.3f}   steps to validation target {ratio_s:.3f} (load-independent)"
                       f"   final test {metric} {tc / tp:.3f}")
+            if args.peak_rss:
+                for scheme in args.schemes:
+                    summary[scheme]["peak_rss_mb"] = peak_rss_mb(name, dataset, args.data_dir, schemes[scheme], args.peak_rss)
+                print("  peak RSS, a fresh process training " + str(args.peak_rss) + " steps: " + ", ".join(
+                    f"{scheme} {summary[scheme]['peak_rss_mb']:.0f} MB" for scheme in args.schemes))
             summary["runs"] = runs
             results[f"{dataset}/{name}"] = summary
             print(flush=True)
