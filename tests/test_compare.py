@@ -103,6 +103,32 @@ def test_aggregate_lists_missing_jobs_and_skips_them(tmp_path):
     assert "Missing (1 job(s)" in report_markdown(rep)
 
 
+def test_report_names_the_code_version_and_flags_a_mix(tmp_path):
+    for s in (0, 1):
+        _fake_job(tmp_path, "a", s, 0.1, 0.5, 0.2)
+    cfg = CompareConfig(agents=["a"], seeds=[0, 1], out=str(tmp_path))
+    jobs = [JobSpec(agent="a", seed=s, out=str(tmp_path / "jobs" / "a" / f"seed{s}"), sims=[SIM]) for s in (0, 1)]
+
+    def set_version(seed, v):
+        p = tmp_path / "jobs" / "a" / f"seed{seed}" / "results.json"
+        p.write_text(json.dumps({**json.loads(p.read_text()), "code_version": v}))
+
+    set_version(0, "abc1234"), set_version(1, "abc1234")
+    md = report_markdown(aggregate(cfg, jobs))
+    assert "Code version of every run: `abc1234`" in md and "Mixed" not in md
+    set_version(1, "def5678")
+    rep = aggregate(cfg, jobs)
+    assert rep["code_versions"] == {"abc1234": ["a/0"], "def5678": ["a/1"]}
+    assert "**Mixed code versions:**" in report_markdown(rep)
+
+
+def test_code_version_of_this_checkout():
+    from recgym.experiments.report import code_version
+
+    v = code_version()
+    assert v.startswith("recgym ") or len(v.split("+")[0]) >= 7
+
+
 def test_config_errors_are_named():
     with pytest.raises(BadInputError, match="--seeds: listed more than once: 1"):
         CompareConfig(agents=["pop"], seeds=[1, 1])

@@ -746,7 +746,7 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
     from recgym.agents.training import NonFiniteLossError, TorchAgent, resolve_selection_metric
     from recgym.divergence import divergence_to_logging_policy
     from recgym.evaluate import evaluate, true_value_on_log
-    from recgym.experiments.report import format_table, plot_curves, write_json, write_tensorboard
+    from recgym.experiments.report import code_version, format_table, plot_curves, write_json, write_tensorboard
 
     t0 = time.perf_counter()
     split = load_job_split(spec)
@@ -847,6 +847,7 @@ def _train_and_evaluate(spec: JobSpec, out: Path, resume: bool, mf_dir: Path | N
         tb_dir = Path(spec.tensorboard) / spec.dataset / safe_name(spec.agent) / f"seed{spec.seed}"
         write_tensorboard(tb_dir, results["curves"], resolved)
         log(f"tensorboard: {tb_dir}")
+    results["code_version"] = code_version()
     write_json(out / RESULTS, results)  # last: its presence marks the job finished
 
     log(format_table(valid, test))

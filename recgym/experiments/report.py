@@ -64,6 +64,25 @@ def write_json(path: str | Path, obj: Any, indent: int = 2) -> Path:
     return atomic_write(path, text + "\n")
 
 
+def code_version() -> str:
+    """The code that computes a result: ``git rev-parse --short HEAD`` of the checkout recgym is
+    imported from (``+dirty`` when tracked files differ from it), or ``recgym <version>`` for an
+    installed package."""
+    import subprocess
+
+    import recgym
+
+    root = Path(recgym.__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return f"recgym {getattr(recgym, '__version__', 'unknown')}"
+
+
 def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> Path:
     """A matplotlib figure as a PNG, atomically; closes the figure."""
     import matplotlib.pyplot as plt
@@ -428,6 +447,7 @@ def aggregate(cfg: Any, jobs: list[Any], statuses: list[dict[str, Any]] | None =
     runs: dict[str, dict[int, dict[str, Any]]] = {a: {} for a in cfg.agents}
     resolved: dict[str, Any] = {}
     protocol, metric, missing, data_file = "session", None, [], None
+    versions: dict[str, list[str]] = {}
     for j in jobs:
         res = finished_results(j)
         if res is None:
@@ -436,6 +456,7 @@ def aggregate(cfg: Any, jobs: list[Any], statuses: list[dict[str, Any]] | None =
         per[j.agent][j.seed] = flatten_results(res, cfg.sims or [])
         curves[j.agent].append(res.get("curves", []))
         runs[j.agent][j.seed] = res
+        versions.setdefault(res.get("code_version", "unrecorded"), []).append(f"{j.agent}/{j.seed}")
         if res.get("resolved_config") is not None:
             resolved.setdefault(j.agent, res["resolved_config"])
         data_file = data_file or res.get("data_file")
@@ -480,7 +501,7 @@ def aggregate(cfg: Any, jobs: list[Any], statuses: list[dict[str, Any]] | None =
         "baseline": cfg.baseline, "sims": cfg.sims, "command": cfg.command, "data_file": data_file,
         "columns": [{"key": k, "label": lab} for k, lab in cols], "table": table, "rank_correlations": corr,
         "ranks": ranks, "convergence": convergence, "convergence_summary": conv_summary,
-        "resolved_configs": resolved, "simulators": simulators or {},
+        "resolved_configs": resolved, "simulators": simulators or {}, "code_versions": versions,
         "curves": mean_curves, "missing": missing, "jobs": statuses or [],
         "config": {k: v for k, v in cfg.__dict__.items() if k != "command"},
     }
@@ -507,6 +528,13 @@ def report_markdown(rep: dict[str, Any]) -> str:
         cols_txt = ",".join(f"{r}={c}" for r, c in df["columns"].items())
         lines += [f"Data: `{df['path']}` (sha256 `{df['sha256']}`; columns `{cols_txt}`"
                   + (f"; sep `{df['sep']}`" if df.get("sep") else "") + ").", ""]
+    versions = rep.get("code_versions") or {}
+    if len(versions) == 1:
+        lines += [f"Code version of every run: `{next(iter(versions))}`.", ""]
+    elif versions:
+        lines += ["> **Mixed code versions:** the runs of this report were trained by different code — "
+                  + "; ".join(f"`{v}`: {len(r)} run(s) ({', '.join(r[:4])}{'…' if len(r) > 4 else ''})"
+                              for v, r in sorted(versions.items())) + ". Re-run the older ones before comparing.", ""]
     lines += [f"Seeds {', '.join(map(str, rep['seeds']))}; protocol `{rep['protocol']}`; logged metrics on the test "
               f"split; simulator(s): {', '.join(f'`{s}`' for s in rep['sims']) or 'none'}. Cells: mean ± std over "
               "seeds (sample std).", ""]
