@@ -81,9 +81,8 @@ test events hit in the top 20 (clicks 0.2, purchases 1.0).
 All agents: SASRec encoder, the SQN session setting (hidden 64, 1 block, 1 head, dropout 0.1,
 state_len 10, batch 256, γ = 0.5, Adam lr 0.01; co/ccql their release's 0.005 then 0.001),
 each paper's other defaults (SNQN/SA2C/CCQL 10 negatives; CCQL negative reward −1, α = 0.01),
-the same number of steps, validation (and the Q diagnostics) {eval_every}, the best validation
-NDCG@20 checkpoint evaluated on test. The actor switch of sac / sa2c / co / ccql is at half of
-the run ({switch}). The seed fixes the split and the initial weights: seed N of every agent
+{length}, validation (and the Q diagnostics) {eval_every}, the best validation
+NDCG@20 checkpoint evaluated on test. The actor switch of sac / sa2c / co / ccql is {switch}. The seed fixes the split and the initial weights: seed N of every agent
 sees the same data, so differences to sasrec are paired by seed.{quick}
 """
 ANALYSIS_BEGIN, ANALYSIS_END = "<!-- analysis:begin -->", "<!-- analysis:end -->"
@@ -308,7 +307,10 @@ def write_report(out: Path, results: dict[tuple[str, str], list[dict[str, Any]]]
           f"finished runs are reused), {run_s / 60:.1f} min summed over the runs' train + evaluate time. "
           f"Seeds {args.seeds}; " + length_md(args, datasets, steps) + ".", "",
           SETTING_MD.format(eval_every=", ".join(f"{ds}: every {_eval_every(args, ds, steps)} steps" for ds in datasets),
-                            switch=", ".join(f"{ds}: step {_switch(args, ds, steps)}" for ds in datasets),
+                            switch=("at a fixed step (" if args.patience else "at half of the run (")
+                            + ", ".join(f"{ds}: step {_switch(args, ds, steps)}" for ds in datasets) + ")",
+                            length="each trained to convergence (the rule above)" if args.patience
+                            else "the same number of steps",
                             quick=" **--quick: hidden 16, batch 64, a 400-session world of 80 items.**" if args.quick else ""),
           "## Tables", tables(agg, datasets, agents), convergence_md(results, datasets, agents), "",
           "## Curves", "", *figs, "", "## Analysis", "", ANALYSIS_BEGIN, analysis, ANALYSIS_END, ""]
