@@ -129,6 +129,20 @@ def test_code_version_of_this_checkout():
     assert v.startswith("recgym ") or len(v.split("+")[0]) >= 7
 
 
+def test_code_version_of_a_copy_inside_another_repository(tmp_path, monkeypatch):
+    # a non-editable install in a project's venv sits inside the project's git tree: its commit is not ours
+    import subprocess
+
+    import recgym
+    from recgym.experiments.report import code_version
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    pkg = tmp_path / "venv" / "site-packages" / "recgym"
+    pkg.mkdir(parents=True)
+    monkeypatch.setattr(recgym, "__file__", str(pkg / "__init__.py"))
+    assert code_version().startswith("recgym ")
+
+
 def test_config_errors_are_named():
     with pytest.raises(BadInputError, match="--seeds: listed more than once: 1"):
         CompareConfig(agents=["pop"], seeds=[1, 1])

@@ -73,14 +73,19 @@ def code_version() -> str:
     import recgym
 
     root = Path(recgym.__file__).resolve().parent.parent
+    installed = f"recgym {getattr(recgym, '__version__', 'unknown')}"
     try:
+        top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        if Path(top).resolve() != root:  # an installed copy inside some other repository (a venv in a project)
+            return installed
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return f"recgym {getattr(recgym, '__version__', 'unknown')}"
+        return installed
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> Path:
