@@ -137,6 +137,8 @@ def test_code_version_of_a_copy_inside_another_repository(tmp_path, monkeypatch)
     from recgym.experiments.report import code_version
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+                    "--allow-empty", "-m", "project"], check=True)  # a HEAD, so only the toplevel check can refuse it
     pkg = tmp_path / "venv" / "site-packages" / "recgym"
     pkg.mkdir(parents=True)
     monkeypatch.setattr(recgym, "__file__", str(pkg / "__init__.py"))
