@@ -118,7 +118,7 @@ def ml100k_steps_per_second(agent: str = "sqn", steps: int = 100, data_dir: str 
 
 
 def step_and_bound_ratio(name: str, n_items: int = 70_852, batch: int = 256, dim: int = 64, rounds: int = 7,
-                         steps: int = 5) -> dict[str, float]:
+                         steps: int = 5, autocast_dtype: str | None = None) -> dict[str, float]:
     """ms per ``agent.update`` of ``name`` and the matmul-bound ms of the same step, measured in
     alternating rounds (``steps`` updates, then ``steps`` bound GEMM sets, ``rounds`` times), so that
     both see the same machine. A virtual machine's speed drifts by tens of percent within seconds, and
@@ -127,6 +127,7 @@ def step_and_bound_ratio(name: str, n_items: int = 70_852, batch: int = 256, dim
     the median over rounds of the per-round ratio next to it."""
     passes = {"sqn": 1, "sac": 1, "snqn": 2, "sa2c": 2, "co": 1, "ccql": 2}
     agent, b = _agent_and_batch(name, n_items, batch, dim, 10, "sasrec")
+    agent.config.autocast_dtype = autocast_dtype  # the bound stays float32: the option's gain shows as a lower ratio
     g = torch.Generator().manual_seed(0)
     h, w = torch.randn(batch, dim, generator=g), torch.randn(n_items, dim, generator=g)
     grad = torch.randn(batch, n_items, generator=g)
@@ -161,7 +162,8 @@ def step_and_bound_ratio(name: str, n_items: int = 70_852, batch: int = 256, dim
 
 
 def bench_train(n_items: int = 70_852, batch: int = 256, dim: int = 64, agents: tuple[str, ...] = ("sqn", "ccql"),
-                rounds: int = 7, print_fn: Any = print, ml100k: bool = True) -> dict[str, dict[str, float]]:
+                rounds: int = 7, print_fn: Any = print, ml100k: bool = True,
+                autocast_dtype: str | None = None) -> dict[str, dict[str, float]]:
     """Print and return ms/step of each agent next to its matmul-bound time and their ratio
     (:func:`step_and_bound_ratio`; target: ratio ≤ 1.5), then (``ml100k``) sqn's steps/s on ml-100k
     (:func:`ml100k_steps_per_second`)."""
@@ -170,9 +172,9 @@ def bench_train(n_items: int = 70_852, batch: int = 256, dim: int = 64, agents: 
     keep_freed_memory(True)  # as train_loop(keep_freed_memory=True); the matmul bound gets the same allocator
     out: dict[str, dict[str, float]] = {}
     print_fn(f"train step, batch {batch}, d {dim}, {n_items:,} items, {torch.get_num_threads()} threads, "
-             f"{rounds} alternating rounds")
+             f"{rounds} alternating rounds" + (f", autocast {autocast_dtype}" if autocast_dtype else ""))
     for name in agents:
-        r = out[name] = step_and_bound_ratio(name, n_items, batch, dim, rounds)
+        r = out[name] = step_and_bound_ratio(name, n_items, batch, dim, rounds, autocast_dtype=autocast_dtype)
         print_fn(f"  {name:5s} {r['ms_per_step']:8.1f} ms/step   matmul-bound {r['matmul_bound_ms']:8.1f} ms   "
                  f"ratio {r['ratio']:4.2f} (per round: median {r['ratio_median']:.2f}, {r['ratio_min']:.2f}–{r['ratio_max']:.2f})")
     if ml100k:

@@ -129,6 +129,36 @@ def peak_rss_mb(agent_name: str, dataset: str, data_dir: str | None, overrides: 
         return pool.submit(_fit_peak_rss, agent_name, dataset, data_dir, overrides, steps).result()
 
 
+def step_ms(agent_name: str, dataset: str, split, schemes: dict[str, dict[str, Any]], rounds: int = 5,
+            steps: int = 4) -> dict[str, float]:
+    """ms per training step of each scheme on the dataset's own batches (its sampler's), the fastest
+    of ``rounds`` rounds of ``steps`` updates, schemes interleaved within each round."""
+    from recgym.agents.registry import make_agent
+    from recgym.agents.training import EpochSampler, keep_freed_memory
+
+    keep_freed_memory(True)  # as LOOP
+    runs = {}
+    for scheme, overrides in schemes.items():
+        agent = make_agent(agent_name, split.n_items, seed=0, dataset=dataset, protocol=split.protocol, **overrides)
+        tr = agent.make_transitions(split.train)
+        rows = agent.epoch_rows(tr)
+        sampler = EpochSampler(tr, rows, agent.config.batch_size, 0) if rows is not None else None
+        batches = [tr.sample(agent.config.batch_size, agent.rng) if sampler is None else sampler.batch(i)
+                   for i in range(steps + 3)]
+        agent.set_training(True)
+        for b in batches[:3]:
+            agent.update(b, 0)
+        runs[scheme] = (agent, batches[3:])
+    best = {scheme: math.inf for scheme in schemes}
+    for _ in range(rounds):
+        for scheme, (agent, batches) in runs.items():
+            t0 = time.perf_counter()
+            for b in batches:
+                agent.update(b, 0)
+            best[scheme] = min(best[scheme], (time.perf_counter() - t0) / len(batches) * 1e3)
+    return best
+
+
 def _ms(x: list[float]) -> str:
     a = np.asarray(x, dtype=float)
     if not np.all(np.isfinite(a)):
@@ -153,6 +183,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="also report seconds until the best-by-validation checkpoint's test score reaches this")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--json", default=None, help="write all curves and results here")
+    ap.add_argument("--step-ms", action="store_true",
+                    help="only time a training step of each scheme (fastest of 5 rounds of 4 steps), no training runs")
     ap.add_argument("--peak-rss", type=int, default=0, metavar="STEPS",
                     help="also measure each scheme's peak RSS: a fresh process training STEPS steps")
     args = ap.parse_args(argv)
@@ -173,6 +205,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     else previous_overrides(name, dataset, split.protocol))
             schemes = {"current": {**CURRENT.get(name, {}), **_parse_overrides(args.current, "--current"), **both},
                        "previous": {**prev, **both}}
+            if args.step_ms:
+                ms = step_ms(name, dataset, split, {sch: schemes[sch] for sch in args.schemes})
+                print(f"{dataset} {name} ms per step: " + ", ".join(f"{k} {v:.1f}" for k, v in ms.items()), flush=True)
+                results[f"{dataset}/{name}"] = {"step_ms": ms, "schemes": schemes}
+                continue
             runs: dict[str, list[dict[str, Any]]] = {scheme: [] for scheme in args.schemes}
             for seed in args.seeds:  # schemes interleaved, so a change in machine load hits both
                 for scheme in args.schemes:
