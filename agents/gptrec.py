@@ -27,7 +27,8 @@ these lists in minibatches of ``batch_size`` take one step each of Eq. 13: the c
 (Eq. 12, ratio to the rollout's log-probabilities) plus the value MSE (Eq. 8). All ``K``
 log-probabilities and values come from one forward pass over ``[h, SEP, g_1..g_{K-1}]``. Every
 ``ppo_eval_every`` optimisation steps, greedy lists for up to ``val_users`` validation users give the
-validation reward; the best policy is kept. The curves log ``clip_frac``, ``approx_kl`` and
+validation reward; the best policy is kept, and with ``ppo_patience`` the stage stops after that many
+validations without a strict improvement. The curves log ``clip_frac``, ``approx_kl`` and
 ``entropy`` per iteration (``clip_frac = approx_kl = 0`` throughout would mean Θ never left Θ_old).
 
 Scores for the evaluator: ``score_mode="nextk"`` (default) puts the greedy Next-K list first, in
@@ -318,6 +319,10 @@ class GPTRecPPOConfig(GPTRecConfig):
     the whole training sequence but its last item."""
     ppo_eval_every: int = 200
     """Validate after the iteration in which every ``ppo_eval_every``-th optimisation step falls."""
+    ppo_patience: int | None = None
+    """Early stopping of stage 2: stop after this many consecutive validations whose reward does not
+    strictly beat the best so far (the shared loop's rule); ``ppo_steps`` is then the cap. ``None``:
+    train all ``ppo_steps``."""
     val_users: int = 512
     """Validation users (greedy lists) for the best-checkpoint choice."""
     ppo_max_grad_norm: float | None = 1.0
@@ -505,6 +510,10 @@ class GPTRecPPOAgent(GPTRecAgent):
         curves = [{"step": 0.0, **best}]
         steps_per_iter = c.update_epochs * c.n_minibatches
         n_iter = max(1, math.ceil(c.ppo_steps / steps_per_iter))
+        if c.ppo_patience is not None and (isinstance(c.ppo_patience, bool) or not isinstance(c.ppo_patience, int)
+                                           or c.ppo_patience < 1):
+            raise ValueError(f"{self.name}: ppo_patience must be a positive integer or None, got {c.ppo_patience!r}")
+        stale = 0  # validations since the last strict improvement
         t0 = time.perf_counter()
         for it in range(1, n_iter + 1):
             rollout = self.collect_rollout(train, c.n_minibatches * c.batch_size)
@@ -517,19 +526,29 @@ class GPTRecPPOAgent(GPTRecAgent):
             step = it * steps_per_iter
             point = {"step": float(step), "reward": float(rollout.rewards.sum(1).mean()),
                      **{k: float(np.mean([e[k] for e in epochs])) for k in epochs[0]}}
+            stop = False
             if step // c.ppo_eval_every > (step - steps_per_iter) // c.ppo_eval_every or it == n_iter:
                 point.update(self.validation_reward(eval_log))
                 if point["val_reward"] > best["val_reward"]:
                     best, best_step = {k: point[k] for k in ("val_reward", "val_ndcg@10")}, step
                     best_w = _clone_state({"model": policy.state_dict()})
+                    stale = 0
+                else:
+                    stale += 1
+                stop = c.ppo_patience is not None and stale >= c.ppo_patience
                 log(f"ppo {step}/{n_iter * steps_per_iter}  rollout reward {point['reward']:.4f}  clip_frac "
                     f"{point['clip_frac']:.3f}  approx_kl {point['approx_kl']:.4f}  val reward {point['val_reward']:.4f}"
                     f"  (best {best['val_reward']:.4f} @ {best_step})  {time.perf_counter() - t0:.0f}s")
             curves.append(point)
+            if stop:
+                break
         policy.load_state_dict(best_w["model"])
         policy.eval()
         self.ppo_curves, self.best_step, self.best_metric, self.selection_metric = curves, best_step, best["val_reward"], "val_reward"
-        return {"curves": curves, "best_step": best_step, "best": best}
+        self.ppo_stopped_at, self.ppo_cap = int(curves[-1]["step"]), n_iter * steps_per_iter
+        self.ppo_stop_reason = "patience" if stop else "cap"
+        return {"curves": curves, "best_step": best_step, "best": best, "stopped_at": self.ppo_stopped_at,
+                "stop_reason": self.ppo_stop_reason}
 
 
 __all__ = ["GPTRecAgent", "GPTRecConfig", "GPTRecPPOAgent", "GPTRecPPOConfig", "Rollout", "loo_inputs", "windows"]

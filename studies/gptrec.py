@@ -4,7 +4,7 @@
     python -m studies.gptrec --quick --out runs/gptrec_quick        # < 90 s, tiny synthetic data
     python -m studies.gptrec --dataset ml-100k --data-dir ../shared/data --seeds 0 1 2 --jobs 3 \\
         --out docs/results/gptrec                                          # CPU preset
-    python -m studies.gptrec ... --patience 5    # early-stop SASRec, BERT4Rec and the student (not PPO)
+    python -m studies.gptrec ... --patience 5    # early-stop SASRec, BERT4Rec, the student and PPO
 
 Per seed, on a leave-one-out split (test = last item, history excluded from the lists):
 
@@ -138,11 +138,14 @@ def run_seed(args: argparse.Namespace, cfg: dict[str, Any], seed: int, log) -> d
     ndcg_curves["gptrec (MC teacher) (Top-K)"] = [res[f"ndcg@{k}"] for k in ks]
 
     ppo_base = {**GPTRecPPOAgent.PRESETS.get(dataset, {}), **cfg["ppo"]}
+    if ppo_base.get("ppo_patience"):  # early stopping: the configured length times PPO_CAP_FACTOR is the cap
+        ppo_base["ppo_steps"] = PPO_CAP_FACTOR * ppo_base.get("ppo_steps", GPTRecPPOAgent.Config.ppo_steps)
     for name, over, kind, lam in runs:
         t0 = time.perf_counter()
         agent = GPTRecPPOAgent(n, seed=seed, **{**ppo_base, **over})
         agent.fit(sp.train, sp.valid, student=student, log=_silent)
-        record(name, agent, t0, kind, lam=lam, best_step=agent.best_step)
+        record(name, agent, t0, kind, lam=lam, best_step=agent.best_step, ppo_stopped_at=agent.ppo_stopped_at,
+               ppo_stop=agent.ppo_stop_reason, ppo_cap=agent.ppo_cap, ppo_patience=agent.config.ppo_patience)
         if kind == "gptrec-ppo-ndcg":
             res = evaluate_loo(agent.with_score_mode("first"), sp.test, ks=ks, popularity=pop)
             ndcg_curves[f"{name} (Top-K)"] = [res[f"ndcg@{k}"] for k in ks]
@@ -199,11 +202,29 @@ def write_tables(summary: dict[str, Any], per_seed: list[dict[str, Any]], seeds:
              "| model | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
     for name, r in summary.items():
         lines.append(f"| {name} | " + " | ".join(f"{r[m][0]:.4f} ± {r[m][1]:.4f}" for m in METRICS) + " |")
-    ppo = [(name, r["best_step"]) for name, r in summary.items() if "best_step" in r]
+    ppo = [name for name, r in summary.items() if "best_step" in r]
     if ppo:
-        lines += ["", "PPO iteration kept (best validation list reward; 0 = the supervised student itself), per seed:", "",
-                  "| run | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---:|" * len(seeds)]
-        lines += [f"| {name} | " + " | ".join(str(b) for b in steps) + " |" for name, steps in ppo]
+        lines += ["", "PPO optimisation step kept (best validation list reward; 0 = the supervised student itself) / "
+                  "step it stopped at (stop reason; cap), per seed; **first** = the student was never beaten, "
+                  "**cap** = early stopping on but the full length trained, **last** = a fixed-length run still "
+                  "improving at its end:", "",
+                  "| run | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
+        for name in ppo:
+            cells = []
+            for res in per_seed:
+                r = res["rows"].get(name)
+                if r is None:
+                    cells.append("-")
+                    continue
+                stopped = r.get("ppo_stopped_at")
+                if stopped is None:  # a seed file written before PPO recorded its stop
+                    cells.append(str(r["best_step"]))
+                    continue
+                flag = (" **first**" if r["best_step"] == 0 else "") + (
+                    " **cap**" if r.get("ppo_stop") == "cap" and r.get("ppo_patience") else "") + (
+                    " **last**" if r["best_step"] == stopped and not r.get("ppo_patience") else "")
+                cells.append(f"{r['best_step']} / {stopped} ({r.get('ppo_stop')}; {r.get('ppo_cap')}){flag}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     trained = [n for n, r in per_seed[0]["rows"].items() if "train_stop" in r]
     if trained:
         lines += ["", "Shared-loop training per seed: best validation step / step it stopped at (stop reason; cap); "
@@ -292,13 +313,20 @@ def plots(summary: dict[str, Any], per_seed: list[dict[str, Any]], out: Path) ->
     save_figure(fig, out / "topk_vs_nextk.png", dpi=120)
 
 
+PPO_CAP_FACTOR = 5
+"""With ``--patience`` a PPO run may train this many times its configured ``ppo_steps`` (ML-100K: 1,200 →
+6,000 steps, 30 validations), so that early stopping and not the cap ends it."""
+
+
 def with_patience(cfg: dict[str, Any], patience: int) -> dict[str, Any]:
     """``cfg`` with early stopping for the models of the shared loop (:data:`TRAINED` and the
-    student); their configured length is the cap. The PPO loop keeps its fixed length."""
+    student) and for the PPO stage (``ppo_patience``); their configured lengths are the caps, PPO's
+    times :data:`PPO_CAP_FACTOR`."""
     if patience < 1:
         raise BadInputError(f"--patience must be a positive integer, got {patience}")
     agents = {k: ({**v, "patience": patience} if k in TRAINED else v) for k, v in cfg["agents"].items()}
-    return {**cfg, "agents": agents, "student": {**cfg["student"], "patience": patience}}
+    return {**cfg, "agents": agents, "student": {**cfg["student"], "patience": patience},
+            "ppo": {**cfg["ppo"], "ppo_patience": patience}}
 
 
 def _seed_worker(args: dict[str, Any], cfg: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -325,8 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parts", default=",".join(PARTS),
                    help=f"comma list of what each seed runs, from {','.join(PARTS)} (a PPO part trains the student)")
     p.add_argument("--patience", type=int, default=None, metavar="N",
-                   help="early-stop sasrec, bert4rec and the GPTRec student after N validations without a strict "
-                        "improvement (their configured length is the cap); the PPO loop keeps its fixed length")
+                   help="early-stop sasrec, bert4rec, the GPTRec student and every PPO run after N validations "
+                        "without a strict improvement (their configured lengths are the caps)")
     p.add_argument("--merge", type=Path, action="append", default=[],
                    help="add the rows of another run's seed<N>.json files (same seeds) to this report; repeatable")
     args = p.parse_args(argv)

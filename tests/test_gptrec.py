@@ -525,3 +525,41 @@ def test_student_loss_equals_eq6_term_by_term(split, student):
                 count += 1
         loss, _ = student.loss(batch)
     assert float(loss) == pytest.approx(total / count, rel=1e-5)
+
+
+@pytest.mark.parametrize("patience, stopped_at, best_step, reason", [(2, 48, 16, "patience"), (3, 96, 64, "cap"),
+                                                                     (None, 96, 64, "cap")])
+def test_ppo_patience_stops_after_validations_without_a_strict_improvement(split, student, patience, stopped_at,
+                                                                           best_step, reason):
+    import torch
+
+    from recgym.agents.gptrec import GPTRecPPOAgent
+
+    # 16 optimisation steps per iteration, a validation after each: scripted rewards at steps 0, 16, ..., 96;
+    # a tie (step 32) is not an improvement
+    rewards = iter([0.5, 0.6, 0.6, 0.55, 0.7, 0.1, 0.1])
+    agent = GPTRecPPOAgent(N_ITEMS, **TINY, ppo_steps=96, ppo_eval_every=16, val_users=16, ppo_patience=patience)
+    agent.model.load_state_dict(student.model.state_dict())
+    seen: dict[int, dict] = {}
+
+    def scripted(log):
+        step = 16 * len(seen)
+        seen[step] = {k: v.clone() for k, v in agent.model.state_dict().items()}
+        r = next(rewards)
+        return {"val_reward": r, "val_ndcg@10": r}
+
+    agent.validation_reward = scripted
+    out = agent.train_ppo(split.train, split.valid)
+    assert (out["stopped_at"], out["best_step"], out["stop_reason"]) == (stopped_at, best_step, reason)
+    assert agent.ppo_cap == 96 and [p["step"] for p in agent.ppo_curves][-1] == stopped_at
+    for k, v in agent.model.state_dict().items():  # the agent holds the policy of the best validation
+        assert torch.equal(v, seen[best_step][k]), k
+    assert not all(torch.equal(v, seen[stopped_at][k]) for k, v in agent.model.state_dict().items())
+
+
+def test_ppo_patience_must_be_a_positive_integer(split, student):
+    from recgym.agents.gptrec import GPTRecPPOAgent
+
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="ppo_patience"):
+            GPTRecPPOAgent(N_ITEMS, **TINY, ppo_steps=16, ppo_patience=bad).train_ppo(split.train, split.valid)
