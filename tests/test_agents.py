@@ -102,10 +102,10 @@ def test_registry_loads_custom_module_class(tmp_path, monkeypatch):
 
 
 def test_make_agent_presets_then_overrides():
-    a = make_agent("sasrec", 10, dataset="ml-100k")
-    assert (a.config.state_len, a.config.n_blocks, a.config.lr) == (50, 2, 1e-3)
+    a = make_agent("sasrec", 10, dataset="ml-100k")  # the loo protocol's preset, then ml-100k's on top
+    assert (a.config.state_len, a.config.n_blocks, a.config.lr, a.config.batch_size) == (50, 2, 2e-3, 32)
     b = make_agent("sasrec", 10, protocol="loo", state_len=20)  # protocol preset, override wins
-    assert (b.config.state_len, b.config.n_blocks) == (20, 2)
+    assert (b.config.state_len, b.config.n_blocks, b.config.lr, b.config.batch_size) == (20, 2, 1e-3, 128)
     c = make_agent("sasrec", 10)
     assert (c.config.state_len, c.config.hidden, c.config.lr, c.config.batch_size) == (10, 64, 0.01, 256)
     with pytest.raises(TypeError, match="unknown hyper-parameter.*'hiden'"):
