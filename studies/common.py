@@ -86,6 +86,25 @@ def convergence_section(cells: dict[str, list[JobSpec]], metric: str = "the sele
     return convergence_markdown(conv, metric, label="cell")
 
 
+def code_versions_md(specs: list[JobSpec]) -> str:
+    """One markdown line naming the code version (``results.json``'s ``code_version``) that trained the
+    finished jobs of ``specs``, or a warning listing each version when they differ; ``""`` if none finished."""
+    from recgym.experiments import finished_results
+
+    versions: dict[str, int] = {}
+    for s in specs:
+        if (r := finished_results(s)) is not None:
+            v = r.get("code_version", "unrecorded")
+            versions[v] = versions.get(v, 0) + 1
+    if len(versions) == 1:
+        v, n = next(iter(versions.items()))
+        return f"Code version of every run: `{v}` ({n} runs)."
+    if versions:
+        return ("> **Mixed code versions:** " + "; ".join(f"`{v}`: {n} run(s)" for v, n in sorted(versions.items()))
+                + ". Re-run the older ones before comparing.")
+    return ""
+
+
 def study_setup(args: argparse.Namespace, name: str, known: tuple[str, ...]) -> tuple[list[str], list[int], Path]:
     """``--datasets``, ``--seeds`` and ``--runs`` resolved (``--quick``: synthetic, seed 0, ``<out>/runs``)."""
     datasets = ["synthetic"] if args.quick else split_list(args.datasets)

@@ -40,7 +40,7 @@ from recgym.errors import BadInputError, cli
 from recgym.experiments import JobSpec, finished_results
 from recgym.experiments.cli import command_line
 from recgym.experiments.report import pyplot, rows_markdown, rows_over_seeds, save_figure
-from studies.common import (converge_agent, convergence_section, paper_defaults, run_study_jobs, study_parser,
+from studies.common import (code_versions_md, converge_agent, convergence_section, paper_defaults, run_study_jobs, study_parser,
                             study_setup, trained, write_study)
 
 QUICK = dict(
@@ -357,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     for (ds, _), (js, sw) in sorted(mdp.items()):
         for name, j in [*js.items(), *((f"LPI^RL {param}={v:g}", j) for param, v, j in sw)]:
             cells.setdefault(f"mdp {ds} {name}", []).append(j)
+    if versions := code_versions_md([j for js in cells.values() for j in js]):
+        md.insert(2, versions + "\n")
     if conv := convergence_section(cells, "validation ndcg@10 (bandit) / ndcg@20 (MDP)"):
         md += ["\n## Convergence", *conv]
     if res["sweep"]:

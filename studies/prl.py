@@ -45,7 +45,7 @@ from recgym.errors import BadInputError, cli
 from recgym.experiments import JobSpec, finished_results
 from recgym.experiments.cli import command_line
 from recgym.experiments.report import pyplot, rows_markdown, rows_over_seeds, save_figure
-from studies.common import (converge_agent, convergence_section, paper_defaults, run_study_jobs, study_parser,
+from studies.common import (code_versions_md, converge_agent, convergence_section, paper_defaults, run_study_jobs, study_parser,
                             study_setup, trained, write_study)
 
 ENCODERS = ("sasrec", "gru", "caser", "nextitnet")
@@ -280,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     for (ds, _), jobs in units.items():
         for (enc, m), j in jobs.items():
             cells.setdefault(f"{ds} {enc} {m}", []).append(j)
+    if versions := code_versions_md([j for js in cells.values() for j in js]):
+        md.insert(2, versions + "\n")
     if conv := convergence_section(cells, "validation ndcg@20"):
         md += ["\n## Convergence", *conv]
     if res["sweep"]:

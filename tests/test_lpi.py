@@ -401,6 +401,9 @@ def test_lpi_study_quick(tmp_path):
     assert {p["param"] for p in res["sweep"]["synthetic"][0]} == {"beta", "lam"}
     assert (tmp_path / "sweep.png").stat().st_size > 0 and (tmp_path / "by_length.png").stat().st_size > 0
     assert "SMOKE" in (tmp_path / "tables.md").read_text()
+    from recgym.experiments.report import code_version
+
+    assert f"Code version of every run: `{code_version()}`" in (tmp_path / "tables.md").read_text()
 
 
 def test_lpi_study_jobs_wire_mu_hat_data_and_paper_defaults(tmp_path):

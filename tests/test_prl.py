@@ -320,6 +320,10 @@ def test_prl_study_quick(tmp_path):
     assert all(r["true@1"] is not None for r in enc)
     assert [p["value"] for p in res["sweep"]["synthetic"][0] if p["param"] == "mu"] == [0.5, 1, 2, 4, 8]
     assert (tmp_path / "tables.md").exists() and (tmp_path / "sweep.png").exists()
+    from recgym.experiments.report import code_version
+
+    # the page names the code that trained its runs (read from each job's results.json)
+    assert f"Code version of every run: `{code_version()}`" in (tmp_path / "tables.md").read_text()
 
 
 def test_prl_study_jobs_are_one_per_method_and_encoder(tmp_path):

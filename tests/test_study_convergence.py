@@ -73,3 +73,18 @@ def test_gptrec_patience_reaches_the_trained_models_and_ppo():
     assert "patience" not in gptrec.FULL["student"]  # the preset itself is untouched
     with pytest.raises(BadInputError, match="--patience must be a positive integer"):
         gptrec.with_patience(gptrec.FULL, 0)
+
+
+def test_code_versions_md_names_one_version_or_warns_on_several(tmp_path, monkeypatch):
+    import recgym.experiments
+    from recgym.experiments import JobSpec
+    from studies.common import code_versions_md
+
+    specs = [JobSpec(agent="pop", seed=s, out=str(tmp_path / f"j{s}")) for s in range(4)]
+    finished = {specs[0].out: "abc1234", specs[1].out: "abc1234", specs[2].out: "def5678"}  # specs[3]: not finished
+    monkeypatch.setattr(recgym.experiments, "finished_results",
+                        lambda spec: {"code_version": finished[spec.out]} if spec.out in finished else None)
+    assert code_versions_md(specs[3:]) == ""
+    assert code_versions_md([specs[0], specs[1], specs[3]]) == "Code version of every run: `abc1234` (2 runs)."
+    mixed = code_versions_md(specs)
+    assert "Mixed code versions" in mixed and "`abc1234`: 2 run(s)" in mixed and "`def5678`: 1 run(s)" in mixed
