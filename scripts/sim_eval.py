@@ -78,6 +78,8 @@ def load_policy(spec: str, env: gym.Env, seed: int, overrides: dict[str, Any] | 
         raise BadInputError(str(e)) from e
     rc["config"] = agent.config_dict()
     log(format_resolved_config(rc))
+    if hasattr(agent, "optimizers"):  # the shared loop scores validation by the split's protocol
+        return agent.fit(split.train, split.valid, protocol=split.protocol), rc
     return agent.fit(split.train, split.valid), rc
 
 

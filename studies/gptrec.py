@@ -93,13 +93,14 @@ def run_seed(args: argparse.Namespace, cfg: dict[str, Any], seed: int, log) -> d
         if getattr(agent, "stop_reason", None) is not None and "best_step" not in extra:  # a train_loop model
             rows[name].update(train_best_step=agent.best_step, train_stopped_at=int(agent.curves[-1]["step"]),
                               train_stop=agent.stop_reason, train_first_eval=int(agent.curves[0]["step"]),
-                              train_cap=agent.cap_steps, train_patience=agent.config.patience)
+                              train_cap=agent.cap_steps, train_patience=agent.config.patience,
+                              train_metric=agent.selection_metric)
         ndcg_curves[f"{name} ({'Next-K' if kind.startswith('gptrec') else 'Top-K'})"] = [res[f"ndcg@{k}"] for k in ks]
         log(f"  seed {seed} {name:<24} NDCG@10 {res['ndcg@10']:.4f}  ILD@10 {res['ild@10']:.4f}  "
             f"nPCOUNT@10 {res['npcount@10']:.4f}  ({rows[name]['seconds']:.0f}s)")
         return res
 
-    fit_kw = dict(progress=False, log=_silent)
+    fit_kw = dict(progress=False, log=_silent, protocol="loo")  # validation scored as the split is
     torch.manual_seed(seed)
     parts = set(cfg.get("parts", PARTS))
     valid_ndcg = {}

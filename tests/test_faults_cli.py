@@ -290,3 +290,18 @@ def test_make_vec_of_the_mf_user_env_refuses_zero_envs():
 
     with pytest.raises(BadInputError, match=r"MFUserVectorEnv: num_envs must be a positive integer, got 0"):
         gym.make_vec("recgym/MFUser-Synthetic-v0", num_envs=0)
+
+
+def test_sim_eval_trains_a_torch_agent_validated_on_the_splits_protocol(monkeypatch):
+    # MFUser-Synthetic's data is a leave-one-out split: the shared loop must select on NDCG@10 of the
+    # held-out item, not on session NDCG@20 over every validation event (train_loop's default protocol)
+    import gymnasium as gym
+
+    import recgym  # noqa: F401  (registers the envs)
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "scripts"))
+    from sim_eval import load_policy
+
+    env = gym.make("recgym/MFUser-Synthetic-v0")
+    agent, _ = load_policy("sasrec", env, 0, {"steps": 20, "eval_every": 10, "hidden": 16}, log=lambda m: None)
+    assert agent.selection_metric == "ndcg@10"
