@@ -5,7 +5,7 @@ the raw ids in ``log.item_ids`` (strings, ``log.item_ids[dense] -> raw``). :clas
 maps raw ids in and out::
 
     log = recgym.data.read_table("ratings.csv", columns="user=userId,item=movieId,time=timestamp,rating=rating")
-    agent = make_agent("sasrec", log.n_items).fit(split.train, split.valid)
+    agent = make_agent("sasrec", log.n_items).fit(split.train, split.valid, protocol=split.protocol)
     rec = Recommender(agent, log)
     rec.recommend([[296, 318, 593]], k=5)      # -> [["2571", "260", ...]] raw movieIds, history excluded
 """
