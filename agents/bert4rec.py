@@ -34,7 +34,7 @@ from torch import nn
 
 from recgym.agents.nets.dropout import Dropout
 from recgym.agents.nets.gpt import GPTBlock, attention_mask
-from recgym.agents.training import TorchAgent, TorchAgentConfig
+from recgym.agents.training import TorchAgent, TorchAgentConfig, recorded_protocol
 from recgym.data import SessionLog
 from recgym.data.windows import last_items, last_items_of_rows
 
@@ -186,7 +186,7 @@ class BERT4RecAgent(TorchAgent):
         return self.net(tokens)[:, -1].float()
 
     def fit(self, train: SessionLog, valid: SessionLog | None = None, **loop_kwargs: Any) -> "BERT4RecAgent":
-        loop_kwargs.setdefault("protocol", "loo")
+        loop_kwargs.setdefault("protocol", recorded_protocol(valid, "loo"))
         return super().fit(train, valid, **loop_kwargs)
 
 

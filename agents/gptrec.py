@@ -59,7 +59,7 @@ import torch
 from recgym.agents.base import history_items
 from recgym.agents.nets.gpt import GPTDecoder, ValueModel, history_exclusion
 from recgym.agents.ppo import clipped_surrogate_loss, discounted_returns, gae, masked_entropy, normalize, value_loss
-from recgym.agents.training import NonFiniteLossError, TorchAgent, TorchAgentConfig, _clone_state
+from recgym.agents.training import NonFiniteLossError, TorchAgent, TorchAgentConfig, _clone_state, recorded_protocol
 from recgym import metrics
 from recgym.data import SessionLog
 from recgym.data.windows import last_items, last_items_of_rows
@@ -163,8 +163,8 @@ class GPTRecAgent(TorchAgent):
     # ------------------------------------------------------------------ stage 1
     def fit(self, train: SessionLog, valid: SessionLog | None = None, teacher: Any = None, **loop_kwargs: Any) -> "GPTRecAgent":
         """Fit the teacher (unless a fitted ``teacher`` agent is given), then the student (``train_loop``)."""
+        loop_kwargs.setdefault("protocol", recorded_protocol(valid, "loo"))
         self.teacher_agent = teacher if teacher is not None else self._fit_teacher(train, valid, loop_kwargs)
-        loop_kwargs.setdefault("protocol", "loo")
         return super().fit(train, valid, **loop_kwargs)
 
     def _fit_teacher(self, train: SessionLog, valid: SessionLog | None, loop_kwargs: dict[str, Any]) -> Any:

@@ -476,12 +476,18 @@ def keep_freed_memory(on: bool = True) -> bool:
 _keep_freed_memory = keep_freed_memory  # train_loop's argument of the same name shadows it
 
 
+def recorded_protocol(valid: SessionLog | None, default: str) -> str:
+    """The protocol ``valid``'s split recorded (``valid.meta["protocol"]``), else ``default`` (the
+    protocol an agent's paper evaluates on, for a validation log built by hand)."""
+    return (valid.meta.get("protocol") if valid is not None else None) or default
+
+
 def train_loop(
     agent: TorchAgent,
     train: SessionLog,
     valid: SessionLog | None = None,
     *,
-    protocol: str = "session",
+    protocol: str | None = None,
     epochs: float | None = None,
     steps: int | None = None,
     checkpoint_path: str | Path | None = None,
@@ -493,7 +499,9 @@ def train_loop(
 ) -> TrainResult:
     """Train ``agent`` on ``train`` (see the module docstring).
 
-    :param protocol: evaluation protocol of ``valid`` (``"session"`` or ``"loo"``).
+    :param protocol: evaluation protocol of ``valid`` (``"session"`` or ``"loo"``); by default the
+        one its split recorded (``valid.meta["protocol"]``, set by the splitters), else ``"session"``;
+        one that contradicts the recorded protocol is refused.
     :param epochs, steps: override the config's training length (``steps`` wins); with the config's
         ``patience`` set, the cap: training stops earlier after ``patience`` consecutive validations
         without a strict improvement of ``selection_metric`` (see the module docstring).
@@ -505,6 +513,11 @@ def train_loop(
     :raises NonFiniteLossError: on a NaN/inf loss, naming the step; the agent then holds the best
         weights so far and ``checkpoint_path`` keeps the last good checkpoint.
     """
+    recorded = valid.meta.get("protocol") if valid is not None else None
+    if protocol is not None and recorded is not None and protocol != recorded:
+        raise ValueError(f"{type(agent).__name__}.fit: protocol={protocol!r}, but the validation log "
+                         f"{valid.name!r} comes from a {recorded!r} split")
+    protocol = protocol or recorded_protocol(valid, "session")
     log = log or (lambda msg: print(msg, flush=True))
     tuned = _keep_freed_memory(True) if keep_freed_memory else False
     try:

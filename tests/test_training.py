@@ -185,3 +185,23 @@ def test_resume_refuses_other_hyper_parameters(split, tmp_path):
         _fit(split, checkpoint_path=ckpt, resume=True, cfg=dict(lr=0.5))
     longer = _fit(split, checkpoint_path=ckpt, resume=True, cfg=dict(steps=50))  # extending is fine
     assert [c["step"] for c in longer.curves] == [10, 20, 30, 40, 50]
+
+
+def test_the_loop_scores_validation_by_the_protocol_its_split_recorded():
+    from recgym.agents.registry import make_agent
+    from recgym.data import split_by_session, split_leave_one_out
+    from recgym.sim import World
+
+    w = World(seed=0, n_users=60, n_items=30, n_genres=4)
+    loo = split_leave_one_out(w.rating_log(ratings_per_user=8, seed=0))
+    sess = split_by_session(w.generate(120, seed=0))
+    assert (loo.valid.meta["protocol"], sess.valid.meta["protocol"]) == ("loo", "session")
+    a = make_agent("sasrec", loo.n_items, hidden=8, steps=4, eval_every=2).fit(loo.train, loo.valid, progress=False,
+                                                                                log=lambda m: None)
+    assert a.selection_metric == "ndcg@10"  # leave-one-out, without being told
+    b = make_agent("sasrec", sess.n_items, hidden=8, steps=4, eval_every=2).fit(sess.train, sess.valid, progress=False,
+                                                                                 log=lambda m: None)
+    assert b.selection_metric == "ndcg@20"
+    with pytest.raises(ValueError, match="comes from a 'loo' split"):
+        make_agent("sasrec", loo.n_items, hidden=8, steps=4).fit(loo.train, loo.valid, protocol="session",
+                                                                  progress=False, log=lambda m: None)

@@ -56,7 +56,8 @@ def split_by_session(
     parts = np.split(perm, [n_train, n_train + n_valid])
     # keep the original session order inside each part (stable, readable)
     train, valid, test = (log.subset(np.sort(p)) for p in parts)
-    return Split(_named(train, log, "train"), _named(valid, log, "valid"), _named(test, log, "test"), "session")
+    return Split(_named(train, log, "train", "session"), _named(valid, log, "valid", "session"),
+                 _named(test, log, "test", "session"), "session")
 
 
 def split_leave_one_out(log: SessionLog) -> Split:
@@ -67,12 +68,15 @@ def split_leave_one_out(log: SessionLog) -> Split:
     valid = ev.truncate(1)
     test = ev
     train = train.subset(train.lengths > 0)
-    return Split(_named(train, log, "train"), _named(valid, log, "valid"), _named(test, log, "test"), "loo")
+    return Split(_named(train, log, "train", "loo"), _named(valid, log, "valid", "loo"),
+                 _named(test, log, "test", "loo"), "loo")
 
 
-def _named(part: SessionLog, parent: SessionLog, which: str) -> SessionLog:
+def _named(part: SessionLog, parent: SessionLog, which: str, protocol: str) -> SessionLog:
+    """``part`` named after its parent, with ``meta["part"]`` and ``meta["protocol"]`` (how it is
+    scored: the shared training loop reads it, so a validation log cannot be scored by the wrong protocol)."""
     import dataclasses
 
     meta = dict(parent.meta)
-    meta["part"] = which
+    meta["part"], meta["protocol"] = which, protocol
     return dataclasses.replace(part, name=f"{parent.name}:{which}", meta=meta)
