@@ -517,7 +517,7 @@ def train_loop(
     if protocol is not None and recorded is not None and protocol != recorded:
         raise ValueError(f"{type(agent).__name__}.fit: protocol={protocol!r}, but the validation log "
                          f"{valid.name!r} comes from a {recorded!r} split")
-    protocol = protocol or recorded_protocol(valid, "session")
+    protocol = protocol or recorded or "session"
     log = log or (lambda msg: print(msg, flush=True))
     tuned = _keep_freed_memory(True) if keep_freed_memory else False
     try:

@@ -87,22 +87,16 @@ def convergence_section(cells: dict[str, list[JobSpec]], metric: str = "the sele
 
 
 def code_versions_md(specs: list[JobSpec]) -> str:
-    """One markdown line naming the code version (``results.json``'s ``code_version``) that trained the
-    finished jobs of ``specs``, or a warning listing each version when they differ; ``""`` if none finished."""
+    """:func:`recgym.experiments.report.code_versions_markdown` over the finished jobs of ``specs``
+    (each ``results.json``'s ``code_version``)."""
     from recgym.experiments import finished_results
+    from recgym.experiments.report import code_versions_markdown
 
-    versions: dict[str, int] = {}
+    versions: dict[str, list[str]] = {}
     for s in specs:
         if (r := finished_results(s)) is not None:
-            v = r.get("code_version", "unrecorded")
-            versions[v] = versions.get(v, 0) + 1
-    if len(versions) == 1:
-        v, n = next(iter(versions.items()))
-        return f"Code version of every run: `{v}` ({n} runs)."
-    if versions:
-        return ("> **Mixed code versions:** " + "; ".join(f"`{v}`: {n} run(s)" for v, n in sorted(versions.items()))
-                + ". Re-run the older ones before comparing.")
-    return ""
+            versions.setdefault(r.get("code_version", "unrecorded"), []).append(f"{s.agent}/{s.seed}")
+    return code_versions_markdown(versions)
 
 
 def study_setup(args: argparse.Namespace, name: str, known: tuple[str, ...]) -> tuple[list[str], list[int], Path]:

@@ -88,6 +88,19 @@ def code_version() -> str:
         return installed
 
 
+def code_versions_markdown(versions: dict[str, list[str]]) -> str:
+    """One markdown line from ``{code version: [run labels]}``: the version of every run, or a warning
+    listing each version with its runs when they differ; ``""`` without runs."""
+    if len(versions) == 1:
+        v, runs = next(iter(versions.items()))
+        return f"Code version of every run: `{v}` ({len(runs)} runs)."
+    if not versions:
+        return ""
+    return ("> **Mixed code versions:** the runs were trained by different code — "
+            + "; ".join(f"`{v}`: {len(r)} run(s) ({', '.join(r[:4])}{'…' if len(r) > 4 else ''})"
+                        for v, r in sorted(versions.items())) + ". Re-run the older ones before comparing.")
+
+
 def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> Path:
     """A matplotlib figure as a PNG, atomically; closes the figure."""
     import matplotlib.pyplot as plt
@@ -533,13 +546,8 @@ def report_markdown(rep: dict[str, Any]) -> str:
         cols_txt = ",".join(f"{r}={c}" for r, c in df["columns"].items())
         lines += [f"Data: `{df['path']}` (sha256 `{df['sha256']}`; columns `{cols_txt}`"
                   + (f"; sep `{df['sep']}`" if df.get("sep") else "") + ").", ""]
-    versions = rep.get("code_versions") or {}
-    if len(versions) == 1:
-        lines += [f"Code version of every run: `{next(iter(versions))}`.", ""]
-    elif versions:
-        lines += ["> **Mixed code versions:** the runs of this report were trained by different code — "
-                  + "; ".join(f"`{v}`: {len(r)} run(s) ({', '.join(r[:4])}{'…' if len(r) > 4 else ''})"
-                              for v, r in sorted(versions.items())) + ". Re-run the older ones before comparing.", ""]
+    if versions_md := code_versions_markdown(rep.get("code_versions") or {}):
+        lines += [versions_md, ""]
     lines += [f"Seeds {', '.join(map(str, rep['seeds']))}; protocol `{rep['protocol']}`; logged metrics on the test "
               f"split; simulator(s): {', '.join(f'`{s}`' for s in rep['sims']) or 'none'}. Cells: mean ± std over "
               "seeds (sample std).", ""]
