@@ -132,3 +132,23 @@ def test_bad_input_is_named():
         enc(torch.zeros(2, L, dtype=torch.long), torch.tensor([1, 11]))
     with pytest.raises(ValueError, match="ids"):
         enc(torch.full((1, L), N_ITEMS + 1), torch.tensor([1]))
+
+
+@pytest.mark.parametrize("n_blocks,n_heads", [(1, 1), (2, 2), (0, 1)])
+def test_sasrec_state_equals_the_full_sequence_at_the_read_position(n_blocks, n_heads):
+    """``forward`` skips the last block's queries, FFN and norms at unread positions: the state and
+    every parameter's gradient equal ``sequence(...)`` read at ``max(length − 1, 0)`` (float64)."""
+    from recgym.agents.nets.sasrec import SASRecEncoder
+
+    torch.manual_seed(0)
+    enc = SASRecEncoder(N_ITEMS, HIDDEN, L, 0.3, n_blocks=n_blocks, n_heads=n_heads).double().eval()
+    states, lengths = _batch()
+    read = enc.sequence(states, lengths)[torch.arange(len(lengths)), (lengths.clamp(min=1) - 1)]
+    state = enc(states, lengths)
+    torch.testing.assert_close(state, read, rtol=1e-12, atol=1e-12)
+    weights = torch.randn(len(lengths), HIDDEN, dtype=torch.float64)
+    params = list(enc.parameters())
+    g_read = torch.autograd.grad((weights * read).sum(), params)
+    g_state = torch.autograd.grad((weights * state).sum(), params)
+    for (name, _), a, b in zip(enc.named_parameters(), g_state, g_read):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)

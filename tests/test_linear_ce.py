@@ -32,12 +32,12 @@ def _reference(h, w, b, y):
     return F.cross_entropy(F.linear(h, w, b), y, reduction="none")
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(B=st.integers(1, 9), d=st.integers(1, 7), n=st.integers(2, 40), seed=st.integers(0, 10**6),
-       bias=st.booleans())
-def test_value_and_gradients_equal_the_unfused_composition(B, d, n, seed, bias):
+       bias=st.booleans(), chunk=st.integers(1, 45))
+def test_value_and_gradients_equal_the_unfused_composition(B, d, n, seed, bias, chunk):
     args = _pair(B, d, n, seed, bias=bias)
-    ce, grads = _grads(linear_cross_entropy, *args)
+    ce, grads = _grads(lambda *a: linear_cross_entropy(*a, chunk=chunk), *args)
     ce_ref, grads_ref = _grads(_reference, *args)
     torch.testing.assert_close(ce, ce_ref, rtol=1e-10, atol=1e-10)
     for g, g_ref in zip(grads, grads_ref):
@@ -51,10 +51,11 @@ def test_hand_computed_value():
     assert ce.item() == pytest.approx(-torch.log(torch.tensor(0.75)).item(), rel=1e-6)  # p = 3/4
 
 
-def test_wide_logits_clamp_changes_gradients_only_below_float_precision():
+@pytest.mark.parametrize("chunk", [7, 64, 4096])
+def test_wide_logits_clamp_changes_gradients_only_below_float_precision(chunk):
     # logits spread over ~±2000: most probabilities underflow; values stay exact
     args = _pair(16, 8, 500, seed=3, dtype=torch.float32, scale=60.0)
-    ce, grads = _grads(linear_cross_entropy, *args)
+    ce, grads = _grads(lambda *a: linear_cross_entropy(*a, chunk=chunk), *args)
     ce_ref, grads_ref = _grads(_reference, *args)
     torch.testing.assert_close(ce, ce_ref, rtol=1e-5, atol=1e-3)
     for g, g_ref in zip(grads, grads_ref):
@@ -77,3 +78,5 @@ def test_bad_shapes_are_named():
         linear_cross_entropy(h, w, b, y[:2])
     with pytest.raises(ValueError, match=r"weight \[n, d\]"):
         linear_cross_entropy(h, w[:, :2], b, y)
+    with pytest.raises(ValueError, match="chunk must be"):
+        linear_cross_entropy(h, w, b, y, chunk=0)

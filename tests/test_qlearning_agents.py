@@ -153,6 +153,25 @@ def test_double_q_bootstrap_equals_the_full_matrix_double_q_target(split, encode
     torch.testing.assert_close(double_q(agent.q1, agent.q2, h1, h2), full)
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 8, 40, 4096])
+def test_chunked_greedy_is_the_first_argmax_of_the_full_q_matrix(split, chunk):
+    from recgym.agents import qlearning_losses as QL
+
+    net = SQNAgent(split.n_items, seed=0, encoder="gru", **TINY).q1
+    with torch.no_grad():  # ties across chunk borders: items 2, 5 and 9 share the largest Q of row 0
+        top_w, top_b = net.q_head.weight[2] + 5.0, net.q_head.bias[2].clone()
+        for i in (2, 5, 9):
+            net.q_head.weight[i], net.q_head.bias[i] = top_w, top_b
+    h = torch.randn(6, net.encoder.out_dim, generator=torch.Generator().manual_seed(chunk)).abs()
+    with torch.no_grad():
+        full = net.q_head(h)
+        assert net.greedy(h, chunk=chunk)[0] == 2 and full.max(dim=1).indices[0] == 2
+        torch.testing.assert_close(net.greedy(h, chunk=chunk), QL.greedy_actions(full))
+        net.q_head.bias[7] = float("nan")
+        with pytest.raises(FloatingPointError, match="NaN"):
+            net.greedy(h, chunk=chunk)
+
+
 def test_one_pass_over_groups_equals_one_pass_per_group(split):
     from recgym.agents.qlearning import encode_groups
 
