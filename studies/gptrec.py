@@ -34,7 +34,8 @@ import numpy as np
 
 from recgym.errors import BadInputError, cli
 from recgym.experiments import map_units
-from recgym.experiments.report import atomic_write, md_table, paired_tests, pyplot, save_figure, summary, write_json
+from recgym.experiments.report import (atomic_write, code_version, code_versions_markdown, md_table, paired_tests, pyplot,
+                                       save_figure, summary, write_json)
 
 TINY = dict(state_len=20, hidden=32, n_blocks=1, n_heads=2)
 QUICK = dict(
@@ -167,7 +168,7 @@ def _seed_result(rows, ndcg_curves, best_name, sp, n, parts, seed, cfg, best, po
             rows[f"{best_name}+{kind} w={w:g}"] = {**{m: res[m] for m in METRICS}, "kind": kind, "weight": w,
                                                    "seconds": time.perf_counter() - t0}
     return {"rows": rows, "ndcg_at_k": ndcg_curves, "best_topk": best_name, "n_items": n,
-            "n_test_users": int((sp.test.lengths >= 2).sum())}
+            "n_test_users": int((sp.test.lengths >= 2).sum()), "code_version": code_version()}
 
 
 def _common_name(name: str, best_topk: str) -> str:
@@ -195,9 +196,11 @@ def summarise(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def write_tables(summary: dict[str, Any], per_seed: list[dict[str, Any]], seeds: list[int], path: Path,
-                 header: str) -> str:
+                 header: str, versions: dict[str, list[str]] | None = None) -> str:
+    """``tables.md``: every row's mean ± std, each PPO run's kept / stop step and each trained model's
+    best / stop step per seed; ``versions`` (``{code version: [seed files]}``) gives its version line."""
     best = ", ".join(f"seed {s}: {r['best_topk']}" for s, r in zip(seeds, per_seed))
-    lines = [header, "", f"mean ± sample std over seeds {seeds}; lists exclude the history; ILD@10 is the full mean "
+    lines = [header, "", *([code_versions_markdown(versions), ""] if versions else []), f"mean ± sample std over seeds {seeds}; lists exclude the history; ILD@10 is the full mean "
              "pairwise genre cosine distance (the paper's tables report half of it). Best Top-K model by validation "
              f"NDCG@10 (the re-rankers' base): {best}.", "",
              "| model | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
@@ -393,17 +396,21 @@ def main(argv: list[str] | None = None) -> int:
     # one single-threaded worker process per seed (--jobs)
     map_units(functools.partial(_seed_worker, vars(args), cfg), todo, args.jobs, log=keep)
     per_seed = [done[s] for s in seeds]
+    versions: dict[str, list[str]] = {}
+    for s, res in zip(seeds, per_seed):
+        versions.setdefault(res.get("code_version", "unrecorded"), []).append(f"seed{s}.json")
     for extra in args.merge:  # rows of another run (e.g. more PPO weights on the same seeds)
         for s, res in zip(seeds, per_seed):
             f = extra / f"seed{s}.json"
             if not f.exists():
                 raise BadInputError(f"--merge {extra}: no {f.name} for seed {s}")
             other = json.loads(f.read_text())
+            versions.setdefault(other.get("code_version", "unrecorded"), []).append(f"{extra.name}/{f.name}")
             for key in ("rows", "ndcg_at_k"):
                 res[key].update({k: v for k, v in other[key].items() if k not in res[key]})
     summary = summarise(per_seed)
     what = "synthetic (--quick smoke run)" if args.quick else args.dataset
-    table = write_tables(summary, per_seed, seeds, args.out / "tables.md", f"# GPTRec-PPO study: {what}")
+    table = write_tables(summary, per_seed, seeds, args.out / "tables.md", f"# GPTRec-PPO study: {what}", versions)
     plots(summary, per_seed, args.out)
     payload = {"argv": sys.argv[1:] if argv is None else argv, "config": {k: v for k, v in cfg.items()}, "seeds": seeds,
                "per_seed": per_seed, "summary": summary, "seconds": time.perf_counter() - t0,

@@ -334,6 +334,8 @@ def test_study_quick_runs_and_writes_its_outputs(tmp_path):
     assert all(len(c) == 10 and all(np.diff(c) >= -1e-12) for c in curves.values())  # NDCG@K grows with K
     # the shared-loop models select their checkpoints on the split's own protocol (leave-one-out:
     # NDCG@10 of the held-out item), not on session NDCG@20 over every validation event
+    assert res["per_seed"][0]["code_version"]  # the code that produced the seed (git HEAD or the package version)
+    assert "Code version of every run" in (out / "tables.md").read_text()
     seed_rows = res["per_seed"][0]["rows"]
     assert {n: seed_rows[n].get("train_metric") for n in ("sasrec", "bert4rec", "gptrec (MC teacher)")} == \
         dict.fromkeys(("sasrec", "bert4rec", "gptrec (MC teacher)"), "ndcg@10")
@@ -367,9 +369,11 @@ def test_study_report_from_seed_files_with_different_best_topk_and_a_merged_run(
                 "gptrec-ppo NDCG": row(0.2 + seed, "gptrec-ppo-ndcg", lam=0.0, best_step=50 * seed),
                 f"{best}+mmr w=0.5": row(0.3 + seed, "mmr", weight=0.5)}
         curves = {"gptrec (MC teacher) (Next-K)": list(np.linspace(0.1, 0.2, 10))}
-        (main_dir / f"seed{seed}.json").write_text(json.dumps({"rows": rows, "ndcg_at_k": curves, "best_topk": best}))
+        (main_dir / f"seed{seed}.json").write_text(json.dumps({"rows": rows, "ndcg_at_k": curves, "best_topk": best,
+                                                                "code_version": "aaaaaaa"}))
         extra = {"gptrec-ppo PCOUNT λ=30": row(0.05, "gptrec-ppo-pcount", lam=30.0, best_step=100)}
-        (extra_dir / f"seed{seed}.json").write_text(json.dumps({"rows": extra, "ndcg_at_k": {}, "best_topk": None}))
+        (extra_dir / f"seed{seed}.json").write_text(json.dumps({"rows": extra, "ndcg_at_k": {}, "best_topk": None,
+                                                                 **({"code_version": "bbbbbbb"} if seed else {})}))
     assert study.main(["--quick", "--seeds", "0", "1", "--resume", "--merge", str(extra_dir), "--out", str(main_dir)]) == 0
     summary = json.loads((main_dir / "results.json").read_text())["summary"]
     assert summary["best Top-K+mmr w=0.5"]["ndcg@10"][0] == pytest.approx(0.8)  # mean of 0.3 and 1.3
@@ -378,6 +382,9 @@ def test_study_report_from_seed_files_with_different_best_topk_and_a_merged_run(
     table = (main_dir / "tables.md").read_text()
     assert "seed 0: bert4rec, seed 1: sasrec" in table
     assert "| gptrec-ppo NDCG | 0 | 50 |" in table and "| gptrec-ppo PCOUNT λ=30 | 100 | 100 |" in table
+    # each seed file's code version; the merged run's differ (one unrecorded), so the table warns
+    assert "Mixed code versions" in table and "`aaaaaaa`: 2 run(s) (seed0.json, seed1.json)" in table
+    assert "`bbbbbbb`: 1 run(s) (extra/seed1.json)" in table and "`unrecorded`: 1 run(s) (extra/seed0.json)" in table
 
 
 def test_nextk_decoding_feeds_each_pick_back_into_the_window(split):
