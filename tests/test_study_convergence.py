@@ -71,6 +71,8 @@ def test_gptrec_patience_reaches_the_trained_models_and_ppo():
     assert "patience" not in cfg["agents"]["bpr"] and "patience" not in cfg["ppo"]
     assert cfg["ppo"]["ppo_patience"] == 3  # PPO stops by the same rule in its own loop
     assert "patience" not in gptrec.FULL["student"]  # the preset itself is untouched
+    # BERT4Rec's cap is raised (its fixed length was its best step), the fixed-budget config keeps 100
+    assert cfg["agents"]["bert4rec"]["epochs"] == 1000 and gptrec.FULL["agents"]["bert4rec"]["epochs"] == 100
     with pytest.raises(BadInputError, match="--patience must be a positive integer"):
         gptrec.with_patience(gptrec.FULL, 0)
 
