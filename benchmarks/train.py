@@ -17,6 +17,7 @@ settings of ``studies/qlearning.py``, the number that sizes that study on a CPU.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -181,6 +182,35 @@ def bench_train(n_items: int = 70_852, batch: int = 256, dim: int = 64, agents: 
         res = ml100k_steps_per_second(print_fn=print_fn)
         if res is not None:
             out["ml-100k/sqn"] = res
+    return out
+
+
+def step_ms_per_process(name: str = "ccql", processes: int = 6, steps: int = 20, threads: int = 2,
+                        chunk: int | None = None, n_items: int = 70_852, print_fn: Any = print) -> list[float]:
+    """Median ms per ``agent.update`` (``n_items``, batch 256, d 64) in each of ``processes`` fresh
+    processes: a cost that depends on where a process's buffers land (a cache-set conflict, as chunks
+    of 4,096 items had) shows as two groups of processes, which one process's rounds cannot see.
+    ``chunk`` replaces :data:`recgym.agents.nets.linear_ce.CPU_CHUNK` (the catalogue chunk of the
+    cross-entropy and the greedy argmax)."""
+    import subprocess
+    import sys
+
+    code = (f"import time, numpy as np, torch; torch.set_num_threads({threads})\n"
+            "from benchmarks.train import _agent_and_batch\n"
+            "from recgym.agents.training import keep_freed_memory\n"
+            "keep_freed_memory(True)\n"
+            + ("" if chunk is None else
+               f"import recgym.agents.nets.linear_ce as L; L.CPU_CHUNK = {int(chunk)}\n"
+               f"from recgym.agents.qlearning import QNetwork; QNetwork.greedy.__defaults__ = ({int(chunk)},)\n")
+            + f"agent, b = _agent_and_batch({name!r}, {int(n_items)}, 256, 64, 10, 'sasrec')\n"
+            "[agent.update(b, i) for i in range(5)]\n"
+            f"ts = [(time.perf_counter(), agent.update(b, 5 + i), time.perf_counter()) for i in range({steps})]\n"
+            "print(np.median([t1 - t0 for t0, _, t1 in ts]) * 1e3)\n")
+    root = Path(__file__).resolve().parent.parent  # benchmarks/ is imported from the repository root
+    out = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                cwd=root).stdout) for _ in range(processes)]
+    what = f"{name}" + (f", chunks of {chunk}" if chunk else "")
+    print_fn(f"{what}: median ms per step in {processes} fresh processes: " + ", ".join(f"{x:.1f}" for x in out))
     return out
 
 
