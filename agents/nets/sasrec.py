@@ -71,7 +71,7 @@ class SASRecBlock(nn.Module):
     def forward_one(self, x: torch.Tensor, read: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         """The block's output at position ``read[b]`` of each row only, ``[B, H]``: the same
         numbers as ``forward(x, allowed)[arange(B), read]`` (the keys and values still cover
-        every position), at about a third of the work for a short window."""
+        every position), without the queries, FFN and norms at the other positions."""
         rows = torch.arange(len(read), device=x.device)
         normed = self.ln1(x)
         x_read = x[rows, read] + self.drop(self.attn.forward_one(normed, normed[rows, read], allowed[rows, 0, read][:, None, None]))
