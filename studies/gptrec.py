@@ -16,7 +16,9 @@ Per seed, on a leave-one-out split (test = last item, history excluded from the 
   Top-K decoding (every model) and Next-K decoding (the GPTRec models).
 
 Writes ``results.json`` (every number per seed, configs, timings), ``tables.md`` (mean ± sample std
-over seeds; every PPO run against the supervised student by a paired test by seed, Holm-corrected), ``tradeoff_ild.png`` / ``tradeoff_pcount.png`` (PPO points vs re-ranking curves) and
+over seeds; paired tests by seed, Holm-corrected: the Top-K baselines and every PPO run against the
+supervised student, each secondary-goal PPO run against re-ranking at the same ILD / nPCOUNT),
+``tradeoff_ild.png`` / ``tradeoff_pcount.png`` (PPO points vs re-ranking curves) and
 ``topk_vs_nextk.png`` into ``--out``.
 """
 
@@ -253,28 +255,91 @@ STUDENT = "gptrec (MC teacher)"
 """The family's base model: every PPO run starts from this supervised student."""
 
 
-def _ppo_tests(per_seed: list[dict[str, Any]], seeds: list[int]) -> list[str]:
-    """Every PPO run against the student, per metric: mean paired difference by seed (p of the paired
-    t-test, Holm-corrected across the PPO runs)."""
-    names = [n for n in per_seed[0]["rows"] if per_seed[0]["rows"][n]["kind"].startswith("gptrec-ppo")]
-    if STUDENT not in per_seed[0]["rows"] or not names:
-        return []
+TOPK_BASELINES = ("pop", "bpr", "sasrec", "bert4rec")
+"""The Top-K models the student is compared with (the paper's RQ1)."""
+RERANKER_OF = {"gptrec-ppo-ild": ("mmr", "ild@10"), "gptrec-ppo-pcount": ("pop-rerank", "npcount@10")}
+"""Each secondary-goal PPO kind, the greedy re-ranker of the same goal and the goal's metric (RQ4)."""
+
+
+def _fmt_test(t: dict[str, Any] | None) -> str:
+    if t is None:
+        return "–"
+    p, ph = t["p_vs_baseline"], t["p_holm"]
+    return (f"{t['diff_vs_baseline']:+.4f} ({t['wins']}; p {'-' if p is None else f'{p:.3g}'}, "
+            f"Holm {'-' if ph is None else f'{ph:.3g}'})")
+
+
+def _paired_table(per_seed: list[dict[str, Any]], seeds: list[int], base: str, names: list[str]) -> str:
+    """``names`` against ``base``, per metric: mean paired difference by seed, seeds where the row is
+    higher, paired t-test p and its Holm correction across ``names`` (per metric)."""
     tests = {m: paired_tests({n: {s: r["rows"][n][m] for s, r in zip(seeds, per_seed) if n in r["rows"]}
-                              for n in [STUDENT, *names]}, STUDENT) for m in METRICS}
+                              for n in [base, *names]}, base) for m in METRICS}
+    return md_table(["row", *METRICS], [[n, *(_fmt_test(tests[m].get(n)) for m in METRICS)] for n in names])
+
+
+def _ppo_tests(per_seed: list[dict[str, Any]], seeds: list[int]) -> list[str]:
+    """The student against the Top-K baselines (RQ1) and every PPO run against the student (RQ3, RQ4)."""
+    rows = per_seed[0]["rows"]
+    if STUDENT not in rows:
+        return []
+    out = []
+    baselines = [n for n in TOPK_BASELINES if n in rows]
+    if baselines:
+        out += ["", f"Top-K baselines against the supervised student `{STUDENT}`: mean paired difference by seed "
+                "(baseline − student; seeds where the baseline is higher; paired t-test p, Holm-corrected across "
+                "the baselines; `-` under 2 seeds).", "", _paired_table(per_seed, seeds, STUDENT, baselines)]
+    names = [n for n in rows if rows[n]["kind"].startswith("gptrec-ppo")]
+    if names:
+        out += ["", f"PPO runs against the supervised student `{STUDENT}`: mean paired difference by seed (PPO − "
+                "student; seeds where PPO is higher; paired t-test p, Holm-corrected across the PPO runs; `-` "
+                "under 2 seeds).", "", _paired_table(per_seed, seeds, STUDENT, names)]
+    return out + _reranker_tests(per_seed, seeds)
+
+
+def ndcg_at_equal(rows: dict[str, dict[str, Any]], kind: str, metric: str, x: float) -> float | None:
+    """NDCG@10 of one seed's re-ranking sweep ``kind`` where its ``metric`` equals ``x``: linear
+    interpolation between the sweep's points ordered by ``metric``; ``None`` outside the sweep's range."""
+    pts = sorted((r[metric], r["ndcg@10"]) for r in rows.values() if r["kind"] == kind)
+    if not pts or not pts[0][0] <= x <= pts[-1][0]:
+        return None
+    xs, ys = zip(*pts)
+    return float(np.interp(x, xs, ys))
+
+
+def _reranker_tests(per_seed: list[dict[str, Any]], seeds: list[int]) -> list[str]:
+    """RQ4: each secondary-goal PPO run against greedy re-ranking of the seed's best Top-K model at the
+    same value of the secondary metric (:func:`ndcg_at_equal`), paired by seed, Holm across the runs.
+    Both grids are fixed before the run, so no operating point is picked on test."""
+    from scipy.stats import ttest_1samp
+
+    from recgym.experiments.report import holm
+
+    rows0 = per_seed[0]["rows"]
+    names = [n for n in rows0 if rows0[n]["kind"] in RERANKER_OF]
+    diffs: dict[str, list[float]] = {}
+    outside: dict[str, int] = {}
+    for n in names:
+        kind, metric = RERANKER_OF[rows0[n]["kind"]]
+        d = [(r["rows"][n]["ndcg@10"] - eq) for r in per_seed if n in r["rows"]
+             for eq in [ndcg_at_equal(r["rows"], kind, metric, r["rows"][n][metric])] if eq is not None]
+        diffs[n], outside[n] = d, sum(n in r["rows"] for r in per_seed) - len(d)
+    if not any(diffs.values()):
+        return []
+    p = {n: (float(ttest_1samp(d, 0.0).pvalue) if len(d) >= 2 and np.ptp(d) > 0 else None) for n, d in diffs.items()}
+    ph = holm(p)
     body = []
     for n in names:
-        cells = []
-        for m in METRICS:
-            t = tests[m].get(n)
-            if t is None:
-                cells.append("–")
-                continue
-            p, ph = t["p_vs_baseline"], t["p_holm"]
-            cells.append(f"{t['diff_vs_baseline']:+.4f} (p {'-' if p is None else f'{p:.3g}'}, "
-                         f"Holm {'-' if ph is None else f'{ph:.3g}'})")
-        body.append([n, *cells])
-    return ["", f"PPO runs against the supervised student `{STUDENT}`: mean paired difference by seed (paired "
-            "t-test p, Holm-corrected across the PPO runs; `-` under 2 seeds).", "", md_table(["run", *METRICS], body)]
+        d = diffs[n]
+        kind, metric = RERANKER_OF[rows0[n]["kind"]]
+        body.append([n, f"{kind} at equal {metric}",
+                     f"{np.mean(d):+.4f}" if d else "–", f"{sum(x > 0 for x in d)}/{len(d)}", outside[n],
+                     "-" if p[n] is None else f"{p[n]:.3g}", "-" if ph[n] is None else f"{ph[n]:.3g}"])
+    return ["", "PPO runs for a secondary goal against greedy re-ranking of the seed's best Top-K model at the same "
+            "value of that goal's metric (the re-ranker's NDCG@10 interpolated linearly between its two sweep "
+            "weights around the PPO run's ILD@10 / nPCOUNT@10): mean paired NDCG@10 difference by seed (PPO − "
+            "re-ranking), seeds where PPO is higher, seeds outside the sweep's range (not compared), paired "
+            "t-test p, Holm-corrected across the runs.", "",
+            md_table(["run", "against", "Δ NDCG@10", "PPO higher", "outside sweep", "p", "Holm"], body)]
 
 
 def plots(summary: dict[str, Any], per_seed: list[dict[str, Any]], out: Path) -> None:

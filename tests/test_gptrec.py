@@ -575,3 +575,45 @@ def test_ppo_patience_must_be_a_positive_integer(split, student):
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="ppo_patience"):
             GPTRecPPOAgent(N_ITEMS, **TINY, ppo_steps=16, ppo_patience=bad).train_ppo(split.train, split.valid)
+
+
+def test_study_paired_tables_by_hand():
+    """The report's tests on a hand-made 3-seed study: the baselines and PPO against the student, and a
+    PPO run against re-ranking at its own ILD@10 / nPCOUNT@10. Two-sided t-test p in closed form:
+    df = 1: 1 − (2/π)·atan|t|; df = 2: 1 − |t|/√(t² + 2)."""
+    from studies import gptrec as study
+
+    def row(kind: str, ndcg: float, ild: float = 0.5, npc: float = 0.5, **extra):
+        return {"recall@1": 0.0, "recall@10": 0.0, "ndcg@10": ndcg, "ild@10": ild, "npcount@10": npc,
+                "kind": kind, **extra}
+
+    def p_ttest(d):
+        t = abs(np.mean(d) / (np.std(d, ddof=1) / np.sqrt(len(d))))
+        return {2: 1 - 2 / np.pi * np.arctan(t), 3: 1 - t / np.sqrt(t * t + 2)}[len(d)]
+
+    per_seed = []
+    for s, (dsas, dild, dpop) in enumerate(((0.01, 0.004, -0.01), (0.02, 0.006, -0.02), (0.03, 0.008, 0.0))):
+        rows = {"sasrec": row("baseline", 0.10 + s / 100 + dsas), "gptrec (MC teacher)": row("gptrec", 0.10 + s / 100),
+                # MMR sweep: ILD 0.6 → NDCG 0.12, 0.8 → 0.08, so NDCG 0.10 at ILD 0.7; its nPCOUNT is a decoy
+                "sasrec+mmr w=0": row("mmr", 0.12, ild=0.6, npc=0.75, weight=0.0),
+                "sasrec+mmr w=0.5": row("mmr", 0.08, ild=0.8, npc=0.65, weight=0.5),
+                # popularity sweep: nPCOUNT 0.4 → NDCG 0.11, 0.2 → 0.05, so 0.08 at 0.3; seed 2 lies outside
+                "sasrec+pop-rerank w=0": row("pop-rerank", 0.11, ild=0.7, npc=0.4, weight=0.0),
+                "sasrec+pop-rerank w=0.9": row("pop-rerank", 0.05, ild=0.7, npc=0.2, weight=0.9),
+                "gptrec-ppo ILD λ=0.5": row("gptrec-ppo-ild", 0.10 + dild, ild=0.7, npc=0.35, lam=0.5, best_step=8),
+                "gptrec-ppo PCOUNT λ=30": row("gptrec-ppo-pcount", 0.08 + dpop, ild=0.65, npc=0.3 if s < 2 else 0.1,
+                                              lam=30.0, best_step=8)}
+        per_seed.append({"rows": rows, "best_topk": "sasrec"})
+    assert study.ndcg_at_equal(per_seed[0]["rows"], "mmr", "ild@10", 0.7) == pytest.approx(0.10)
+    assert study.ndcg_at_equal(per_seed[0]["rows"], "pop-rerank", "npcount@10", 0.25) == pytest.approx(0.065)
+    assert study.ndcg_at_equal(per_seed[0]["rows"], "pop-rerank", "npcount@10", 0.1) is None
+    text = "\n".join(study._ppo_tests(per_seed, [0, 1, 2]))
+    # sasrec − student: 0.01, 0.02, 0.03 (the only baseline here: Holm = p)
+    p = p_ttest([0.01, 0.02, 0.03])
+    assert f"| sasrec | +0.0000 (0/3; p -, Holm -) | +0.0000 (0/3; p -, Holm -) | +0.0200 (3/3; p {p:.3g}, Holm {p:.3g})" in text
+    # PPO ILD − MMR at ILD 0.7: 0.004, 0.006, 0.008; PPO PCOUNT − pop-rerank at nPCOUNT 0.3: −0.01, −0.02 (seed 2 outside)
+    p_ild, p_pop = p_ttest([0.004, 0.006, 0.008]), p_ttest([-0.01, -0.02])
+    holm_ild, holm_pop = min(1, 2 * min(p_ild, p_pop)), max(min(1, 2 * min(p_ild, p_pop)), max(p_ild, p_pop))
+    assert p_ild < p_pop
+    assert f"| gptrec-ppo ILD λ=0.5 | mmr at equal ild@10 | +0.0060 | 3/3 | 0 | {p_ild:.3g} | {holm_ild:.3g} |" in text
+    assert f"| gptrec-ppo PCOUNT λ=30 | pop-rerank at equal npcount@10 | -0.0150 | 0/2 | 1 | {p_pop:.3g} | {holm_pop:.3g} |" in text
