@@ -257,8 +257,9 @@ STUDENT = "gptrec (MC teacher)"
 
 TOPK_BASELINES = ("pop", "bpr", "sasrec", "bert4rec")
 """The Top-K models the student is compared with (the paper's RQ1)."""
-RERANKER_OF = {"gptrec-ppo-ild": ("mmr", "ild@10"), "gptrec-ppo-pcount": ("pop-rerank", "npcount@10")}
-"""Each secondary-goal PPO kind, the greedy re-ranker of the same goal and the goal's metric (RQ4)."""
+RERANKER_OF = {"gptrec-ppo-ild": ("mmr", "ild@10", 1), "gptrec-ppo-pcount": ("pop-rerank", "npcount@10", -1)}
+"""Each secondary-goal PPO kind: the greedy re-ranker of the same goal, the goal's metric and its
+direction (+1: higher is better, −1: lower is better) (RQ4)."""
 
 
 def _fmt_test(t: dict[str, Any] | None) -> str:
@@ -318,28 +319,40 @@ def _reranker_tests(per_seed: list[dict[str, Any]], seeds: list[int]) -> list[st
     names = [n for n in rows0 if rows0[n]["kind"] in RERANKER_OF]
     diffs: dict[str, list[float]] = {}
     outside: dict[str, int] = {}
+    dominated: dict[str, int] = {}
     for n in names:
-        kind, metric = RERANKER_OF[rows0[n]["kind"]]
-        d = [(r["rows"][n]["ndcg@10"] - eq) for r in per_seed if n in r["rows"]
-             for eq in [ndcg_at_equal(r["rows"], kind, metric, r["rows"][n][metric])] if eq is not None]
-        diffs[n], outside[n] = d, sum(n in r["rows"] for r in per_seed) - len(d)
-    if not any(diffs.values()):
+        kind, metric, sign = RERANKER_OF[rows0[n]["kind"]]
+        d, seen, dom = [], 0, 0
+        for r in per_seed:
+            if n not in r["rows"]:
+                continue
+            seen += 1
+            ppo = r["rows"][n]
+            eq = ndcg_at_equal(r["rows"], kind, metric, ppo[metric])
+            if eq is not None:
+                d.append(ppo["ndcg@10"] - eq)
+            dom += any(x["kind"] == kind and x["ndcg@10"] >= ppo["ndcg@10"] and sign * (x[metric] - ppo[metric]) >= 0
+                       for x in r["rows"].values())
+        diffs[n], outside[n], dominated[n] = d, seen - len(d), dom
+    if not any(diffs.values()) and not any(dominated.values()):
         return []
     p = {n: (float(ttest_1samp(d, 0.0).pvalue) if len(d) >= 2 and np.ptp(d) > 0 else None) for n, d in diffs.items()}
     ph = holm(p)
     body = []
     for n in names:
         d = diffs[n]
-        kind, metric = RERANKER_OF[rows0[n]["kind"]]
+        kind, metric, _ = RERANKER_OF[rows0[n]["kind"]]
         body.append([n, f"{kind} at equal {metric}",
                      f"{np.mean(d):+.4f}" if d else "–", f"{sum(x > 0 for x in d)}/{len(d)}", outside[n],
-                     "-" if p[n] is None else f"{p[n]:.3g}", "-" if ph[n] is None else f"{ph[n]:.3g}"])
+                     "-" if p[n] is None else f"{p[n]:.3g}", "-" if ph[n] is None else f"{ph[n]:.3g}",
+                     f"{dominated[n]}/{outside[n] + len(d)}"])
     return ["", "PPO runs for a secondary goal against greedy re-ranking of the seed's best Top-K model at the same "
             "value of that goal's metric (the re-ranker's NDCG@10 interpolated linearly between its two sweep "
             "weights around the PPO run's ILD@10 / nPCOUNT@10): mean paired NDCG@10 difference by seed (PPO − "
             "re-ranking), seeds where PPO is higher, seeds outside the sweep's range (not compared), paired "
-            "t-test p, Holm-corrected across the runs.", "",
-            md_table(["run", "against", "Δ NDCG@10", "PPO higher", "outside sweep", "p", "Holm"], body)]
+            "t-test p, Holm-corrected across the runs; **dominated**: seeds where some re-ranking weight is at "
+            "least as good on both NDCG@10 and the goal's metric.", "",
+            md_table(["run", "against", "Δ NDCG@10", "PPO higher", "outside sweep", "p", "Holm", "dominated"], body)]
 
 
 def plots(summary: dict[str, Any], per_seed: list[dict[str, Any]], out: Path) -> None:

@@ -615,5 +615,15 @@ def test_study_paired_tables_by_hand():
     p_ild, p_pop = p_ttest([0.004, 0.006, 0.008]), p_ttest([-0.01, -0.02])
     holm_ild, holm_pop = min(1, 2 * min(p_ild, p_pop)), max(min(1, 2 * min(p_ild, p_pop)), max(p_ild, p_pop))
     assert p_ild < p_pop
-    assert f"| gptrec-ppo ILD λ=0.5 | mmr at equal ild@10 | +0.0060 | 3/3 | 0 | {p_ild:.3g} | {holm_ild:.3g} |" in text
-    assert f"| gptrec-ppo PCOUNT λ=30 | pop-rerank at equal npcount@10 | -0.0150 | 0/2 | 1 | {p_pop:.3g} | {holm_pop:.3g} |" in text
+    # dominated: the PPO ILD point lies above the MMR line (never dominated); the PCOUNT point of seeds 0
+    # and 1 lies below the popularity line and w=0 (nPCOUNT 0.4, NDCG 0.11) is worse on nPCOUNT, w=0.9 on
+    # NDCG (0.05 < 0.07, 0.06): not dominated; seed 2 (nPCOUNT 0.1, NDCG 0.08) is beyond w=0.9, not dominated
+    assert f"| gptrec-ppo ILD λ=0.5 | mmr at equal ild@10 | +0.0060 | 3/3 | 0 | {p_ild:.3g} | {holm_ild:.3g} | 0/3 |" in text
+    assert f"| gptrec-ppo PCOUNT λ=30 | pop-rerank at equal npcount@10 | -0.0150 | 0/2 | 1 | {p_pop:.3g} | {holm_pop:.3g} | 0/3 |" in text
+    # a PPO point more popular and less accurate than re-ranking at w=0 is dominated, in direction of the goal
+    for r in per_seed:
+        r["rows"]["gptrec-ppo PCOUNT λ=2"] = row("gptrec-ppo-pcount", 0.105, npc=0.45, lam=2.0, best_step=0)
+        r["rows"]["gptrec-ppo ILD λ=0.1"] = row("gptrec-ppo-ild", 0.115, ild=0.59, npc=0.2, lam=0.1, best_step=0)
+    text = "\n".join(study._ppo_tests(per_seed, [0, 1, 2]))
+    assert "| gptrec-ppo PCOUNT λ=2 | pop-rerank at equal npcount@10 | – | 0/0 | 3 | - | - | 3/3 |" in text
+    assert "| gptrec-ppo ILD λ=0.1 | mmr at equal ild@10 | – | 0/0 | 3 | - | - | 3/3 |" in text
