@@ -36,7 +36,7 @@ import numpy as np
 
 from recgym.errors import BadInputError, cli
 from recgym.experiments import map_units
-from recgym.experiments.report import (atomic_write, code_version, code_versions_markdown, md_table, paired_tests, pyplot,
+from recgym.experiments.report import (atomic_write, code_version, code_versions_markdown, holm, md_table, paired_tests, pyplot,
                                        save_figure, summary, write_json)
 
 TINY = dict(state_len=20, hidden=32, n_blocks=1, n_heads=2)
@@ -245,7 +245,7 @@ def write_tables(summary: dict[str, Any], per_seed: list[dict[str, Any]], seeds:
                 cells.append(f"{r.get('train_best_step')} / {r.get('train_stopped_at')} ({r.get('train_stop')}; "
                              f"{r.get('train_cap')}){flag}" if r else "-")
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
-    lines += _ppo_tests(per_seed, seeds)
+    lines += _decoding_table(per_seed) + _ppo_tests(per_seed, seeds)
     text = "\n".join(lines) + "\n"
     atomic_write(path, text)
     return text
@@ -260,6 +260,26 @@ TOPK_BASELINES = ("pop", "bpr", "sasrec", "bert4rec")
 RERANKER_OF = {"gptrec-ppo-ild": ("mmr", "ild@10", 1), "gptrec-ppo-pcount": ("pop-rerank", "npcount@10", -1)}
 """Each secondary-goal PPO kind: the greedy re-ranker of the same goal, the goal's metric and its
 direction (+1: higher is better, −1: lower is better) (RQ4)."""
+
+
+def _decoding_table(per_seed: list[dict[str, Any]]) -> list[str]:
+    """Figure 3 as numbers: NDCG@K under Top-K and Next-K decoding of the same model (mean over seeds)
+    and the change at K = 10, relative to Top-K, per seed."""
+    curves = per_seed[0]["ndcg_at_k"]
+    models = [n[: -len(" (Top-K)")] for n in curves if n.endswith(" (Top-K)")
+              and all(f"{n[: -len(' (Top-K)')]} ({mode})" in r["ndcg_at_k"] for r in per_seed for mode in ("Top-K", "Next-K"))]
+    if not models:
+        return []
+    body = []
+    for m in models:
+        top = np.array([r["ndcg_at_k"][f"{m} (Top-K)"] for r in per_seed])
+        nxt = np.array([r["ndcg_at_k"][f"{m} (Next-K)"] for r in per_seed])
+        change = nxt[:, 9] / top[:, 9] - 1
+        body.append([m, *(f"{top[:, k - 1].mean():.4f} / {nxt[:, k - 1].mean():.4f}" for k in (1, 5, 10)),
+                     f"{nxt[:, 9].mean() / top[:, 9].mean() - 1:+.1%}", " / ".join(f"{c:+.1%}" for c in change)])
+    return ["", "NDCG@K of the same model under Top-K / Next-K decoding (mean over seeds), and Next-K's change at "
+            "K = 10 relative to Top-K (of the means; per seed):", "",
+            md_table(["model", "NDCG@1", "NDCG@5", "NDCG@10", "Next-K vs Top-K @10", "per seed"], body)]
 
 
 def _fmt_test(t: dict[str, Any] | None) -> str:
@@ -279,7 +299,8 @@ def _paired_table(per_seed: list[dict[str, Any]], seeds: list[int], base: str, n
 
 
 def _ppo_tests(per_seed: list[dict[str, Any]], seeds: list[int]) -> list[str]:
-    """The student against the Top-K baselines (RQ1) and every PPO run against the student (RQ3, RQ4)."""
+    """The Top-K baselines and every PPO run against the student (RQ1, RQ3), and the secondary-goal PPO
+    runs against re-ranking (RQ4)."""
     rows = per_seed[0]["rows"]
     if STUDENT not in rows:
         return []
@@ -294,7 +315,7 @@ def _ppo_tests(per_seed: list[dict[str, Any]], seeds: list[int]) -> list[str]:
         out += ["", f"PPO runs against the supervised student `{STUDENT}`: mean paired difference by seed (PPO − "
                 "student; seeds where PPO is higher; paired t-test p, Holm-corrected across the PPO runs; `-` "
                 "under 2 seeds).", "", _paired_table(per_seed, seeds, STUDENT, names)]
-    return out + _reranker_tests(per_seed, seeds)
+    return out + _reranker_tests(per_seed)
 
 
 def ndcg_at_equal(rows: dict[str, dict[str, Any]], kind: str, metric: str, x: float) -> float | None:
@@ -307,13 +328,11 @@ def ndcg_at_equal(rows: dict[str, dict[str, Any]], kind: str, metric: str, x: fl
     return float(np.interp(x, xs, ys))
 
 
-def _reranker_tests(per_seed: list[dict[str, Any]], seeds: list[int]) -> list[str]:
+def _reranker_tests(per_seed: list[dict[str, Any]]) -> list[str]:
     """RQ4: each secondary-goal PPO run against greedy re-ranking of the seed's best Top-K model at the
     same value of the secondary metric (:func:`ndcg_at_equal`), paired by seed, Holm across the runs.
     Both grids are fixed before the run, so no operating point is picked on test."""
     from scipy.stats import ttest_1samp
-
-    from recgym.experiments.report import holm
 
     rows0 = per_seed[0]["rows"]
     names = [n for n in rows0 if rows0[n]["kind"] in RERANKER_OF]

@@ -627,3 +627,23 @@ def test_study_paired_tables_by_hand():
     text = "\n".join(study._ppo_tests(per_seed, [0, 1, 2]))
     assert "| gptrec-ppo PCOUNT λ=2 | pop-rerank at equal npcount@10 | – | 0/0 | 3 | - | - | 3/3 |" in text
     assert "| gptrec-ppo ILD λ=0.1 | mmr at equal ild@10 | – | 0/0 | 3 | - | - | 3/3 |" in text
+
+
+def test_study_decoding_table_by_hand():
+    """Top-K vs Next-K decoding of the same model: means over seeds at K = 1, 5, 10 and the change at 10,
+    of the means and per seed (only models with both curves in every seed)."""
+    from studies import gptrec as study
+
+    def curve(at1, at5, at10):
+        c = list(np.linspace(at1, at10, 10))
+        c[4] = at5
+        return c
+
+    per_seed = [{"ndcg_at_k": {"sasrec (Top-K)": curve(0.03, 0.07, 0.10), "sasrec (Next-K)": curve(0.03, 0.06, 0.08),
+                               "pop (Top-K)": curve(0.01, 0.02, 0.04)}},
+                {"ndcg_at_k": {"sasrec (Top-K)": curve(0.05, 0.09, 0.20), "sasrec (Next-K)": curve(0.04, 0.08, 0.17),
+                               "pop (Top-K)": curve(0.01, 0.02, 0.04)}}]
+    text = "\n".join(study._decoding_table(per_seed))
+    # @10: Top-K 0.15, Next-K 0.125 → −16.7%; per seed 0.08/0.10 − 1 = −20.0%, 0.17/0.20 − 1 = −15.0%
+    assert "| sasrec | 0.0400 / 0.0350 | 0.0800 / 0.0700 | 0.1500 / 0.1250 | -16.7% | -20.0% / -15.0% |" in text
+    assert "| pop |" not in text
