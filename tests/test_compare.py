@@ -145,6 +145,32 @@ def test_code_version_of_a_copy_inside_another_repository(tmp_path, monkeypatch)
     assert code_version().startswith("recgym ")
 
 
+def test_code_version_dirty_means_code_not_reports(tmp_path, monkeypatch):
+    # a study writes its report into docs/results: the next study's runs are still at the commit
+    import subprocess
+
+    import recgym
+    from recgym.experiments.report import code_version
+
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    (tmp_path / "recgym").mkdir()
+    (tmp_path / "docs" / "results").mkdir(parents=True)
+    (tmp_path / "recgym" / "__init__.py").write_text("x = 1\n")
+    (tmp_path / "docs" / "results" / "table.md").write_text("old\n")
+    (tmp_path / "README.md").write_text("old\n")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "c"], check=True)
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    monkeypatch.setattr(recgym, "__file__", str(tmp_path / "recgym" / "__init__.py"))
+    assert code_version() == head
+    (tmp_path / "docs" / "results" / "table.md").write_text("new\n")
+    (tmp_path / "README.md").write_text("new\n")
+    assert code_version() == head
+    (tmp_path / "recgym" / "__init__.py").write_text("x = 2\n")
+    assert code_version() == head + "+dirty"
+
+
 def test_config_errors_are_named():
     with pytest.raises(BadInputError, match="--seeds: listed more than once: 1"):
         CompareConfig(agents=["pop"], seeds=[1, 1])

@@ -66,8 +66,9 @@ def write_json(path: str | Path, obj: Any, indent: int = 2) -> Path:
 
 def code_version() -> str:
     """The code that computes a result: ``git rev-parse --short HEAD`` of the checkout recgym is
-    imported from (``+dirty`` when tracked files differ from it), or ``recgym <version>`` for an
-    installed package."""
+    imported from (``+dirty`` when tracked files other than ``docs/`` and Markdown differ from it:
+    the studies write their reports there, which must not mark the next study's runs), or
+    ``recgym <version>`` for an installed package."""
     import subprocess
 
     import recgym
@@ -81,7 +82,8 @@ def code_version() -> str:
             return installed
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)docs", ":(exclude)*.md"],
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
