@@ -41,7 +41,7 @@ from recgym.errors import EXIT_JOBS_FAILED, BadInputError, cli
 from recgym.experiments import JobSpec, run_jobs
 from recgym.experiments.job import finished_results
 from recgym.experiments.cli import command_line, split_list
-from recgym.experiments.report import atomic_write, fmt_cell, md_table, paired_tests, pyplot, save_figure, summary, write_json
+from recgym.experiments.report import atomic_write, code_versions_markdown, fmt_cell, md_table, paired_tests, pyplot, save_figure, summary, write_json
 
 AGENTS = ("sasrec", "sqn", "sac", "snqn", "sa2c", "co", "ccql")
 BASE = "sasrec"
@@ -285,6 +285,15 @@ def convergence_md(results: dict[tuple[str, str], list[dict[str, Any]]], dataset
     return "\n".join(md)
 
 
+def _versions_md(results: dict[tuple[str, str], list[dict[str, Any]]]) -> str:
+    """The code version line of the report (one version, or the mix per run) from each run's ``results.json``."""
+    versions: dict[str, list[str]] = {}
+    for (ds, a), runs in sorted(results.items()):
+        for r in runs:
+            versions.setdefault(r.get("code_version", "unrecorded"), []).append(f"{ds}/{a}/{r['seed']}")
+    return code_versions_markdown(versions)
+
+
 def write_report(out: Path, results: dict[tuple[str, str], list[dict[str, Any]]], args: argparse.Namespace,
                  datasets: list[str], agents: list[str], steps: dict[str, int], wall_s: float,
                  errors: list[str]) -> Path:
@@ -306,6 +315,7 @@ def write_report(out: Path, results: dict[tuple[str, str], list[dict[str, Any]]]
           f"Produced by `{command}`: {wall_s / 60:.1f} min of wall time (for the runs that invocation made; "
           f"finished runs are reused), {run_s / 60:.1f} min summed over the runs' train + evaluate time. "
           f"Seeds {args.seeds}; " + length_md(args, datasets, steps) + ".", "",
+          *([versions, ""] if (versions := _versions_md(results)) else []),
           SETTING_MD.format(eval_every=", ".join(f"{ds}: every {_eval_every(args, ds, steps)} steps" for ds in datasets),
                             switch=("at a fixed step (" if args.patience else "at half of the run (")
                             + ", ".join(f"{ds}: step {_switch(args, ds, steps)}" for ds in datasets) + ")",

@@ -71,6 +71,8 @@ def test_quick_study_writes_every_run_and_the_report(study, quick):
     d = [a["ndcg@20_purchase"] - b["ndcg@20_purchase"] for a, b in zip(sq, base)]
     assert agg["synthetic/sqn"]["vs_base"]["diff_vs_baseline"] == pytest.approx(np.mean(d))
     assert "p (Holm)" in doc
+    version = json.loads((quick / "runs" / "synthetic" / "sqn" / "seed0" / "results.json").read_text())["code_version"]
+    assert f"Code version of every run: `{version}` ({2 * len(agents)} runs)." in doc
 
 
 @pytest.mark.slow
