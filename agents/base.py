@@ -239,9 +239,22 @@ def _check_value(value: Any, hint: Any) -> tuple[bool, Any]:
     return True, value
 
 
+_BOUNDS: dict[str, tuple[str, Any]] = {
+    **{name: ("a positive integer", lambda v: v >= 1)
+       for name in ("state_len", "hidden", "n_blocks", "n_heads", "batch_size", "steps", "eval_every", "patience")},
+    **{name: ("positive", lambda v: v > 0) for name in ("lr", "epochs", "max_grad_norm")},
+    **{name: ("non-negative", lambda v: v >= 0) for name in ("weight_decay", "patience_after")},
+    "dropout": ("in [0, 1)", lambda v: 0 <= v < 1),
+}
+"""Ranges of the hyper-parameters every agent names alike (one name per concept): a value outside
+them would fail deep inside torch (a negative tensor size) or train nothing (lr 0), so it is refused
+up front. ``None``, where the annotation allows it, is not bounded."""
+
+
 def check_config(config: AgentConfig, owner: str) -> AgentConfig:
-    """Check every field of a dataclass config against its annotation (see :func:`_check_value`);
-    raises :class:`BadInputError` naming the first bad field, its value and the expected type."""
+    """Check every field of a dataclass config against its annotation (see :func:`_check_value`)
+    and the shared fields against :data:`_BOUNDS`; raises :class:`BadInputError` naming the first
+    bad field, its value and what it must be."""
     hints = typing.get_type_hints(type(config))
     fixed = {}
     for f in dataclasses.fields(config):
@@ -251,6 +264,10 @@ def check_config(config: AgentConfig, owner: str) -> AgentConfig:
             want = getattr(hints[f.name], "__name__", None) or str(hints[f.name]).replace("typing.", "")
             want = ("a finite " if "float" in want else "an " if want[0] in "aeiou" else "a ") + want
             raise BadInputError(f"{owner}: hyper-parameter {f.name} must be {want}, got {value!r}")
+        if f.name in _BOUNDS and v is not None and not _BOUNDS[f.name][1](v):
+            optional = type(None) in typing.get_args(hints.get(f.name))
+            raise BadInputError(f"{owner}: hyper-parameter {f.name} must be {_BOUNDS[f.name][0]}"
+                                f"{' or None' if optional else ''}, got {value!r}")
         if v is not value:
             fixed[f.name] = v
     return dataclasses.replace(config, **fixed) if fixed else config

@@ -4,6 +4,7 @@ names the culprit, and nothing is written or overwritten."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -113,6 +114,34 @@ def test_config_checks_int_fields_and_optional_fields():
         SASRecAgent(N_ITEMS, max_grad_norm=float("nan"))
     agent = SASRecAgent(N_ITEMS, steps=1e3, max_grad_norm=None)  # an integral float is an int
     assert agent.config.steps == 1000 and isinstance(agent.config.steps, int)
+
+
+@pytest.mark.parametrize("agent, field, value, want", [
+    ("sasrec", "hidden", -4, "a positive integer"),
+    ("sasrec", "hidden", 0, "a positive integer"),
+    ("sqn", "batch_size", 0, "a positive integer"),
+    ("bert4rec", "n_heads", 0, "a positive integer"),
+    ("sasrec", "state_len", 0, "a positive integer"),
+    ("sasrec", "steps", 0, "a positive integer or None"),
+    ("sasrec", "eval_every", -1, "a positive integer or None"),
+    ("sasrec", "lr", 0.0, "positive"),
+    ("sasrec", "lr", -1e-3, "positive"),
+    ("sasrec", "epochs", 0, "positive"),
+    ("sasrec", "max_grad_norm", 0.0, "positive or None"),
+    ("sasrec", "weight_decay", -0.1, "non-negative"),
+    ("sasrec", "dropout", 1.0, "in [0, 1)"),
+    ("sasrec", "dropout", -0.1, "in [0, 1)"),
+])
+def test_config_refuses_values_outside_their_range(agent, field, value, want):
+    # a negative width used to surface as torch's "negative dimension" RuntimeError (exit 1)
+    with pytest.raises(BadInputError, match=rf"hyper-parameter {field} must be {re.escape(want)}, got {re.escape(repr(value))}$"):
+        make_agent(agent, N_ITEMS, **{field: value})
+
+
+def test_config_range_edges_are_accepted():
+    agent = make_agent("sasrec", N_ITEMS, hidden=1, dropout=0.0, weight_decay=0.0, steps=1, eval_every=1,
+                       patience=1, patience_after=0, max_grad_norm=None)
+    assert (agent.config.hidden, agent.config.dropout, agent.config.steps) == (1, 0.0, 1)
 
 
 def test_gptrec_config_refuses_a_string_lambda_ild():
