@@ -2,7 +2,8 @@
 """Simulator fidelity: which offline criterion ranks agents like their true value?
 
     python -m studies.simulation --quick --out runs/simulation_quick             # < 60 s, 3 tiny worlds
-    python -m studies.simulation --out runs/simulation --jobs 2 --world-ids 0-19 # 20 worlds, the page
+    python -m studies.simulation --out runs/simulation --jobs 2 --world-ids 0-19 # 20 worlds, 400 steps each
+    python -m studies.simulation --patience 5 --out runs/simulation_converged --jobs 2 --world-ids 0-19
 
 Over the Synthetic worlds ``--world-ids`` whose knobs are drawn at random from the ranges in ``KNOBS``
 (popularity bias of the items and of the logger, quality–popularity correlation, the rating
@@ -31,7 +32,9 @@ pick). Worlds 0–4 are *development* (imputer variants were chosen on them), 5�
 (reported, never tuned on), 10–19 the *confirmation* set of the logged contexts (their decision rule
 was written down before they were evaluated; ``confirmation`` in ``results.json``). Writes ``jobs/``
 (the harness jobs), ``eval/world<k>.json`` (every criterion value, cached: a rerun only computes
-what is missing), ``results.json``, ``tables.md`` and ``fidelity.png`` into ``--out``.
+what is missing), ``results.json``, ``tables.md`` and ``fidelity.png`` into ``--out``. With
+``--patience`` every agent trains to convergence (:data:`CONVERGE`) instead of a fixed 400 steps and
+``tables.md`` gives each agent's convergence over the worlds.
 """
 
 from __future__ import annotations
@@ -63,7 +66,15 @@ KNOBS: dict[str, tuple] = {
 FULL = dict(n_users=400, n_sessions=2000, ratings_per_user=20, steps=400,
             agent=dict(hidden=32, batch_size=128, state_len=10, eval_every=200))
 QUICK = dict(n_users=80, n_sessions=150, ratings_per_user=10, steps=20,
-             agent=dict(hidden=8, batch_size=32, state_len=5, eval_every=20))
+             agent=dict(hidden=8, batch_size=32, state_len=5, eval_every=20), quick=True)
+CONVERGE = {"eval_every": 25, "cap": 6250, "switch": 250}
+"""``--patience``: every agent validates every 25 steps and stops after ``patience`` validations
+without a strict improvement, under a cap of 6,250 steps (as the README's converged Synthetic
+comparison, whose runs peaked at 75–115 steps); ``ccql`` switches its actor at step 250 (the
+Q-learning study's Synthetic setting) and validations before it do not count toward the patience."""
+QUICK_CONVERGE = {"eval_every": 5, "cap": 60, "switch": 20}
+SWITCHED = ("ccql",)
+"""Agents of the zoo whose actor changes at ``switch_step``."""
 HORIZON = 5
 IMPUTERS: dict[str, dict[str, Any]] = {
     "steck": {},
@@ -122,7 +133,7 @@ def world_knobs(w: int, P: dict) -> dict[str, Any]:
     out: dict[str, Any] = {"n_users": P["n_users"], "ratings_per_user": P["ratings_per_user"]}
     for k, r in KNOBS.items():
         out[k] = int(rng.choice(r)) if len(r) == 3 else round(float(rng.uniform(*r)), 3)
-    if P is QUICK:
+    if P.get("quick"):
         out["n_items"] = 60
     out["session_len_max"] = max(30, int(np.ceil(out["session_len_mean"])) + 1)
     return out
@@ -134,8 +145,53 @@ def jobs_of_world(w: int, P: dict, out: Path) -> list[Any]:
     data = {"n_sessions": P["n_sessions"], "world_seed": w,
             **{k: v for k, v in world_knobs(w, P).items() if k != "ratings_per_user"}}
     return [JobSpec(agent=a, dataset="synthetic", seed=0, out=str(out / "jobs" / f"world{w}" / a), data_params=data,
-                    overrides=dict(P["agent"]), steps=P["steps"], ignore_overrides=True, true_value=True)
+                    overrides=agent_overrides(a, P), steps=P["steps"], ignore_overrides=True, true_value=True)
             for a in AGENTS]
+
+
+def converged(P: dict, patience: int) -> dict:
+    """``P`` in convergence mode: the cap of :data:`CONVERGE` as ``steps`` and ``patience``."""
+    c = QUICK_CONVERGE if P.get("quick") else CONVERGE
+    return {**P, "steps": c["cap"], "patience": patience, "converge": dict(c),
+            "agent": {**P["agent"], "eval_every": c["eval_every"]}}
+
+
+def agent_overrides(agent: str, P: dict) -> dict[str, Any]:
+    """One agent's config overrides: ``P["agent"]``; in convergence mode also ``patience`` and, for a
+    switched agent, ``switch_step`` with ``patience_after`` at it."""
+    o = dict(P["agent"])
+    if "patience" in P:
+        o["patience"] = P["patience"]
+        if agent in SWITCHED:
+            o["switch_step"] = o["patience_after"] = P["converge"]["switch"]
+    return o
+
+
+def training_markdown(worlds: list[int], P: dict, out: Path) -> str:
+    """How the zoo was trained: the code version of every job, and in convergence mode the
+    convergence table (per agent over worlds: best and stop step, stop reasons, flagged runs)."""
+    from recgym.experiments.job import read_results
+    from recgym.experiments.report import code_versions_markdown, convergence_markdown, run_convergence
+
+    versions: dict[str, list[str]] = {}
+    conv: dict[str, dict[str, dict[str, Any]]] = {}
+    for w in worlds:
+        for j in jobs_of_world(w, P, out):
+            if (r := read_results(j.job_dir())) is not None:
+                versions.setdefault(r.get("code_version", "unrecorded"), []).append(f"{j.agent}/world{w}")
+                conv.setdefault(j.agent, {})[str(w)] = run_convergence(r, r.get("selection_metric"))
+    if "patience" in P:
+        mode = (f"Every agent trained to convergence: patience {P['patience']} validations, every "
+                f"{P['converge']['eval_every']} steps, cap {P['steps']} steps; `ccql` switches at step "
+                f"{P['converge']['switch']}.")
+    else:
+        mode = f"Every agent trained for a fixed {P['steps']} steps (validation every {P['agent']['eval_every']})."
+    lines = [mode, "", code_versions_markdown(versions)]
+    if "patience" in P:
+        metric = next((r["selection_metric"] for w in worlds for j in jobs_of_world(w, P, out)
+                       if (r := read_results(j.job_dir())) and r.get("selection_metric")), "the selection metric")
+        lines += convergence_markdown(conv, metric, unit="world")
+    return "\n".join(lines) + "\n\n"
 
 
 # ---------------------------------------------------------------------------- evaluating one world
@@ -457,8 +513,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="3 tiny worlds, a few steps (a smoke test)")
     p.add_argument("--imputers", default=",".join(IMPUTERS), help="imputer variants to evaluate")
     p.add_argument("--default", default="steck", help="the imputer reported as the simulator's default")
+    p.add_argument("--patience", type=int, default=None,
+                   help="train every agent to convergence: stop after this many validations without improvement "
+                        "(cadence, cap and ccql's switch: CONVERGE); default: the fixed 400 steps")
     args = p.parse_args(argv)
     P = QUICK if args.quick else FULL
+    if args.patience is not None:
+        if args.patience < 1:
+            p.error(f"--patience must be a positive integer, got {args.patience}")
+        P = converged(P, args.patience)
     try:
         worlds = parse_worlds(args.world_ids or ("0,5,10" if args.quick else "0-9"))
     except ValueError as e:
@@ -503,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     if held:
         md += "\n" + "\n".join(tests_markdown("Held-out paired tests of the per-world Spearman ρ (Wilcoxon signed "
                                                "rank, Holm over the family)", tests["held-out"]))
+    md = training_markdown(worlds, P, out) + md
     atomic_write(out / "tables.md", md)
     plot(agg, out, imputers, args.default)
     print(md)

@@ -101,3 +101,29 @@ def test_quick_study_end_to_end_and_resumes(study, tmp_path, capsys):
     assert "0 to run" in capsys.readouterr().out
     ev2 = json.loads((tmp_path / "eval" / "world0.json").read_text())
     assert ev2["imputers"]["steck"] == ev["imputers"]["steck"] and "ips-obs" in ev2["imputers"]
+
+
+def test_convergence_mode_overrides(study):
+    P = study.converged(study.FULL, 5)
+    assert P["steps"] == study.CONVERGE["cap"] and study.FULL["steps"] == 400  # FULL itself untouched
+    sasrec = study.agent_overrides("sasrec", P)
+    assert sasrec["patience"] == 5 and sasrec["eval_every"] == study.CONVERGE["eval_every"]
+    assert "switch_step" not in sasrec and "patience_after" not in sasrec
+    ccql = study.agent_overrides("ccql", P)
+    assert ccql["switch_step"] == ccql["patience_after"] == study.CONVERGE["switch"]
+    # the fixed-step mode has no patience and leaves the switch to the preset
+    assert "patience" not in study.agent_overrides("ccql", study.FULL)
+    assert study.world_knobs(0, study.converged(study.QUICK, 2))["n_items"] == 60  # still the quick world
+
+
+@pytest.mark.slow
+def test_quick_study_converged_reports_convergence(study, tmp_path):
+    assert study.main(["--quick", "--patience", "2", "--world-ids", "0", "--out", str(tmp_path),
+                       "--imputers", "steck"]) == 0
+    md = (tmp_path / "tables.md").read_text()
+    assert "trained to convergence: patience 2" in md and "Code version of every run" in md
+    assert "| sasrec |" in md and "std over worlds" in md  # the convergence table, one row per agent
+    job = next(j for j in study.jobs_of_world(0, study.converged(study.QUICK, 2), tmp_path) if j.agent == "ccql")
+    res = json.loads((job.job_dir() / "results.json").read_text())
+    assert res["patience"] == 2 and res["config"]["patience_after"] == study.QUICK_CONVERGE["switch"]
+    assert res["stop_reason"] in ("patience", "cap")

@@ -619,16 +619,17 @@ def report_markdown(rep: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def convergence_markdown(conv: dict[str, dict[str, dict[str, Any]]], metric: str, label: str = "agent") -> list[str]:
+def convergence_markdown(conv: dict[str, dict[str, dict[str, Any]]], metric: str, label: str = "agent",
+                         unit: str = "seed") -> list[str]:
     """The convergence table of a report (lines, empty when no run has a curve to judge): per cell the
     best validation step and the step training stopped at (mean ± sample std over seeds, ``ddof=1``),
     the stop reasons, and every flagged run (:data:`CONVERGENCE_FLAGS`). ``conv``: ``{cell: {seed:
-    run_convergence(...)}}``."""
+    run_convergence(...)}}``; ``unit``: what a key of the inner dict is (a ``seed``, or a ``world``)."""
     judged = {a: runs for a, runs in conv.items() if any(r["converged"] is not None for r in runs.values())}
     if not judged:
         return []
     lines = ["", f"Convergence: best validation step (`{metric}`) and the step training stopped at, mean ± sample "
-             "std over seeds (ddof=1); stop = why each run ended (patience: early stopping; cap: the full "
+             f"std over {unit}s (ddof=1); stop = why each run ended (patience: early stopping; cap: the full "
              "length); **flagged** runs did not converge by the rule:", "",
              f"| {label} | best step | stopped at | evaluations | stop | flagged |", "|---|---:|---:|---:|---|---|"]
     used: set[str] = set()
@@ -636,13 +637,13 @@ def convergence_markdown(conv: dict[str, dict[str, dict[str, Any]]], metric: str
         cs = convergence_summary(runs)
         n = max(r["n_evals"] for r in runs.values())
         stop = ", ".join(f"{k} {v}" for k, v in sorted(cs["stop_reasons"].items())) or "-"
-        bad = [f"seed {s} ({', '.join(f)})" for s, f in cs["flagged"].items()]
+        bad = [f"{unit} {s} ({', '.join(f)})" for s, f in cs["flagged"].items()]
         used |= {f for fl in cs["flagged"].values() for f in fl}
         lines.append(f"| {a} | {fmt_cell(cs['best_step'], 0)} | {fmt_cell(cs['stopped_at'], 0)} | {n} | {stop} | "
                      f"{'**' + '; '.join(bad) + '**' if bad else 'none'} |")
     if used:
         lines += [""] + [f"* *{f}*: {CONVERGENCE_FLAGS[f]}." for f in CONVERGENCE_FLAGS if f in used]
-    first_phase = [f"{a} (seed{'s' if len(ss) > 1 else ''} {', '.join(ss)})" for a, runs in judged.items()
+    first_phase = [f"{a} ({unit}{'s' if len(ss) > 1 else ''} {', '.join(ss)})" for a, runs in judged.items()
                    if (ss := [s for s, r in runs.items() if r.get("best_in_first_phase")])]
     if first_phase:
         lines += ["", "Best checkpoint from the first phase (at or before `patience_after`, the switch step): the "
