@@ -141,9 +141,7 @@ def run_seed(args: argparse.Namespace, cfg: dict[str, Any], seed: int, log) -> d
     res = evaluate_loo(student.with_score_mode("first"), sp.test, ks=ks, popularity=pop)
     ndcg_curves["gptrec (MC teacher) (Top-K)"] = [res[f"ndcg@{k}"] for k in ks]
 
-    ppo_base = {**GPTRecPPOAgent.PRESETS.get(dataset, {}), **cfg["ppo"]}
-    if ppo_base.get("ppo_patience"):  # early stopping: the configured length times PPO_CAP_FACTOR is the cap
-        ppo_base["ppo_steps"] = PPO_CAP_FACTOR * ppo_base.get("ppo_steps", GPTRecPPOAgent.Config.ppo_steps)
+    ppo_base = ppo_config(dataset, cfg)
     for name, over, kind, lam in runs:
         t0 = time.perf_counter()
         agent = GPTRecPPOAgent(n, seed=seed, **{**ppo_base, **over})
@@ -414,15 +412,29 @@ def plots(summary: dict[str, Any], per_seed: list[dict[str, Any]], out: Path) ->
     save_figure(fig, out / "topk_vs_nextk.png", dpi=120)
 
 
-PPO_CAP_FACTOR = 5
+PPO_CAP_FACTOR = 10
 """With ``--patience`` a PPO run may train this many times its configured ``ppo_steps`` (ML-100K: 1,200 →
-6,000 steps, 30 validations), so that early stopping and not the cap ends it."""
+12,000 steps, 60 validations), so that early stopping and not the cap ends it (at 5×, ILD λ = 0.25 and
+0.5 reached the cap in seed 2 of the converged run at 608a9d9)."""
 
 
-CONVERGE_CAPS = {"bert4rec": {"epochs": 1000}}
-"""Caps raised for early stopping: with its 100 ML-100K epochs as the cap, BERT4Rec was still
-improving at the cap (best validation at step 800 of 800, seed 0 of a first converged run at
-b976a9a), so its cap is 10x that."""
+CONVERGE_CAPS = {"bert4rec": {"epochs": 1000}, "student": {"epochs": 100}}
+"""Caps raised for early stopping, 10× / 5× the configured length: with its 100 ML-100K epochs as the
+cap, BERT4Rec was still improving at the cap (best validation at step 800 of 800, seed 0 of a first
+converged run at b976a9a); the student (20 CPU-preset epochs) ended at its cap in seeds 1–3 of the
+converged run at 608a9d9 (best validation 592–629 of 740 steps). A run stopped by patience before
+the old cap is unchanged: a batch depends on (seed, step) only."""
+
+
+def ppo_config(dataset: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The PPO runs' shared config: the dataset's preset and ``cfg["ppo"]``; with early stopping
+    (``ppo_patience``) the configured length times :data:`PPO_CAP_FACTOR` is the cap."""
+    from recgym.agents.gptrec import GPTRecPPOAgent
+
+    out = {**GPTRecPPOAgent.PRESETS.get(dataset, {}), **cfg["ppo"]}
+    if out.get("ppo_patience"):
+        out["ppo_steps"] = PPO_CAP_FACTOR * out.get("ppo_steps", GPTRecPPOAgent.Config.ppo_steps)
+    return out
 
 
 def with_patience(cfg: dict[str, Any], patience: int) -> dict[str, Any]:
@@ -433,7 +445,7 @@ def with_patience(cfg: dict[str, Any], patience: int) -> dict[str, Any]:
         raise BadInputError(f"--patience must be a positive integer, got {patience}")
     agents = {k: ({**v, **CONVERGE_CAPS.get(k, {}), "patience": patience} if k in TRAINED else v)
               for k, v in cfg["agents"].items()}
-    return {**cfg, "agents": agents, "student": {**cfg["student"], "patience": patience},
+    return {**cfg, "agents": agents, "student": {**cfg["student"], **CONVERGE_CAPS["student"], "patience": patience},
             "ppo": {**cfg["ppo"], "ppo_patience": patience}}
 
 

@@ -73,6 +73,14 @@ def test_gptrec_patience_reaches_the_trained_models_and_ppo():
     assert "patience" not in gptrec.FULL["student"]  # the preset itself is untouched
     # BERT4Rec's cap is raised (its fixed length was its best step), the fixed-budget config keeps 100
     assert cfg["agents"]["bert4rec"]["epochs"] == 1000 and gptrec.FULL["agents"]["bert4rec"]["epochs"] == 100
+    # the student's cap too (it ended at its 20 preset epochs); the preset and fixed-budget config keep theirs
+    from recgym.agents.gptrec import GPTRecAgent
+
+    assert cfg["student"]["epochs"] == 100 and "epochs" not in gptrec.FULL["student"]
+    assert GPTRecAgent.PRESETS["ml-100k"]["epochs"] == 20
+    # PPO: 10x its configured 1,200 steps as the cap with early stopping, the configured length without
+    assert gptrec.ppo_config("ml-100k", cfg)["ppo_steps"] == 12_000
+    assert gptrec.ppo_config("ml-100k", gptrec.FULL)["ppo_steps"] == 1_200
     with pytest.raises(BadInputError, match="--patience must be a positive integer"):
         gptrec.with_patience(gptrec.FULL, 0)
 
