@@ -200,12 +200,18 @@ def write_tables(summary: dict[str, Any], per_seed: list[dict[str, Any]], seeds:
     """``tables.md``: every row's mean ± std, each PPO run's kept / stop step and each trained model's
     best / stop step per seed; ``versions`` (``{code version: [seed files]}``) gives its version line."""
     best = ", ".join(f"seed {s}: {r['best_topk']}" for s, r in zip(seeds, per_seed))
-    lines = [header, "", *([code_versions_markdown(versions), ""] if versions else []), f"mean ± sample std over seeds {seeds}; lists exclude the history; ILD@10 is the full mean "
+    spread = len(per_seed) > 1  # one seed has no sample std: its cells are the values alone
+
+    def cell(mean_std: tuple[float, float]) -> str:
+        return f"{mean_std[0]:.4f} ± {mean_std[1]:.4f}" if spread else f"{mean_std[0]:.4f}"
+
+    what = f"mean ± sample std over seeds {seeds}" if spread else f"seed {seeds[0]} only (no spread)"
+    lines = [header, "", *([code_versions_markdown(versions), ""] if versions else []), f"{what}; lists exclude the history; ILD@10 is the full mean "
              "pairwise genre cosine distance (the paper's tables report half of it). Best Top-K model by validation "
              f"NDCG@10 (the re-rankers' base): {best}.", "",
              "| model | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
     for name, r in summary.items():
-        lines.append(f"| {name} | " + " | ".join(f"{r[m][0]:.4f} ± {r[m][1]:.4f}" for m in METRICS) + " |")
+        lines.append(f"| {name} | " + " | ".join(cell(r[m]) for m in METRICS) + " |")
     ppo = [name for name, r in summary.items() if "best_step" in r]
     if ppo:
         lines += ["", "PPO optimisation step kept (best validation list reward; 0 = the supervised student itself) / "

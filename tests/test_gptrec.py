@@ -335,7 +335,10 @@ def test_study_quick_runs_and_writes_its_outputs(tmp_path):
     # the shared-loop models select their checkpoints on the split's own protocol (leave-one-out:
     # NDCG@10 of the held-out item), not on session NDCG@20 over every validation event
     assert res["per_seed"][0]["code_version"]  # the code that produced the seed (git HEAD or the package version)
-    assert "Code version of every run" in (out / "tables.md").read_text()
+    table = (out / "tables.md").read_text()
+    assert "Code version of every run" in table
+    # one seed has no sample std: its cells carry no "± 0.0000"
+    assert "seed 0 only (no spread)" in table and "| pop | 0." in table and "±" not in table.split("| pop |")[1].split("\n")[0]
     seed_rows = res["per_seed"][0]["rows"]
     assert {n: seed_rows[n].get("train_metric") for n in ("sasrec", "bert4rec", "gptrec (MC teacher)")} == \
         dict.fromkeys(("sasrec", "bert4rec", "gptrec (MC teacher)"), "ndcg@10")
@@ -381,6 +384,7 @@ def test_study_report_from_seed_files_with_different_best_topk_and_a_merged_run(
     assert summary["gptrec-ppo PCOUNT λ=30"]["npcount@10"][0] == pytest.approx(0.05)
     table = (main_dir / "tables.md").read_text()
     assert "seed 0: bert4rec, seed 1: sasrec" in table
+    assert f"| best Top-K+mmr w=0.5 | 0.8000 ± {np.std([0.3, 1.3], ddof=1):.4f} |" in table  # two seeds: a spread
     assert "| gptrec-ppo NDCG | 0 | 50 |" in table and "| gptrec-ppo PCOUNT λ=30 | 100 | 100 |" in table
     # each seed file's code version; the merged run's differ (one unrecorded), so the table warns
     assert "Mixed code versions" in table and "`aaaaaaa`: 2 run(s) (seed0.json, seed1.json)" in table
