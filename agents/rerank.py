@@ -34,12 +34,11 @@ from recgym.data.windows import last_items_of_rows
 
 
 @dataclass
-class RerankConfig(AgentConfig):
+class WrapperConfig(AgentConfig):
+    """What every wrapper of a fitted Top-K agent takes (``nextk-decode`` takes only these)."""
+
     base: str = "bert4rec"
-    """Registered Top-K agent to re-rank (used when ``fit`` gets no fitted ``base``)."""
-    weight: float = 0.5
-    """Trade-off ``w`` between relevance (0) and the secondary objective (1)."""
-    candidates: int = 100
+    """Registered Top-K agent to wrap (used when ``fit`` gets no fitted ``base``)."""
     slate_size: int = 10
     state_len: int = 200
     """Overwritten by the base agent's window when a base is attached."""
@@ -47,14 +46,22 @@ class RerankConfig(AgentConfig):
     """Device of the base agent built by ``fit`` or ``load`` (a given fitted base keeps its own)."""
 
 
-class _Reranker(Agent):
-    Config = RerankConfig
-    config: RerankConfig
+@dataclass
+class RerankConfig(WrapperConfig):
+    weight: float = 0.5
+    """Trade-off ``w`` between relevance (0) and the secondary objective (1)."""
+    candidates: int = 100
+    """How many of the base's top unseen items the list is chosen from."""
 
-    def __init__(self, n_items: int, config: RerankConfig | None = None, seed: int = 0, **overrides: Any) -> None:
+
+class _Wrapper(Agent):
+    """An agent built on a fitted Top-K ``base_agent``: attaching it, its window and device, saving."""
+
+    Config = WrapperConfig
+    config: WrapperConfig
+
+    def __init__(self, n_items: int, config: WrapperConfig | None = None, seed: int = 0, **overrides: Any) -> None:
         super().__init__(n_items, config, seed, **overrides)
-        if not 0.0 <= self.config.weight <= 1.0:
-            raise ValueError(f"{self.name}: weight must lie in [0, 1], got {self.config.weight}")
         self.base_agent: Agent | None = None
         self.genres = torch.zeros(n_items, 1)
         self.pop = torch.zeros(n_items)
@@ -68,7 +75,7 @@ class _Reranker(Agent):
         """The base agent's device (where the re-ranking runs)."""
         return torch.device(getattr(self.base_agent, "device", "cpu") if self.base_agent is not None else self.config.device)
 
-    def fit(self, train: SessionLog, valid: SessionLog | None = None, base: Agent | None = None, **kwargs: Any) -> "_Reranker":
+    def fit(self, train: SessionLog, valid: SessionLog | None = None, base: Agent | None = None, **kwargs: Any) -> "_Wrapper":
         """Attach a fitted ``base`` (or fit ``config.base`` on ``train``) and read genres / popularity."""
         if base is None:
             from recgym.agents.registry import device_override, make_agent
@@ -85,6 +92,33 @@ class _Reranker(Agent):
         p = train.popularity().astype(np.float32)
         self.pop = torch.from_numpy(p / max(float(p.max()), 1e-12))
         return self
+
+    def state_dict(self) -> dict[str, Any]:
+        b = self.base_agent
+        # the base's name and config travel with its weights (it may be any fitted agent)
+        return {"genres": self.genres, "pop": self.pop, "base": b.state_dict() if b else {},
+                "base_agent": b.name if b else "", "base_config_json": json.dumps(b.config_dict()) if b else "{}"}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from recgym.agents.registry import device_override, get_agent_class
+
+        self.genres, self.pop = state["genres"], state["pop"]
+        if state.get("base"):
+            name = state.get("base_agent") or self.config.base
+            cls = get_agent_class(name)
+            cfg = {**json.loads(state.get("base_config_json", "{}")), **device_override(name, self.config.device)}
+            self.base_agent = cls(self.n_items, config=cls.Config(**cfg))
+            self.base_agent.load_state_dict(state["base"])
+
+
+class _Reranker(_Wrapper):
+    Config = RerankConfig
+    config: RerankConfig
+
+    def __init__(self, n_items: int, config: RerankConfig | None = None, seed: int = 0, **overrides: Any) -> None:
+        super().__init__(n_items, config, seed, **overrides)
+        if not 0.0 <= self.config.weight <= 1.0:
+            raise ValueError(f"{self.name}: weight must lie in [0, 1], got {self.config.weight}")
 
     def _select(self, rel: torch.Tensor, cand: torch.Tensor, k: int) -> torch.Tensor:
         """Positions (into ``cand``) of the re-ranked list, ``[B, k]``."""
@@ -113,23 +147,6 @@ class _Reranker(Agent):
         out = -torch.sigmoid(-base)
         out.scatter_(1, items, torch.arange(k, 0, -1, dtype=out.dtype, device=out.device).expand(len(items), k))
         return out
-
-    def state_dict(self) -> dict[str, Any]:
-        b = self.base_agent
-        # the base's name and config travel with its weights (it may be any fitted agent)
-        return {"genres": self.genres, "pop": self.pop, "base": b.state_dict() if b else {},
-                "base_agent": b.name if b else "", "base_config_json": json.dumps(b.config_dict()) if b else "{}"}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        from recgym.agents.registry import device_override, get_agent_class
-
-        self.genres, self.pop = state["genres"], state["pop"]
-        if state.get("base"):
-            name = state.get("base_agent") or self.config.base
-            cls = get_agent_class(name)
-            cfg = {**json.loads(state.get("base_config_json", "{}")), **device_override(name, self.config.device)}
-            self.base_agent = cls(self.n_items, config=cls.Config(**cfg))
-            self.base_agent.load_state_dict(state["base"])
 
 
 class MMRAgent(_Reranker):
@@ -168,11 +185,12 @@ class PopRerankAgent(_Reranker):
         return torch.topk(obj, k, dim=1).indices
 
 
-class NextKDecoder(_Reranker):
+class NextKDecoder(_Wrapper):
     """``nextk-decode``: Next-K decoding of a Top-K agent. Position ``i`` is the base's best unseen
     item for the history followed by the ``i − 1`` items already generated (the window keeps the
-    base's last ``state_len`` items); ``weight`` is unused. ``scores`` puts the generated list first,
-    then the other items by the base's first-position scores, like the re-rankers."""
+    base's last ``state_len`` items); it has no trade-off ``weight`` and no candidate pool (every
+    unseen item can be picked). ``scores`` puts the generated list first, then the other items by the
+    base's first-position scores, like the re-rankers."""
 
     name = "nextk-decode"
 
@@ -206,4 +224,4 @@ class NextKDecoder(_Reranker):
         return out
 
 
-__all__ = ["MMRAgent", "NextKDecoder", "PopRerankAgent", "RerankConfig"]
+__all__ = ["MMRAgent", "NextKDecoder", "PopRerankAgent", "RerankConfig", "WrapperConfig"]

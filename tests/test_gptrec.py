@@ -425,6 +425,16 @@ def test_nextk_decoding_feeds_each_pick_back_into_the_window(split):
     assert base.scores(states[:, :3], lengths).topk(2, dim=1).indices[0].tolist() == [3, 0]  # Top-K: one step
 
 
+def test_nextk_decoder_refuses_the_rerankers_knobs():
+    """Next-K decoding has no trade-off weight and no candidate pool: setting one is an error, not a no-op."""
+    from recgym.agents.registry import make_agent
+
+    for knob in ({"weight": 0.3}, {"candidates": 20}):
+        with pytest.raises(TypeError, match="unknown hyper-parameter"):
+            make_agent("nextk-decode", 20, **knob)
+    assert make_agent("mmr", 20, weight=0.3, candidates=20).config.weight == 0.3  # the re-rankers keep them
+
+
 # ------------------------------------------------------------------------------ losses term by term
 def test_masked_entropy_by_hand():
     p = torch.tensor([[0.5, 0.25, 0.25, 0.0], [1.0, 0.0, 0.0, 0.0]])
