@@ -95,9 +95,15 @@ class Agent:
             s[torch.from_numpy(rows).to(s.device), torch.from_numpy(cols).to(s.device)] = -torch.inf
         return torch.topk(s, k, dim=1).indices.cpu().numpy()
 
-    def predict(self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True):
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True,
+                action_masks: np.ndarray | None = None):
         """SB3-style action for an env observation: a dict with ``"history"`` ids (right-padded)
-        and optionally ``"length"``, or a bare id matrix. Returns ``(actions, None)``."""
+        and optionally ``"length"``, or a bare id matrix. Returns ``(actions, None)``.
+
+        In the Next-K slate env (an observation with ``"slate"`` and ``"position"``) the items already
+        placed in the slate are never chosen again, so the greedy slate is the agent's Top-K list.
+        ``action_masks`` (bool ``[n_items]`` or ``[B, n_items]``, True = allowed, as sb3-contrib's
+        ``MaskablePPO.predict`` takes it, e.g. ``env.action_masks()``) restricts the choice further."""
         if isinstance(observation, dict):
             hist = np.asarray(observation["history"])
             length = observation.get("length")
@@ -108,13 +114,37 @@ class Agent:
         if length is None:
             length = (hist != self.pad_id).sum(axis=1)
         length = np.asarray(length, dtype=np.int64).reshape(-1)
+        allowed = self._allowed_actions(observation, len(hist), action_masks)
         states, lengths = last_items_of_rows(hist, length, self.state_len, self.pad_id)
         dev = self.score_device
         with torch.no_grad():
             s = self.scores(torch.from_numpy(states).to(dev), torch.from_numpy(lengths).to(dev))
+            if allowed is not None:
+                s = s.float().masked_fill(~torch.from_numpy(allowed).to(s.device), -torch.inf)
             a = s.argmax(dim=1) if deterministic else torch.distributions.Categorical(logits=s.float()).sample()
         a = a.cpu().numpy()
         return (a[0] if single else a), None
+
+    def _allowed_actions(self, observation: Any, rows: int, action_masks: np.ndarray | None) -> np.ndarray | None:
+        """bool ``[rows, n_items]`` of the actions :meth:`predict` may take (``None``: all of them):
+        not in the slate built so far, and allowed by ``action_masks``. A row with nothing allowed
+        keeps every action (the env then decides what an invalid action earns)."""
+        allowed = None
+        if action_masks is not None:
+            m = np.asarray(action_masks, dtype=bool)
+            if m.shape[-1:] != (self.n_items,) or m.ndim > 2:
+                raise ValueError(f"{self.name}: action_masks has shape {m.shape}, expected [n_items={self.n_items}] "
+                                 f"or [batch, n_items]")
+            allowed = np.array(np.broadcast_to(m, (rows, self.n_items)))
+        if isinstance(observation, dict) and "slate" in observation and "position" in observation:
+            slate = np.atleast_2d(np.asarray(observation["slate"], dtype=np.int64))
+            pos = np.asarray(observation["position"], dtype=np.int64).reshape(-1)
+            r, j = np.nonzero(np.arange(slate.shape[1])[None, :] < pos[:, None])
+            allowed = np.ones((rows, self.n_items), dtype=bool) if allowed is None else allowed
+            allowed[r, slate[r, j]] = False
+        if allowed is not None:
+            allowed[~allowed.any(axis=1)] = True
+        return allowed
 
     @property
     def score_device(self) -> torch.device:

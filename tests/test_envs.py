@@ -154,6 +154,57 @@ def test_slate_masks_penalty_and_final_metrics():
     assert env2.action_masks().all()
 
 
+class _FixedScores:
+    """A recgym agent stub whose scores are the same fixed vector for every state."""
+
+    def __new__(cls, scores):
+        from recgym.agents.base import Agent
+
+        class Fixed(Agent):
+            name = "fixed-scores"
+
+            def fit(self, train, valid=None, **kw):
+                return self
+
+            def scores(self, states, lengths):
+                import torch
+
+                return torch.tensor(scores, dtype=torch.float32).expand(len(states), len(scores)).clone()
+
+        return Fixed(len(scores))
+
+
+def test_agent_predict_in_the_slate_env_builds_its_top_k_list():
+    """Agent.predict never repeats a slate item, so a greedy episode is the agent's Top-K list (no
+    invalid steps); action_masks (the env's) excludes the history too; batched observations work."""
+    agent = _FixedScores([0.1, 0.9, 0.5, 0.8, 0.2, 0.7])  # ranking 1, 3, 5, 2, 4, 0
+    env = slate_env(split="test", slate_size=3, mask_history=False)
+    obs, _ = env.reset(seed=0)  # history [0, 1]
+    picks = []
+    for _ in range(3):
+        a, _ = agent.predict(obs)
+        picks.append(int(a))
+        obs, r, term, _, info = env.step(a)
+        assert not info.get("invalid")
+    assert picks == [1, 3, 5] and term
+    env = slate_env(split="test", slate_size=3)  # mask_history: 0 and 1 are not allowed
+    obs, _ = env.reset(seed=0)
+    picks = []
+    for _ in range(3):
+        a, _ = agent.predict(obs, action_masks=env.action_masks())
+        picks.append(int(a))
+        obs, *_ = env.step(a)
+    assert picks == [3, 5, 2]
+    # a batch of two slates at positions 2 and 0; a row with every action banned keeps them all
+    batch = {"history": np.array([[0, N_ITEMS], [2, N_ITEMS]]), "length": np.array([[1], [1]]),
+             "slate": np.array([[1, 3, N_ITEMS], [N_ITEMS] * 3]), "position": np.array([[2], [0]])}
+    assert agent.predict(batch)[0].tolist() == [5, 1]
+    none_left = np.zeros((2, N_ITEMS), dtype=bool)
+    assert agent.predict(batch, action_masks=none_left)[0].tolist() == [1, 1]  # the unrestricted argmax
+    with pytest.raises(ValueError, match="action_masks has shape"):
+        agent.predict(batch, action_masks=np.ones(N_ITEMS + 1, dtype=bool))
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.data(), st.floats(0, 2), st.floats(0, 5), st.integers(2, 6))
 def test_step_rewards_sum_to_list_metric(data, lam_ild, lam_pop, K):
