@@ -140,8 +140,10 @@ class Agent:
             slate = np.atleast_2d(np.asarray(observation["slate"], dtype=np.int64))
             pos = np.asarray(observation["position"], dtype=np.int64).reshape(-1)
             r, j = np.nonzero(np.arange(slate.shape[1])[None, :] < pos[:, None])
+            placed = slate[r, j]
+            real = placed < self.n_items  # a padded slot is no item
             allowed = np.ones((rows, self.n_items), dtype=bool) if allowed is None else allowed
-            allowed[r, slate[r, j]] = False
+            allowed[r[real], placed[real]] = False
         if allowed is not None:
             allowed[~allowed.any(axis=1)] = True
         return allowed

@@ -175,11 +175,13 @@ def training_markdown(worlds: list[int], P: dict, out: Path) -> str:
 
     versions: dict[str, list[str]] = {}
     conv: dict[str, dict[str, dict[str, Any]]] = {}
+    metric = "the selection metric"
     for w in worlds:
         for j in jobs_of_world(w, P, out):
             if (r := read_results(j.job_dir())) is not None:
                 versions.setdefault(r.get("code_version", "unrecorded"), []).append(f"{j.agent}/world{w}")
                 conv.setdefault(j.agent, {})[str(w)] = run_convergence(r, r.get("selection_metric"))
+                metric = r.get("selection_metric") or metric
     if "patience" in P:
         mode = (f"Every agent trained to convergence: patience {P['patience']} validations, every "
                 f"{P['converge']['eval_every']} steps, cap {P['steps']} steps; `ccql` switches at step "
@@ -188,8 +190,6 @@ def training_markdown(worlds: list[int], P: dict, out: Path) -> str:
         mode = f"Every agent trained for a fixed {P['steps']} steps (validation every {P['agent']['eval_every']})."
     lines = [mode, "", code_versions_markdown(versions)]
     if "patience" in P:
-        metric = next((r["selection_metric"] for w in worlds for j in jobs_of_world(w, P, out)
-                       if (r := read_results(j.job_dir())) and r.get("selection_metric")), "the selection metric")
         lines += convergence_markdown(conv, metric, unit="world")
     return "\n".join(lines) + "\n\n"
 

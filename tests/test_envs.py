@@ -154,30 +154,28 @@ def test_slate_masks_penalty_and_final_metrics():
     assert env2.action_masks().all()
 
 
-class _FixedScores:
-    """A recgym agent stub whose scores are the same fixed vector for every state."""
+def fixed_scores_agent(scores):
+    """A recgym agent whose scores are the same fixed vector for every state."""
+    import torch
 
-    def __new__(cls, scores):
-        from recgym.agents.base import Agent
+    from recgym.agents.base import Agent
 
-        class Fixed(Agent):
-            name = "fixed-scores"
+    class FixedScores(Agent):
+        name = "fixed-scores"
 
-            def fit(self, train, valid=None, **kw):
-                return self
+        def fit(self, train, valid=None, **kw):
+            return self
 
-            def scores(self, states, lengths):
-                import torch
+        def scores(self, states, lengths):
+            return torch.tensor(scores, dtype=torch.float32).expand(len(states), len(scores)).clone()
 
-                return torch.tensor(scores, dtype=torch.float32).expand(len(states), len(scores)).clone()
-
-        return Fixed(len(scores))
+    return FixedScores(len(scores))
 
 
 def test_agent_predict_in_the_slate_env_builds_its_top_k_list():
     """Agent.predict never repeats a slate item, so a greedy episode is the agent's Top-K list (no
     invalid steps); action_masks (the env's) excludes the history too; batched observations work."""
-    agent = _FixedScores([0.1, 0.9, 0.5, 0.8, 0.2, 0.7])  # ranking 1, 3, 5, 2, 4, 0
+    agent = fixed_scores_agent([0.1, 0.9, 0.5, 0.8, 0.2, 0.7])  # ranking 1, 3, 5, 2, 4, 0
     env = slate_env(split="test", slate_size=3, mask_history=False)
     obs, _ = env.reset(seed=0)  # history [0, 1]
     picks = []
@@ -201,6 +199,8 @@ def test_agent_predict_in_the_slate_env_builds_its_top_k_list():
     assert agent.predict(batch)[0].tolist() == [5, 1]
     none_left = np.zeros((2, N_ITEMS), dtype=bool)
     assert agent.predict(batch, action_masks=none_left)[0].tolist() == [1, 1]  # the unrestricted argmax
+    padded = dict(batch, slate=np.array([[N_ITEMS, 3, N_ITEMS], [N_ITEMS] * 3]))  # a pad slot bans nothing
+    assert agent.predict(padded)[0].tolist() == [1, 1]
     with pytest.raises(ValueError, match="action_masks has shape"):
         agent.predict(batch, action_masks=np.ones(N_ITEMS + 1, dtype=bool))
 
