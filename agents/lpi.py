@@ -148,7 +148,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # §4.1 (Netflix): last 200 ratings, loss on the last m = 50; 2 layers, 8 heads, 200 dims;
     # batch 128, 30 epochs
     "netflix": {**_LOO, "state_len": 200, "hidden": 200, "n_blocks": 2, "n_heads": 8, "last_m": 50,
-                "batch_size": 128, "epochs": 30},
+                "batch_size": 128, "epochs": 30, "mu_epochs": 30},
     "retailrocket": {"lr": 0.005},
     "synthetic": {"epochs": 5},
 }

@@ -66,7 +66,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "ml-100k": _ML100K,
     "ml-1m": {**_LOO, "state_len": 200},
     # LPI paper, Netflix: 2 layers, 8 heads, 200 dims, batch 128, 30 epochs, last 200 ratings
-    "netflix": {**_LOO, "state_len": 200, "hidden": 200, "n_heads": 8},
+    "netflix": {**_LOO, "state_len": 200, "hidden": 200, "n_heads": 8, "epochs": 30},
     "steam": {**_LOO, "state_len": 50},
     # PRL paper: lr 0.005 on RetailRocket (0.01 on RC15, the default)
     "retailrocket": {"lr": 0.005},

@@ -58,6 +58,10 @@ def study_parser(doc: str, name: str, datasets: tuple[str, ...], unit: str) -> a
                    help="train to convergence: every iterative agent stops after N validations without a strict "
                         "improvement, under the study's cap and validation cadence (its CONVERGE); job folders "
                         f"default to runs/{name}_converged")
+    p.add_argument("--paper", action="store_true",
+                   help="the papers' own settings: every agent at its defaults and the dataset's presets (the "
+                        "papers' epochs, learning rates, batch sizes, switch steps), validated once per epoch, the "
+                        "best epoch kept; no CPU step budget (docs/paper-settings.md)")
     return p
 
 
@@ -107,6 +111,11 @@ def study_setup(args: argparse.Namespace, name: str, known: tuple[str, ...]) -> 
     seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
     if getattr(args, "patience", None) is not None and args.patience < 1:
         raise BadInputError(f"--patience must be a positive integer, got {args.patience}")
+    if getattr(args, "paper", False) and (args.quick or getattr(args, "patience", None) is not None
+                                          or getattr(args, "steps", None) is not None or getattr(args, "epochs", None) is not None):
+        raise BadInputError("--paper runs the papers' own lengths: it takes no --quick, --patience, --steps or --epochs")
+    if getattr(args, "paper", False):
+        name = f"{name}_paper"
     if getattr(args, "patience", None) is not None:
         name = f"{name}_converged"  # fixed-length runs validate on another cadence: not continued into these
     runs = Path(args.runs) if args.runs else (Path(args.out) / "runs" if args.quick else Path("runs") / name)

@@ -55,6 +55,14 @@ FULL = dict(  # CPU preset on ml-100k
     ppo=dict(),  # GPTRecPPOAgent.PRESETS["ml-100k"]
     lambdas_ild=(0.1, 0.25, 0.5), lambdas_pop=(2.0, 5.0, 10.0, 30.0, 60.0), weights=(0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9),
 )
+PAPER = {
+    "ml-1m": dict(lambdas_ild=(0.1, 0.5), lambdas_pop=(30.0, 60.0)),
+    "steam": dict(lambdas_ild=(0.5, 1.5), lambdas_pop=(30.0, 60.0)),
+}
+"""``--paper``: Table 3's λ on our scales (ILD: half the paper's λ, PCOUNT: 10×; docs/results/gptrec.md):
+ML-1M λ_ILD 0.2 and 1.0, Steam-2M 1.0 and 3.0; λ_PCOUNT 3 and 6 on both. Every model at the dataset's
+presets (the paper's: 3 layers, d 256, history 200, 64,000 PPO steps; Steam: the BERT4Rec teacher)."""
+TEACHER_LABEL = {"mc": "MC", "bert4rec": "BERT4Rec"}
 TRAINED = ("sasrec", "bert4rec")
 """Top-K baselines trained by the shared loop (with the student: what ``--patience`` early-stops)."""
 PARTS = ("baselines", "student", "ppo-ndcg", "ppo-ild", "ppo-pcount", "rerank")
@@ -108,6 +116,9 @@ def run_seed(args: argparse.Namespace, cfg: dict[str, Any], seed: int, log) -> d
     parts = set(cfg.get("parts", PARTS))
     valid_ndcg = {}
     best_name, best = None, None
+    student_kw = {**GPTRecAgent.PRESETS.get(dataset, {}), **cfg["student"]}
+    teacher_name = student_kw.get("teacher", GPTRecAgent.Config.teacher)
+    topk: dict[str, Any] = {}
     for name in ("pop", "bpr", "sasrec", "bert4rec") if {"baselines", "rerank"} & parts else ():
         t0 = time.perf_counter()
         a = make_agent(name, n, seed=seed, dataset=dataset, protocol="loo", **cfg["agents"].get(name, {}))
@@ -115,13 +126,12 @@ def run_seed(args: argparse.Namespace, cfg: dict[str, Any], seed: int, log) -> d
         record(name, a, t0, "baseline")
         valid_ndcg[name] = evaluate_loo(a, sp.valid)["ndcg@10"]
         if name in ("sasrec", "bert4rec"):
-            rows[name]["agent"] = a
+            topk[name] = a
             res = evaluate_loo(NextKDecoder(n).fit(sp.train, base=a), sp.test, ks=ks)  # Figure 3: Next-K decoding
             ndcg_curves[f"{name} (Next-K)"] = [res[f"ndcg@{k}"] for k in ks]
     if valid_ndcg:
         best_name = max(("sasrec", "bert4rec"), key=lambda k: valid_ndcg[k])
-        best = rows[best_name].pop("agent")
-        rows[{"sasrec": "bert4rec", "bert4rec": "sasrec"}[best_name]].pop("agent")
+        best = topk[best_name]
     if "baselines" not in parts:  # trained only as the re-rankers' base
         rows.clear()
         ndcg_curves.clear()
@@ -134,12 +144,16 @@ def run_seed(args: argparse.Namespace, cfg: dict[str, Any], seed: int, log) -> d
         return _seed_result(rows, ndcg_curves, best_name, sp, n, parts, seed, cfg, best, pop)
 
     t0 = time.perf_counter()
-    teacher = make_agent("mc", n, seed=seed).fit(sp.train)
-    student = GPTRecAgent(n, seed=seed, **{**GPTRecAgent.PRESETS.get(dataset, {}), **cfg["student"]})
+    if teacher_name == "mc":
+        teacher = make_agent("mc", n, seed=seed).fit(sp.train)
+    else:  # a trained baseline of this seed is reused; otherwise the student fits its teacher
+        teacher = topk.get(teacher_name)
+    student = GPTRecAgent(n, seed=seed, **student_kw)
     student.fit(sp.train, sp.valid, teacher=teacher, **fit_kw)
-    record("gptrec (MC teacher)", student, t0, "gptrec")
+    name = f"gptrec ({TEACHER_LABEL.get(teacher_name, teacher_name)} teacher)"
+    record(name, student, t0, "gptrec")
     res = evaluate_loo(student.with_score_mode("first"), sp.test, ks=ks, popularity=pop)
-    ndcg_curves["gptrec (MC teacher) (Top-K)"] = [res[f"ndcg@{k}"] for k in ks]
+    ndcg_curves[f"{name} (Top-K)"] = [res[f"ndcg@{k}"] for k in ks]
 
     ppo_base = ppo_config(dataset, cfg)
     for name, over, kind, lam in runs:
@@ -256,7 +270,12 @@ def write_tables(summary: dict[str, Any], per_seed: list[dict[str, Any]], seeds:
 
 
 STUDENT = "gptrec (MC teacher)"
-"""The family's base model: every PPO run starts from this supervised student."""
+"""The family's base model: every PPO run starts from this supervised student (``student_row``)."""
+
+
+def student_row(rows: dict[str, Any]) -> str:
+    """The name of the supervised student's row (its teacher in brackets; :data:`STUDENT` when absent)."""
+    return next((n for n, r in rows.items() if r["kind"] == "gptrec"), STUDENT)
 
 
 TOPK_BASELINES = ("pop", "bpr", "sasrec", "bert4rec")
@@ -306,19 +325,20 @@ def _ppo_tests(per_seed: list[dict[str, Any]], seeds: list[int]) -> list[str]:
     """The Top-K baselines and every PPO run against the student (RQ1, RQ3), and the secondary-goal PPO
     runs against re-ranking (RQ4)."""
     rows = per_seed[0]["rows"]
-    if STUDENT not in rows:
+    student = student_row(rows)
+    if student not in rows:
         return []
     out = []
     baselines = [n for n in TOPK_BASELINES if n in rows]
     if baselines:
-        out += ["", f"Top-K baselines against the supervised student `{STUDENT}`: mean paired difference by seed "
+        out += ["", f"Top-K baselines against the supervised student `{student}`: mean paired difference by seed "
                 "(baseline − student; seeds where the baseline is higher; paired t-test p, Holm-corrected across "
-                "the baselines; `-` under 2 seeds).", "", _paired_table(per_seed, seeds, STUDENT, baselines)]
+                "the baselines; `-` under 2 seeds).", "", _paired_table(per_seed, seeds, student, baselines)]
     names = [n for n in rows if rows[n]["kind"].startswith("gptrec-ppo")]
     if names:
-        out += ["", f"PPO runs against the supervised student `{STUDENT}`: mean paired difference by seed (PPO − "
+        out += ["", f"PPO runs against the supervised student `{student}`: mean paired difference by seed (PPO − "
                 "student; seeds where PPO is higher; paired t-test p, Holm-corrected across the PPO runs; `-` "
-                "under 2 seeds).", "", _paired_table(per_seed, seeds, STUDENT, names)]
+                "under 2 seeds).", "", _paired_table(per_seed, seeds, student, names)]
     return out + _reranker_tests(per_seed)
 
 
@@ -393,7 +413,7 @@ def plots(summary: dict[str, Any], per_seed: list[dict[str, Any]], out: Path) ->
         for x, y, name in pts:
             ax.plot(x, y, "*", ms=12, color="tab:red")
             ax.annotate(name.replace("gptrec-ppo ", ""), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        s = summary.get("gptrec (MC teacher)")
+        s = summary.get(student_row(summary))
         if s:
             ax.plot(s[metric][0], s["ndcg@10"][0], "s", color="tab:blue", label="gptrec (student)")
         ax.plot([], [], "*", color="tab:red", label="gptrec-ppo")
@@ -403,7 +423,7 @@ def plots(summary: dict[str, Any], per_seed: list[dict[str, Any]], out: Path) ->
         fig.tight_layout()
         save_figure(fig, out / fname, dpi=120)
     fig, ax = plt.subplots(figsize=(6, 4))
-    shown = (("sasrec", "tab:blue"), ("bert4rec", "tab:orange"), ("gptrec (MC teacher)", "tab:green"),
+    shown = (("sasrec", "tab:blue"), ("bert4rec", "tab:orange"), (student_row(summary), "tab:green"),
              ("gptrec-ppo NDCG", "tab:red"))
     for model, color in shown:  # one colour per model: dashed Top-K, solid Next-K decoding of the same model
         for mode, style in (("Top-K", "--"), ("Next-K", "-")):
@@ -455,6 +475,12 @@ def with_patience(cfg: dict[str, Any], patience: int) -> dict[str, Any]:
             "ppo": {**cfg["ppo"], "ppo_patience": patience}}
 
 
+def on_device(cfg: dict[str, Any], device: str) -> dict[str, Any]:
+    """``cfg`` with every trained model (the Top-K transformers, the student, PPO) on ``device``."""
+    agents = {**cfg["agents"], **{k: {**cfg["agents"].get(k, {}), "device": device} for k in TRAINED}}
+    return {**cfg, "agents": agents, "student": {**cfg["student"], "device": device}, "ppo": {**cfg["ppo"], "device": device}}
+
+
 def _seed_worker(args: dict[str, Any], cfg: dict[str, Any], seed: int) -> dict[str, Any]:
     """:func:`run_seed` in a worker process (``--jobs``), single-threaded like the main process."""
     import torch
@@ -481,6 +507,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patience", type=int, default=None, metavar="N",
                    help="early-stop sasrec, bert4rec, the GPTRec student and every PPO run after N validations "
                         "without a strict improvement (their configured lengths are the caps)")
+    p.add_argument("--paper", action="store_true",
+                   help="the paper's Table 3 settings on --dataset ml-1m or steam (every model at the dataset's "
+                        "presets, the paper's λ grids; docs/paper-settings.md)")
+    p.add_argument("--device", default=None,
+                   help="torch device of every trained model (sasrec, bert4rec, the student, PPO), e.g. cuda")
     p.add_argument("--merge", type=Path, action="append", default=[],
                    help="add the rows of another run's seed<N>.json files (same seeds) to this report; repeatable")
     args = p.parse_args(argv)
@@ -488,8 +519,15 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     cfg = dict(QUICK if args.quick else FULL)
+    if args.paper:
+        if args.quick or args.patience is not None or args.dataset not in PAPER:
+            raise BadInputError(f"--paper: the paper's datasets are {', '.join(PAPER)} (got --dataset {args.dataset}); "
+                                "it takes no --quick or --patience (the paper's lengths and early stopping)")
+        cfg.update(agents={}, student={}, ppo={}, **PAPER[args.dataset])
     if args.patience is not None:
         cfg = with_patience(cfg, args.patience)
+    if args.device is not None:
+        cfg = on_device(cfg, args.device)
     for key in ("lambdas_ild", "lambdas_pop"):
         if getattr(args, key) is not None:
             cfg[key] = tuple(getattr(args, key))

@@ -17,6 +17,12 @@
 (d) Figure 3: per-session test NDCG@20 of μ̂, SQN and LPI^RL bucketed by the number of clicks /
     purchases in the session, with a paired t-test LPI^RL vs SQN per bucket.
 
+``--paper``: the paper's settings on the paper's data: the bandit part on ``netflix`` (its preset:
+the last 200 ratings, loss on the last 50, 2 layers, 8 heads, 200 dims, batch 128, 30 epochs), the
+MDP part on ``retailrocket`` and ``yoochoose`` (the last 20 events of each session, 20 epochs at
+lr 0.01 for every policy, SAC's switch as its own paper); every agent at its defaults and the dataset's presets otherwise
+(docs/paper-settings.md).
+
 Every policy of every (part, dataset, seed) is one harness job (:class:`recgym.experiments.JobSpec`,
 :func:`recgym.experiments.run_jobs`; ``--jobs`` workers) in ``<runs>/<part>/<dataset>/seed<N>/``
 (``--runs``, default ``runs/lpi``), in two waves: μ̂ (``sasrec``, and SQN / SAC), then the policies
@@ -70,7 +76,18 @@ def converge_params(P: dict[str, Any], patience: int, settings: dict[str, int]) 
     under ``settings``' cap and cadence (the bandit part at its own cadence), SAC switches at a fixed step."""
     return {**P, "agent": converge_agent(P["agent"], patience, settings), "switch": settings["switch"],
             "bandit_eval_every": settings["bandit_eval_every"]}
-DATASETS = ("synthetic", "ml-100k", "ml-1m", "netflix")
+DATASETS = ("synthetic", "ml-100k", "ml-1m", "netflix", "retailrocket", "yoochoose")
+PAPER_MDP = {"epochs": 20, "lr": 0.01}
+"""``--paper``, MDP part: "all the models are trained with Adam, batch 256, for 20 epochs" with the
+SASRec hyper-parameters of Xin et al. (SQN/SAC, SIGIR'20: lr 0.01), every policy alike (LPI paper §4.2)."""
+
+
+def paper_parts(ds: str) -> tuple[str, ...]:
+    """``--paper``: the paper's part on each dataset: the bandit part where a rating log has an MF user
+    simulator (Netflix, §4.1), the MDP part on click / purchase session logs (YooChoose, RetailRocket, §4.2)."""
+    from recgym.experiments.job import DEFAULT_SIMS
+
+    return ("bandit",) if ds in DEFAULT_SIMS else ("mdp",)
 
 
 BANDIT = {"L_μ": "lmu", "IPS": "ips"}
@@ -83,7 +100,9 @@ def _spec(agent: str, unit: tuple[str, str, int], data: dict[str, Any], agent_kw
           name: str, ctx: dict[str, Any], **fields: Any) -> JobSpec:
     """One harness job of a unit (part, dataset, seed), in ``<runs>/<part>/<dataset>/seed<N>/<name>``."""
     part, ds, seed = unit
-    overrides = {**paper_defaults(agent, data["dataset"], data["protocol"]), **agent_kw, **fields.pop("overrides", {})}
+    pinned = {} if ctx.get("paper") else paper_defaults(agent, data["dataset"], data["protocol"])
+    overrides = {**pinned, **agent_kw, **fields.pop("overrides", {})}
+    ctx = {k: v for k, v in ctx.items() if k != "paper"}
     return JobSpec(agent=agent, seed=seed, out=str(runs / part / ds / f"seed{seed}" / name), overrides=overrides,
                    **data, **ctx, **fields)
 
@@ -105,7 +124,8 @@ def bandit_jobs(ds: str, seed: int, P: dict, runs: Path, ctx: dict[str, Any]) ->
         data = dict(dataset=ds, protocol="loo", data_params=params)
     else:
         data = dict(dataset=ds, protocol="loo", reward_scheme="rating")
-        agent_kw = {"state_len": 50, **agent_kw}
+        if not ctx.get("paper"):  # --paper: the dataset's preset (Netflix: the last 200 ratings)
+            agent_kw = {"state_len": 50, **agent_kw}
     unit, sims = ("bandit", ds, seed), list(DEFAULT_SIMS[ds])
     mu = _spec("sasrec", unit, data, agent_kw, runs, "mu", ctx, sims=sims)
     dep = dict(logging_policy=str(mu.job_dir() / "model.pt"), sims=sims)
@@ -121,6 +141,8 @@ def mdp_jobs(ds: str, seed: int, P: dict, runs: Path, ctx: dict[str, Any]) -> tu
     paper keeps the last 20 actions): ``({policy: job}, [(param, value, job)])`` with the Figure 2 sweep."""
     if ds == "synthetic":
         data = dict(dataset=ds, protocol="session", data_params={**P["world"], "n_sessions": P["n_sessions"], "world_seed": seed})
+    elif ds in ("retailrocket", "yoochoose"):  # click / purchase sessions already
+        data = dict(dataset=ds, protocol="session", last_n_events=20)
     else:
         data = dict(dataset=ds, protocol="session", reward_scheme="click-purchase", last_n_events=20)
     unit, kw = ("mdp", ds, seed), P["agent"]
@@ -130,6 +152,8 @@ def mdp_jobs(ds: str, seed: int, P: dict, runs: Path, ctx: dict[str, Any]) -> tu
     jobs["SQN"] = _spec("sqn", unit, data, kw, runs, "sqn", ctx)
     switch = P.get("switch") or (kw.get("steps") or 1000) // 2  # convergence mode: a fixed step, else half the run
     sac = {"switch_step": switch, **({"patience_after": switch} if "patience" in kw else {})}
+    if ctx.get("paper"):  # SAC's own paper setting (its switch at step 30,000)
+        sac = {}
     jobs["SAC"] = _spec("sac", unit, data, kw, runs, "sac", ctx, overrides=sac)
     jobs["LPI^RL"] = _spec("lpi", unit, data, kw, runs, "lpi", ctx, **dep)
     settings = [("beta", b, dict(beta=b, lam=1.0)) for b in P["betas"]] + [("lam", l, dict(beta=1.0, lam=l)) for l in P["lams"]]
@@ -287,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     p = study_parser(__doc__, "lpi", DATASETS, "policy x part x dataset x seed")
     args = p.parse_args(argv)
     P = dict(QUICK if args.quick else FULL)
+    if args.paper:
+        P["agent"] = {}
     if args.patience is not None:
         P = converge_params(P, args.patience, QUICK_CONVERGE if args.quick else CONVERGE)
     datasets, seeds, runs = study_setup(args, "lpi", DATASETS)
@@ -296,16 +322,20 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, Any] = {"command": command_line("python -m studies.lpi", argv), "quick": args.quick, "seeds": seeds,
                            "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in P.items()},
                            "bandit": {}, "mdp": {}, "sweep": {}, "by_length": {}, "errors": {}}
-    ctx = dict(data_dir=args.data_dir, threads=args.threads)
+    ctx = dict(data_dir=args.data_dir, threads=args.threads, **({"paper": True} if args.paper else {}))
     bandit: dict[tuple[str, int], dict[str, JobSpec]] = {}
     mdp: dict[tuple[str, int], tuple[dict[str, JobSpec], list[tuple]]] = {}
     for ds in datasets:
+        parts = paper_parts(ds) if args.paper else ("bandit", "mdp")
         for seed in seeds:
-            try:
-                bandit[(ds, seed)] = bandit_jobs(ds, seed, P, runs, ctx)
-            except BadInputError as e:
-                res["errors"][f"bandit/{ds}"] = str(e)
-            mdp[(ds, seed)] = mdp_jobs(ds, seed, P, runs, ctx)
+            if "bandit" in parts:
+                try:
+                    bandit[(ds, seed)] = bandit_jobs(ds, seed, P, runs, ctx)
+                except BadInputError as e:
+                    res["errors"][f"bandit/{ds}"] = str(e)
+            if "mdp" in parts:
+                mdp_P = {**P, "agent": dict(PAPER_MDP)} if args.paper else P
+                mdp[(ds, seed)] = mdp_jobs(ds, seed, mdp_P, runs, ctx)
     # MDP before bandit and bigger data first, so no long job runs alone at the end
     jobs = [j for (ds, _), (js, sw) in sorted(mdp.items(), key=lambda kv: kv[0][0] == "synthetic")
             for j in [*js.values(), *(spec for _, _, spec in sw)]]
@@ -337,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
                     res["by_length"].setdefault(ds, []).append(by_length(test, models))
     res["seconds"] = time.perf_counter() - t0
 
-    md = [f"# LPI study ({'QUICK SMOKE RUN on tiny synthetic data — not results' if args.quick else 'full'})",
+    kind = "QUICK SMOKE RUN on tiny synthetic data — not results" if args.quick else "the paper's settings (--paper)" if args.paper else "full"
+    md = [f"# LPI study ({kind})",
           f"\nCommand: `{res['command']}`; seeds {seeds}; {res['seconds']:.0f} s. Mean ± sample std (ddof=1) over "
           "seeds; Δ: paired t-test by seed against μ̂, Holm-corrected across the policies of the table.\n"]
     for ds, per_seed in res["bandit"].items():

@@ -22,6 +22,12 @@ last 50 ratings as one session, as PRL drops sessions longer than 50; split 80/1
 the encoder settings (hidden 64, batch 256, Adam lr 0.01, state_len 10) and the same number of
 training steps (600 by default, `--steps` / `--epochs`); SAC switches to the Q-weighted CE half-way.
 
+``--paper`` (the paper's own datasets ``rc15``, ``retailrocket``; any other works too): every method
+at its defaults and the dataset's presets, i.e. the paper's settings (30 epochs validated once each,
+the best kept; lr 0.01 on RC15, 0.005 on RetailRocket for CE and PRL; SQN and SAC as their own
+paper, SAC's switch at step 30,000; :data:`PAPER_RELEASE`). The paper drops sessions longer than
+50 events; the ``rc15`` / ``retailrocket`` sources keep them (docs/paper-settings.md).
+
 Every method x encoder x dataset x seed is one harness job (:class:`recgym.experiments.JobSpec`, run
 by :func:`recgym.experiments.run_jobs`; ``--jobs`` workers), kept in ``<runs>/<dataset>/seed<N>/
 <encoder>-<agent>/`` (``--runs``, default ``runs/prl``): a finished job is reused, an interrupted one
@@ -65,7 +71,11 @@ patience."""
 QUICK_CONVERGE = dict(eval_every=20, cap=400, switch=40)
 COLS = ("hr@10_purchase", "ndcg@10_purchase", "hr@20_purchase", "ndcg@20_purchase",
         "hr@10_click", "ndcg@10_click", "hr@20_click", "ndcg@20_click", "reward@1")
-DATASETS = ("synthetic", "ml-100k", "yoochoose-100k")
+DATASETS = ("synthetic", "ml-100k", "yoochoose-100k", "rc15", "retailrocket")
+PAPER_RELEASE = {("retailrocket", "gru", "SAC"): {"switch_step": 15_000, "lr": 0.005}}
+"""``--paper``: the one run whose setting differs from its agent's presets in the SQN/SAC authors'
+release (Xin et al., SIGIR'20), whose SQN and SAC numbers the PRL paper copies: GRU-SAC on
+RetailRocket weights the CE by Q from step 15,000 at lr 0.005 (every other SAC: step 30,000)."""
 
 
 METHODS = {"CE": "sasrec", "SQN": "sqn", "SAC": "sac", "PRL": "prl", "PRL-mean": "prl-mean", "PRL-MLP": "prl-mlp",
@@ -82,8 +92,8 @@ def data_fields(dataset: str, seed: int, P: dict) -> dict[str, Any]:
                     data_params={**P["world"], "n_sessions": P["n_sessions"], "world_seed": seed})
     if dataset == "ml-100k":
         return dict(dataset="ml-100k", protocol="session", reward_scheme="click-purchase", last_n_events=50)
-    if dataset == "yoochoose-100k":
-        return dict(dataset="yoochoose-100k")
+    if dataset in ("yoochoose-100k", "rc15", "retailrocket"):
+        return dict(dataset=dataset)
     raise BadInputError(f"studies.prl: unknown dataset {dataset!r}; choose from {DATASETS}")
 
 
@@ -106,6 +116,11 @@ def job(dataset: str, seed: int, encoder: str, method: str, P: dict, runs: Path,
     """The harness job of one method with one encoder on one (dataset, seed)."""
     agent = METHODS[method]
     data = data_fields(dataset, seed, P)
+    if P.get("paper"):  # the agent's defaults and the dataset's presets are the papers' settings
+        overrides = {"encoder": encoder, **PAPER_RELEASE.get((dataset, encoder, method), {})}
+        return JobSpec(agent=agent, seed=seed, out=str(runs / dataset / f"seed{seed}" / f"{encoder}-{agent}"),
+                       data_dir=data_dir, overrides=overrides, test_extras=["studies.prl:reward_at_1"],
+                       true_value=dataset == "synthetic", threads=threads, **data)
     overrides = {**paper_defaults(agent, data["dataset"], data.get("protocol")), **P["agent"], "encoder": encoder}
     if method == "SAC":
         overrides["switch_step"] = switch
@@ -120,7 +135,7 @@ def jobs_of(dataset: str, seed: int, P: dict, runs: Path, data_dir: str | None, 
     """``{(encoder, method): job}`` of one (dataset, seed): the encoder table, then the GRU ablations
     (not on the clicks-only yoochoose-100k: they are about rewards)."""
     try:
-        switch = switch_step(dataset, seed, P, data_dir)
+        switch = 0 if P.get("paper") else switch_step(dataset, seed, P, data_dir)
     except BadInputError:
         switch = 1  # the data cannot load: every job fails and reports why
     keys = [(enc, m) for enc in ENCODERS for m in ("CE", "SQN", "SAC", "PRL")]
@@ -230,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None, help="training steps of every method (full run; default 600); with --patience: the cap")
     args = p.parse_args(argv)
     P = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (QUICK if args.quick else FULL).items()}
+    if args.paper:
+        P.update(agent={}, paper=True)
     if args.epochs is not None and not args.quick:
         P["agent"].pop("steps", None)
         P["agent"]["epochs"] = args.epochs
@@ -262,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         res["seconds_by_dataset"][ds] = res["seconds_by_dataset"].get(ds, 0.0) + r["seconds"]
     res["seconds"] = time.perf_counter() - t0
 
-    title = "QUICK SMOKE RUN on tiny synthetic data — not results" if args.quick else "full run"
+    title = ("QUICK SMOKE RUN on tiny synthetic data — not results" if args.quick
+             else "the papers' settings (--paper)" if args.paper else "full run")
     md = [f"# PRL study ({title})",
           f"\nCommand: `{res['command']}`; seeds {seeds}; {res['seconds']:.0f} s. Mean ± sample std (ddof=1) over "
           "seeds; test split. Δ: paired t-test by seed, Holm-corrected across the rows of a block.\n"]

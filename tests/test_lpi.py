@@ -358,8 +358,8 @@ def test_netflix_preset_is_the_papers():
     from recgym.agents.registry import agent_preset
 
     p = agent_preset(LPICBAgent, "netflix")
-    assert {k: p[k] for k in ("last_m", "epochs", "batch_size", "state_len", "hidden", "n_blocks", "n_heads")} == dict(
-        last_m=50, epochs=30, batch_size=128, state_len=200, hidden=200, n_blocks=2, n_heads=8)
+    assert {k: p[k] for k in ("last_m", "epochs", "mu_epochs", "batch_size", "state_len", "hidden", "n_blocks", "n_heads")} == dict(
+        last_m=50, epochs=30, mu_epochs=30, batch_size=128, state_len=200, hidden=200, n_blocks=2, n_heads=8)
 
 
 def test_last_m_and_bad_inputs(tiny, tmp_path):
