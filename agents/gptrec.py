@@ -149,7 +149,7 @@ class GPTRecAgent(TorchAgent):
     # "loo": the defaults are the paper's leave-one-out (ML-1M) values; "cpu" is the small model
     PRESETS: dict[str, dict[str, Any]] = {"loo": {}, "session": {}, "cpu": _CPU, "ml-100k": _CPU,
                                           "synthetic": {**_CPU, "state_len": 30}, "ml-1m": {},
-                                          "steam": {"teacher": "bert4rec", "state_len": 50}}
+                                          "steam": {"teacher": "bert4rec"}}
     config: GPTRecConfig
 
     def build(self) -> None:
@@ -364,7 +364,7 @@ class GPTRecPPOAgent(GPTRecAgent):
     name = "gptrec-ppo"
     Config = GPTRecPPOConfig
     PRESETS = {"loo": {}, "session": {}, "cpu": _PPO_CPU, "ml-100k": _PPO_CPU, "synthetic": {**_PPO_CPU, "state_len": 30},
-               "ml-1m": {}, "steam": {"teacher": "bert4rec", "state_len": 50}}
+               "ml-1m": {}, "steam": {"teacher": "bert4rec"}}
     config: GPTRecPPOConfig
 
     def fit(self, train: SessionLog, valid: SessionLog | None = None, teacher: Any = None, student: GPTRecAgent | None = None,

@@ -73,8 +73,21 @@ def test_gptrec_paper_lambdas_are_table_3_on_our_scales():
 
     # our ILD reward sums to the full mean pairwise distance (the paper's to half): λ_ours = λ_paper / 2;
     # our PCOUNT is the mean popularity share (the paper's sums over K = 10 positions): λ_ours = 10 λ_paper
-    assert gptrec.PAPER["ml-1m"] == dict(lambdas_ild=(0.2 / 2, 1.0 / 2), lambdas_pop=(3.0 * 10, 6.0 * 10))
-    assert gptrec.PAPER["steam"] == dict(lambdas_ild=(1.0 / 2, 3.0 / 2), lambdas_pop=(3.0 * 10, 6.0 * 10))
+    assert gptrec.PAPER["ml-1m"] == dict(lambdas_ild=(0.2 / 2, 1.0 / 2), lambdas_pop=(3.0 * 10, 6.0 * 10), rerank_base="bert4rec")
+    assert gptrec.PAPER["steam"] == dict(lambdas_ild=(1.0 / 2, 3.0 / 2), lambdas_pop=(3.0 * 10, 6.0 * 10), rerank_base="bert4rec")
+
+
+@pytest.mark.parametrize("dataset, teacher", [("ml-1m", "mc"), ("steam", "bert4rec")])
+def test_gptrec_paper_models_are_the_papers(dataset, teacher):
+    """§4.3: 3 Transformer blocks, sequences of the last 200 interactions, 256-dim embeddings (both
+    datasets); §4.6: the MC teacher on ML-1M, BERT4Rec on Steam; App. A.3: PPO lr 1e-5 / 1e-4, batch 128, 64,000 steps."""
+    from recgym.agents.registry import resolved_config
+
+    for name in ("gptrec", "gptrec-ppo"):
+        c = resolved_config(name, 100, dataset=dataset)["config"]
+        assert (c["n_blocks"], c["state_len"], c["hidden"], c["teacher"]) == (3, 200, 256, teacher), name
+    c = resolved_config("gptrec-ppo", 100, dataset=dataset)["config"]
+    assert (c["policy_lr"], c["value_lr"], c["batch_size"], c["ppo_steps"]) == (1e-5, 1e-4, 128, 64_000)
 
 
 @pytest.mark.parametrize("argv", [["--dataset", "ml-100k"], ["--dataset", "ml-1m", "--patience", "5"],
