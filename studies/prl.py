@@ -118,11 +118,9 @@ def job(dataset: str, seed: int, encoder: str, method: str, P: dict, runs: Path,
     data = data_fields(dataset, seed, P)
     if P.get("paper"):  # the agent's defaults and the dataset's presets are the papers' settings
         overrides = {"encoder": encoder, **PAPER_RELEASE.get((dataset, encoder, method), {})}
-        return JobSpec(agent=agent, seed=seed, out=str(runs / dataset / f"seed{seed}" / f"{encoder}-{agent}"),
-                       data_dir=data_dir, overrides=overrides, test_extras=["studies.prl:reward_at_1"],
-                       true_value=dataset == "synthetic", threads=threads, **data)
-    overrides = {**paper_defaults(agent, data["dataset"], data.get("protocol")), **P["agent"], "encoder": encoder}
-    if method == "SAC":
+    else:
+        overrides = {**paper_defaults(agent, data["dataset"], data.get("protocol")), **P["agent"], "encoder": encoder}
+    if method == "SAC" and not P.get("paper"):
         overrides["switch_step"] = switch
         if "patience" in overrides:
             overrides["patience_after"] = switch
