@@ -1,0 +1,39 @@
+"""Do two result JSONs hold the same numbers? Prints every differing value and a count.
+
+    python docs/results/same_numbers.py docs/results/lpi/converged/results.json <fresh-run>/results.json
+
+Keys naming timings, folders, the command line or the code version are skipped: they differ between
+any two runs. Exit status 0 when every other value is equal, 1 otherwise.
+"""
+import json
+import sys
+
+SKIP = ("second", "time", "wall", "dir", "path", "command", "argv", "code_version", "train_s", "out", "runs", "elapsed")
+
+
+def compare(x, y, where: str, tally: dict) -> None:
+    if isinstance(x, dict) and isinstance(y, dict):
+        for k in x:
+            if any(s in str(k).lower() for s in SKIP):
+                continue
+            if k not in y:
+                tally["differ"] += 1
+                print(f"only in the first: {where}/{k}")
+            else:
+                compare(x[k], y[k], f"{where}/{k}", tally)
+    elif isinstance(x, list) and isinstance(y, list) and len(x) == len(y):
+        for i, (u, v) in enumerate(zip(x, y)):
+            compare(u, v, f"{where}[{i}]", tally)
+    elif x == y:
+        tally["same"] += 1
+    else:
+        tally["differ"] += 1
+        print(f"{where}: {x!r} != {y!r}")
+
+
+if __name__ == "__main__":
+    a, b = (json.load(open(f)) for f in sys.argv[1:3])
+    tally = {"same": 0, "differ": 0}
+    compare(a, b, "", tally)
+    print(f"{tally['same']} values equal, {tally['differ']} differ")
+    sys.exit(1 if tally["differ"] else 0)
