@@ -2,19 +2,25 @@
 
     python docs/results/same_numbers.py docs/results/lpi/converged/results.json <fresh-run>/results.json
 
-Keys naming timings, folders, the command line or the code version are skipped: they differ between
-any two runs. Exit status 0 when every other value is equal, 1 otherwise.
+Keys holding timings (``seconds``, ``*_s``, ``*_time``), folders, the command line or the code
+version are skipped: they differ between any two runs. Exit status 0 when every other value is
+equal, 1 otherwise.
 """
 import json
 import sys
 
-SKIP = ("second", "time", "wall", "dir", "path", "command", "argv", "code_version", "train_s", "out", "runs", "elapsed")
+SKIP = {"argv", "command", "code_version", "code_versions", "data_file", "dir", "out", "path", "runs"}
+
+
+def skipped(key) -> bool:
+    k = str(key).lower()
+    return k in SKIP or k.endswith(("seconds", "_s", "_time"))
 
 
 def compare(x, y, where: str, tally: dict) -> None:
     if isinstance(x, dict) and isinstance(y, dict):
         for k in x:
-            if any(s in str(k).lower() for s in SKIP):
+            if skipped(k):
                 continue
             if k not in y:
                 tally["differ"] += 1
