@@ -27,6 +27,10 @@ def compare(x, y, where: str, tally: dict) -> None:
                 print(f"only in the first: {where}/{k}")
             else:
                 compare(x[k], y[k], f"{where}/{k}", tally)
+        for k in y:
+            if k not in x and not skipped(k):
+                tally["differ"] += 1
+                print(f"only in the second: {where}/{k}")
     elif isinstance(x, list) and isinstance(y, list) and len(x) == len(y):
         for i, (u, v) in enumerate(zip(x, y)):
             compare(u, v, f"{where}[{i}]", tally)
